@@ -1,0 +1,64 @@
+"""Scaled dot-product attention (eager, probabilities exposed) and the GQA self-attention layer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tokcomp_jax.models.layers import linear
+from tokcomp_jax.models.rope import apply_rotary
+
+
+def dot_product_attention(
+    query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Softmax attention with grouped key/value heads.
+
+    query [B, T, N, H], key/value [B, S, K, H] with N a multiple of K, mask [B, T, S] (True = attend)
+    -> output [B, T, N, H], probabilities [B, N, T, S]. Scores are softmaxed in float32 and cast
+    back to the query dtype, as transformers' eager attention does; query head n reads key head
+    n // (N // K).
+    """
+    batch, length, num_heads, head_dim = query.shape
+    num_kv_heads = key.shape[2]
+    grouped = query.reshape(batch, length, num_kv_heads, num_heads // num_kv_heads, head_dim)
+    scores = jnp.einsum("BTKGH,BSKH->BKGTS", grouped, key) * jnp.asarray(head_dim**-0.5, query.dtype)
+    scores = scores.reshape(batch, num_heads, length, key.shape[1])
+    scores = jnp.where(mask[:, None], scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(query.dtype)
+    grouped_probs = probs.reshape(batch, num_kv_heads, num_heads // num_kv_heads, length, key.shape[1])
+    output = jnp.einsum("BKGTS,BSKH->BTKGH", grouped_probs, value)
+    return output.reshape(batch, length, num_heads, head_dim), probs
+
+
+class SelfAttention(nnx.Module):
+    """Rotary GQA self-attention of the Qwen2/Llama decoders; q/k/v biases optional, o_proj without."""
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, num_kv_heads: int, *, qkv_bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs
+    ):
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = hidden_size // num_heads
+        self.q_proj = linear(hidden_size, num_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.k_proj = linear(hidden_size, num_kv_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.v_proj = linear(hidden_size, num_kv_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.o_proj = linear(num_heads * self.head_dim, hidden_size, bias=False, dtype=dtype, rngs=rngs)
+
+    def rotated_query_key(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x [B, T, D] -> rotated query [B, T, N, H] and key [B, T, K, H]."""
+        batch, length, _ = x.shape
+        query = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
+        key = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
+        return apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+
+    def __call__(
+        self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """x [B, T, D], rope tables [B, T, H], mask [B, T, T] -> output [B, T, D], probabilities [B, N, T, T]."""
+        batch, length, _ = x.shape
+        query, key = self.rotated_query_key(x, cos, sin)
+        value = self.v_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
+        output, probs = dot_product_attention(query, key, value, mask)
+        return self.o_proj(output.reshape(batch, length, -1)), probs

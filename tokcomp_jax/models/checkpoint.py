@@ -1,0 +1,114 @@
+"""Save and load models: orbax checkpoints written by `conversion/`, or HF directories read directly.
+
+An orbax model directory holds `tokcomp_model.json` (family, dtype, config) and `params/` (the
+pure parameter dict). A HF directory holds `config.json` and `*.safetensors`; PyTorch `*.bin`
+weights need `python -m conversion.convert` (the runtime package never imports torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
+from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
+from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
+
+MODEL_FILE = "tokcomp_model.json"
+PARAMS_DIR = "params"
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _dtype(name: str) -> jnp.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not supported; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
+    """(family, model config) of a HF directory's config.json."""
+    path = Path(directory) / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{directory} has no config.json")
+    try:
+        hf_config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    family = family_of_hf_config(hf_config)
+    try:
+        return family, family.config_from_hf(hf_config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot build a {family.name} config ({err!r})") from None
+
+
+def hf_weights(directory: str | os.PathLike, family: Family, config: Any, dtype: str) -> dict:
+    """Checked pure parameter dict (numpy, cast to `dtype`) from a HF directory's safetensors."""
+    if not safetensors_files(directory):
+        bins = sorted(Path(directory).glob("*.bin"))
+        hint = " (PyTorch .bin weights: convert them with `python -m conversion.convert`)" if bins else ""
+        raise CheckpointError(f"{directory} has no *.safetensors files{hint}")
+    _, abstract = abstract_state(family.builder(config, _dtype(dtype)))
+    return nest(map_weights(abstract, iter_safetensors(directory), family.name_map(config)))
+
+
+def save(directory: str | os.PathLike, family: Family, config: Any, dtype: str, params: dict) -> None:
+    """Write an orbax model directory from a pure parameter dict (numpy or jax arrays)."""
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"family": family.name, "dtype": dtype, "config": config.to_dict()}
+    (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / PARAMS_DIR, _string_keys(params), force=True)
+
+
+def _string_keys(tree: Any) -> Any:
+    """Orbax stores dict keys as strings; layer indices are ints in nnx paths."""
+    if isinstance(tree, dict):
+        return {str(k): _string_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def _restore(directory: Path, family: Family, config: Any, dtype: str) -> nnx.Module:
+    graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype)))
+    target = _string_keys(nnx.to_pure_dict(abstract))
+    with ocp.StandardCheckpointer() as checkpointer:
+        try:
+            restored = checkpointer.restore(directory / PARAMS_DIR, target)
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            raise CheckpointError(f"{directory / PARAMS_DIR} does not match its {MODEL_FILE}: {err}") from None
+    restored = jax.tree.map(np.asarray, restored)
+    return merge_weights(graphdef, abstract, _int_keys(restored))
+
+
+def _int_keys(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {int(k) if k.isdigit() else k: _int_keys(v) for k, v in tree.items()}
+    return tree
+
+
+def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
+    """A Flax model from an orbax model directory or a HF directory (config.json + safetensors).
+
+    `dtype` ("float32" or "bfloat16") defaults to the stored one for orbax, float32 for HF.
+    """
+    path = Path(path)
+    if (path / MODEL_FILE).exists():
+        meta = json.loads((path / MODEL_FILE).read_text())
+        family = FAMILIES[meta["family"]]
+        config = family.config_from_dict(meta["config"])
+        return _restore(path, family, config, dtype or meta["dtype"])
+    if (path / "config.json").exists():
+        family, config = read_hf_config(path)
+        dtype = dtype or "float32"
+        graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype)))
+        params = hf_weights(path, family, config, dtype)
+        return merge_weights(graphdef, abstract, params)
+    raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")

@@ -1,0 +1,180 @@
+"""Qwen2-VL in Flax NNX: vision tower + merger, visual tokens placed at the pad tokens, M-RoPE decoder.
+
+Two steps, so the jitted graph sees only arrays:
+
+    inputs = prepare_inputs(config, input_ids=..., pixel_values=..., image_grid_thw=...)  # host, numpy
+    output = model(inputs, return_first_layer_attention=True)                             # jit-friendly
+
+`prepare_inputs` takes transformers' argument names and computes what depends on the data
+(M-RoPE ids, patch positions, per-frame segments, where each visual token goes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from tokcomp_jax.models import positions
+from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.decoder import Decoder, LMHead, causal_mask
+from tokcomp_jax.models.rope import multimodal_rope
+from tokcomp_jax.models.vision_qwen2vl import Qwen2VisionTransformer
+
+
+@struct.dataclass
+class Qwen2VLInputs:
+    """Model inputs after host bookkeeping. T text length, P packed patches (images then videos)."""
+
+    input_ids: jax.Array  # [B, T]
+    attention_mask: jax.Array  # [B, T], 1 = real token
+    position_ids: jax.Array  # [3, B, T] M-RoPE (t, h, w) ids
+    pixel_values: jax.Array | None = None  # [P, patch_dim]
+    patch_positions: jax.Array | None = None  # [P, 2] (row, col) for the vision RoPE
+    patch_segment_ids: jax.Array | None = None  # [P] one id per image / video frame
+    visual_token_index: jax.Array | None = None  # [B, T] row into the merged visual tokens, -1 for text
+
+    @property
+    def visual_token_mask(self) -> jax.Array:
+        """[B, T] True where a visual token sits."""
+        if self.visual_token_index is None:
+            return jnp.zeros_like(self.input_ids, dtype=bool)
+        return self.visual_token_index >= 0
+
+
+@struct.dataclass
+class Qwen2VLOutput:
+    logits: jax.Array  # [B, T, V]
+    first_layer_attention: jax.Array | None = None  # [B, N, T, T]
+
+
+def _check_pixels(name: str, pixels: np.ndarray, grid_thw: np.ndarray | None, config: Qwen2VLConfig) -> None:
+    if grid_thw is None:
+        raise ValueError(f"{name} given without its grid_thw")
+    grid_thw = np.asarray(grid_thw)
+    if grid_thw.ndim != 2 or grid_thw.shape[1] != 3:
+        raise ValueError(f"{name} grid_thw must be [num, 3], got shape {grid_thw.shape}")
+    merge = config.vision.spatial_merge_size
+    if np.any(grid_thw[:, 1:] % merge) or np.any(grid_thw <= 0):
+        raise ValueError(f"{name} grid_thw {grid_thw.tolist()}: h and w must be positive multiples of {merge}")
+    if pixels.ndim != 2 or pixels.shape[1] != config.vision.patch_dim:
+        raise ValueError(f"{name} must be [patches, {config.vision.patch_dim}], got shape {pixels.shape}")
+    if pixels.shape[0] != int(grid_thw.prod(-1).sum()):
+        raise ValueError(f"{name} has {pixels.shape[0]} patches but grid_thw implies {int(grid_thw.prod(-1).sum())}")
+
+
+def prepare_inputs(
+    config: Qwen2VLConfig,
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray | None = None,
+    pixel_values: np.ndarray | None = None,
+    image_grid_thw: np.ndarray | None = None,
+    pixel_values_videos: np.ndarray | None = None,
+    video_grid_thw: np.ndarray | None = None,
+    patch_bucket: int | None = None,
+) -> Qwen2VLInputs:
+    """Host bookkeeping for one batch; arguments as in transformers' Qwen2-VL forward.
+
+    `patch_bucket` pads the packed patches to a fixed count (a multiple of merge^2) so images
+    of different sizes share one compiled graph; padded patches form their own segment and
+    their merged tokens are never placed in the sequence.
+    """
+    input_ids = np.asarray(input_ids)
+    if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be a non-empty [batch, length] array, got shape {input_ids.shape}")
+    attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
+    merge = config.vision.spatial_merge_size
+    position_ids = positions.rope_index(
+        input_ids,
+        attention_mask,
+        image_grid_thw,
+        video_grid_thw,
+        image_token_id=config.image_token_id,
+        video_token_id=config.video_token_id,
+        spatial_merge_size=merge,
+    )
+    inputs = Qwen2VLInputs(
+        input_ids=jnp.asarray(input_ids, jnp.int32),
+        attention_mask=jnp.asarray(attention_mask, jnp.int32),
+        position_ids=jnp.asarray(position_ids),
+    )
+    media = [
+        (name, np.asarray(pixels), grid, token)
+        for name, pixels, grid, token in (
+            ("pixel_values", pixel_values, image_grid_thw, config.image_token_id),
+            ("pixel_values_videos", pixel_values_videos, video_grid_thw, config.video_token_id),
+        )
+        if pixels is not None
+    ]
+    if not media:
+        return inputs
+    pixels, patch_pos, segments, token_index = [], [], [], np.full(input_ids.shape, -1, np.int32)
+    num_tokens, num_segments = 0, 0
+    for name, values, grid, token in media:
+        _check_pixels(name, values, grid, config)
+        grid = np.asarray(grid)
+        expected = int(grid.prod(-1).sum()) // merge**2
+        found = int((input_ids == token).sum())
+        if found != expected:
+            raise ValueError(f"{name}: grid_thw gives {expected} visual tokens but input_ids holds {found} pad tokens")
+        pixels.append(values.astype(np.float32))
+        patch_pos.append(positions.patch_positions(grid, merge))
+        segments.append(positions.frame_segment_ids(grid, first_id=num_segments))
+        token_index = np.maximum(token_index, positions.visual_token_index(input_ids, token, num_tokens))
+        num_tokens += expected
+        num_segments += int(grid[:, 0].sum())
+    pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
+    if patch_bucket is not None:
+        pixels, patch_pos, segments = _pad_patches(pixels, patch_pos, segments, patch_bucket, merge**2)
+    return inputs.replace(
+        pixel_values=jnp.asarray(pixels),
+        patch_positions=jnp.asarray(patch_pos),
+        patch_segment_ids=jnp.asarray(segments),
+        visual_token_index=jnp.asarray(token_index),
+    )
+
+
+def _pad_patches(pixels, patch_pos, segments, bucket: int, window: int):
+    if bucket % window:
+        raise ValueError(f"patch_bucket {bucket} must be a multiple of the merge window {window}")
+    pad = bucket - pixels.shape[0]
+    if pad < 0:
+        raise ValueError(f"{pixels.shape[0]} patches do not fit patch_bucket {bucket}")
+    return (
+        np.pad(pixels, ((0, pad), (0, 0))),
+        np.pad(patch_pos, ((0, pad), (0, 0))),
+        np.pad(segments, (0, pad), constant_values=-1),
+    )
+
+
+class Qwen2VL(nnx.Module):
+    """Qwen2-VL for conditional generation (transformers' `Qwen2VLForConditionalGeneration`)."""
+
+    def __init__(self, config: Qwen2VLConfig, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
+        self.config = config
+        self.visual = Qwen2VisionTransformer(config.vision, dtype=dtype, rngs=rngs)
+        self.language_model = Decoder(config.text, dtype=dtype, rngs=rngs)
+        self.lm_head = LMHead(config.text, dtype=dtype, rngs=rngs)
+
+    def embed(self, inputs: Qwen2VLInputs) -> jax.Array:
+        """Token embeddings with the merged visual tokens placed at the image/video pad tokens: [B, T, D]."""
+        embeds = self.language_model.embed_tokens(inputs.input_ids)
+        if inputs.pixel_values is None:
+            return embeds
+        visual = self.visual(inputs.pixel_values, inputs.patch_positions, inputs.patch_segment_ids)
+        placed = visual.astype(embeds.dtype)[jnp.maximum(inputs.visual_token_index, 0)]
+        return jnp.where(inputs.visual_token_mask[..., None], placed, embeds)
+
+    def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+        """M-RoPE tables [B, T, head_dim] for position ids [3, B, T]."""
+        text = self.config.text
+        return multimodal_rope(position_ids, text.head_dim, text.rope_theta, text.mrope_section, dtype)
+
+    def __call__(self, inputs: Qwen2VLInputs, return_first_layer_attention: bool = False) -> Qwen2VLOutput:
+        """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
+        embeds = self.embed(inputs)
+        cos, sin = self.rope(inputs.position_ids, embeds.dtype)
+        hidden, first_layer_attention = self.language_model(embeds, cos, sin, causal_mask(inputs.attention_mask))
+        logits = self.lm_head(hidden, self.language_model.embed_tokens)
+        return Qwen2VLOutput(logits, first_layer_attention if return_first_layer_attention else None)

@@ -1,0 +1,97 @@
+"""The Qwen2-VL vision tower: patch embedding, 2-D rotary ViT blocks, 2x2 patch merger.
+
+Patches of all images and video frames are packed into one sequence [P, patch_dim]; each
+patch attends only within its own image or frame, which under jit is a block-diagonal mask
+built from per-patch segment ids (transformers splits the sequence at `cu_seqlens` instead).
+The host computes patch positions and segment ids (`tokcomp_jax.models.positions`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tokcomp_jax.models.attention import dot_product_attention
+from tokcomp_jax.models.config import Qwen2VisionConfig
+from tokcomp_jax.models.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.rope import apply_rotary, vision_rope
+
+VISION_NORM_EPS = 1e-6
+
+
+class PatchEmbed(nnx.Module):
+    """Flattened patches [P, C*T*p*p] -> [P, E]: the Conv3d with kernel = stride = patch, as a matmul."""
+
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.proj = linear(config.patch_dim, config.embed_dim, bias=False, dtype=dtype, rngs=rngs)
+
+    def __call__(self, pixel_values: jax.Array) -> jax.Array:
+        return self.proj(pixel_values.astype(self.proj.kernel.dtype))
+
+
+class VisionAttention(nnx.Module):
+    """Multi-head self-attention over packed patches with 2-D RoPE and a segment mask."""
+
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.num_heads = config.num_heads
+        self.qkv = linear(config.embed_dim, 3 * config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
+        self.proj = linear(config.embed_dim, config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> jax.Array:
+        """x [P, E], float32 rope tables [P, H], mask [P, P] -> [P, E]."""
+        num_patches = x.shape[0]
+        query, key, value = jnp.moveaxis(self.qkv(x).reshape(num_patches, 3, self.num_heads, -1), 1, 0)
+        query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
+        key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
+        output, _ = dot_product_attention(query[None], key[None], value[None], mask[None])
+        return self.proj(output.reshape(num_patches, -1))
+
+
+class VisionBlock(nnx.Module):
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.norm1 = LayerNorm(config.embed_dim, eps=VISION_NORM_EPS, dtype=dtype)
+        self.attn = VisionAttention(config, dtype=dtype, rngs=rngs)
+        self.norm2 = LayerNorm(config.embed_dim, eps=VISION_NORM_EPS, dtype=dtype)
+        hidden = config.embed_dim * config.mlp_ratio
+        self.mlp = MLP(config.embed_dim, hidden, config.embed_dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> jax.Array:
+        x = x + self.attn(self.norm1(x), cos, sin, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerger(nnx.Module):
+    """Norm, then concatenate each 2x2 window of consecutive patches and project to the LLM width.
+
+    [P, E] -> [P / merge^2, D]. The image processor already orders patches window by window.
+    """
+
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.window = config.spatial_merge_size**2
+        merged = config.embed_dim * self.window
+        self.ln_q = LayerNorm(config.embed_dim, eps=VISION_NORM_EPS, dtype=dtype)
+        self.mlp = MLP(merged, merged, config.out_hidden_size, act="gelu", dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.ln_q(x)
+        return self.mlp(x.reshape(x.shape[0] // self.window, -1))
+
+
+class Qwen2VisionTransformer(nnx.Module):
+    """Packed patches -> merged visual tokens, one per 2x2 patch window."""
+
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.config = config
+        self.patch_embed = PatchEmbed(config, dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List([VisionBlock(config, dtype=dtype, rngs=rngs) for _ in range(config.depth)])
+        self.merger = PatchMerger(config, dtype=dtype, rngs=rngs)
+
+    def __call__(self, pixel_values: jax.Array, patch_positions: jax.Array, segment_ids: jax.Array) -> jax.Array:
+        """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D]."""
+        x = self.patch_embed(pixel_values)
+        cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
+        mask = segment_ids[:, None] == segment_ids[None, :]
+        for block in self.blocks:
+            x = block(x, cos, sin, mask)
+        return self.merger(x)
