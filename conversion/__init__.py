@@ -1,0 +1,1 @@
+"""HF/PyTorch checkpoints -> orbax, with parity verification against transformers (imports torch)."""

@@ -1,0 +1,103 @@
+"""Parity of a Flax port with transformers' PyTorch model on the same weights and generated inputs.
+
+Used by `python -m conversion.convert --verify` and by the parity tests. Inputs are random
+images/videos through the real image processor and random text ids around the vision tokens,
+so no tokenizer is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.positions import token_types
+from tokcomp_jax.models.qwen2vl import prepare_inputs
+from tokcomp_jax.preprocess import image_processor, process_images, process_video
+
+# A media item: ("image", height, width) or ("video", frames, height, width).
+Media = tuple
+
+
+def random_batch(
+    config: Qwen2VLConfig, rows: Sequence[Sequence[Media]], seed: int = 0, text_length: int = 4
+) -> dict[str, np.ndarray]:
+    """A right-padded batch: each row is text, then per media item <start> pads <end> text.
+
+    Returns numpy arrays named as transformers names them (input_ids, attention_mask,
+    pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw).
+    """
+    rng = np.random.default_rng(seed)
+    processor = image_processor(config, max_pixels=28 * 28 * 64)
+    merge = config.vision.spatial_merge_size
+    special = min(config.image_token_id, config.video_token_id, config.vision_start_token_id, config.vision_end_token_id)
+    images, image_grids, videos, video_grids, sequences = [], [], [], [], []
+    for row in rows:
+        ids = list(rng.integers(0, special, text_length))
+        for item in row:
+            if item[0] == "image":
+                pixels, grid = process_images(processor, [rng.integers(0, 256, (*item[1:], 3), dtype=np.uint8)])
+                images.append(pixels), image_grids.append(grid)
+                token = config.image_token_id
+            else:
+                frames = rng.integers(0, 256, (*item[1:], 3), dtype=np.uint8)
+                pixels, grid = process_video(processor, frames)
+                videos.append(pixels), video_grids.append(grid)
+                token = config.video_token_id
+            ids += [config.vision_start_token_id] + [token] * (int(grid.prod()) // merge**2)
+            ids += [config.vision_end_token_id] + list(rng.integers(0, special, text_length))
+        sequences.append(ids)
+    length = max(len(s) for s in sequences)
+    batch = {
+        "input_ids": np.array([s + [0] * (length - len(s)) for s in sequences], dtype=np.int64),
+        "attention_mask": np.array([[1] * len(s) + [0] * (length - len(s)) for s in sequences], dtype=np.int64),
+    }
+    if images:
+        batch["pixel_values"], batch["image_grid_thw"] = np.concatenate(images), np.concatenate(image_grids)
+    if videos:
+        batch["pixel_values_videos"], batch["video_grid_thw"] = np.concatenate(videos), np.concatenate(video_grids)
+    return batch
+
+
+def torch_forward(model, config: Qwen2VLConfig, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """transformers' logits [B, T, V] and first-layer attention [B, N, T, T] (float32 numpy)."""
+    args = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+    types = token_types(batch["input_ids"], config.image_token_id, config.video_token_id)
+    dtype = next(model.parameters()).dtype
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in args:
+            args[key] = args[key].to(dtype)
+    with torch.no_grad():
+        out = model(**args, mm_token_type_ids=torch.from_numpy(types), output_attentions=True)
+    return out.logits.float().numpy(), out.attentions[0].float().numpy()
+
+
+def flax_forward(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The Flax model's logits [B, T, V] and first-layer attention [B, N, T, T] (float32 numpy)."""
+    out = model(prepare_inputs(model.config, **batch), return_first_layer_attention=True)
+    return np.asarray(out.logits, np.float32), np.asarray(out.first_layer_attention, np.float32)
+
+
+def max_diffs(model, torch_model, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs differences of logits and first-layer attention over real (unpadded) positions."""
+    jax_logits, jax_attention = flax_forward(model, batch)
+    ref_logits, ref_attention = torch_forward(torch_model, model.config, batch)
+    real = batch["attention_mask"].astype(bool)
+    pairs = real[:, :, None] & real[:, None, :]
+    return {
+        "logits_max_abs_diff": float(np.abs(jax_logits - ref_logits)[real].max()),
+        "attn1_max_abs_diff": float(np.abs(jax_attention - ref_attention).transpose(0, 2, 3, 1)[pairs].max()),
+        "logits_max_abs": float(np.abs(ref_logits)[real].max()),
+    }
+
+
+def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
+    """transformers' Qwen2-VL from a local directory, eager attention so attentions come back."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    return Qwen2VLForConditionalGeneration.from_pretrained(
+        hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True
+    ).eval()
