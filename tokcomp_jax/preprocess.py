@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from tokcomp_jax.models.config import Qwen2VLConfig
 
@@ -20,6 +19,8 @@ IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 
 def image_processor(config: Qwen2VLConfig, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280):
     """transformers' Qwen2-VL image processor with the model's patch, merge and temporal sizes."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
     return Qwen2VLImageProcessorPil(
         min_pixels=min_pixels,
         max_pixels=max_pixels,

@@ -1,0 +1,98 @@
+"""HF/PyTorch checkpoint directory -> orbax model directory, optionally verified against transformers.
+
+    python -m conversion.convert --src HF_DIR --dst OUT_DIR [--dtype float32|bfloat16] [--verify]
+
+Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read with
+`torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
+against the shapes the config implies and cast, so the model is held once, in the target dtype.
+`--verify` prints one JSON line of max abs diffs and exits 1 above tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import ml_dtypes
+import numpy as np
+import torch
+
+from tokcomp_jax.models import checkpoint
+from tokcomp_jax.models.families import FAMILIES
+from tokcomp_jax.models.loading import abstract_state, map_weights, nest
+from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
+
+# Allowed max abs diff of (logits, layer-1 attention) for --verify. float32: only the summation
+# order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa
+# bits, in different places; the logits bound is relative to max |logits| (0.7% seen).
+TOLERANCE = {"float32": (1e-4, 1e-4), "bfloat16": (2e-2, 1e-2)}
+VERIFY_MEDIA = [[("image", 84, 140)]]
+
+
+def iter_torch_bin(directory: Path) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(file, name, array) from PyTorch `*.bin` files, never unpickling arbitrary objects."""
+    for path in sorted(directory.glob("*.bin")):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # torch raises several types for corrupt or unsafe files
+            raise CheckpointError(f"{path}: cannot read as a weights-only PyTorch file ({err})") from None
+        for name, tensor in state.items():
+            if tensor.dtype == torch.bfloat16:
+                yield path.name, name, tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+            else:
+                yield path.name, name, tensor.numpy()
+
+
+def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) -> None:
+    family, config = checkpoint.read_hf_config(src)
+    if family_name is not None and family_name != family.name:
+        raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
+    tensors = iter_safetensors(src) if safetensors_files(src) else iter_torch_bin(src)
+    _, abstract = abstract_state(family.builder(config, checkpoint.DTYPES[dtype]))
+    params = nest(map_weights(abstract, tensors, family.name_map(config)))
+    checkpoint.save(dst, family, config, dtype, params)
+
+
+def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
+    """Diffs of the converted model against transformers on one generated image + text prompt."""
+    from conversion.verify import load_torch_model, max_diffs, random_batch
+    from tokcomp_jax import load
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    model = load(dst, dtype=dtype)
+    diffs = max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
+    logits_tolerance, attention_tolerance = TOLERANCE[dtype]
+    if dtype == "bfloat16":
+        logits_tolerance *= max(1.0, diffs["logits_max_abs"])
+    diffs["logits_tolerance"], diffs["attn1_tolerance"] = logits_tolerance, attention_tolerance
+    diffs["passed"] = diffs["logits_max_abs_diff"] <= logits_tolerance and diffs["attn1_max_abs_diff"] <= attention_tolerance
+    return diffs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="HF directory: config.json + weights")
+    parser.add_argument("--dst", type=Path, required=True, help="orbax model directory to write")
+    parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32")
+    parser.add_argument("--family", choices=sorted(FAMILIES), help="fail unless the checkpoint is this family")
+    parser.add_argument("--verify", action="store_true", help="compare with transformers on generated inputs")
+    args = parser.parse_args(argv)
+    try:
+        convert(args.src, args.dst, args.dtype, args.family)
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dst}", file=sys.stderr)
+    if not args.verify:
+        return 0
+    diffs = verify(args.src, args.dst, args.dtype)
+    print(json.dumps(diffs))
+    return 0 if diffs["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

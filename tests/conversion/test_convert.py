@@ -1,0 +1,93 @@
+"""The conversion CLI: HF safetensors or PyTorch .bin -> orbax, --verify, and the runtime's torch-free load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+import tokcomp_jax
+from conversion.convert import main
+from conversion.verify import flax_forward, random_batch
+from tests.conftest import save_tiny_model
+from tokcomp_jax.models.safetensors_io import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def gqa4_tied_dir(tmp_path_factory):
+    """A tiny checkpoint of another shape: 8 heads over 2 KV heads, tied embeddings, other vision depth."""
+    directory = tmp_path_factory.mktemp("gqa4_tied")
+    save_tiny_model(directory, seed=5, hidden=64, heads=8, kv_heads=2, mrope=(1, 1, 2), tie=True, depth=1)
+    return directory
+
+
+def test_convert_then_verify_passes_and_prints_diffs(gqa4_tied_dir, tmp_path, capsys):
+    assert main(["--src", str(gqa4_tied_dir), "--dst", str(tmp_path / "out"), "--verify"]) == 0
+    diffs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert diffs["passed"] and diffs["logits_max_abs_diff"] < 1e-4 and diffs["attn1_max_abs_diff"] < 1e-4
+
+
+def test_orbax_and_hf_directories_load_to_the_same_model(tiny_qwen2vl, tmp_path):
+    hf_dir, _, from_hf = tiny_qwen2vl
+    assert main(["--src", str(hf_dir), "--dst", str(tmp_path / "out")]) == 0
+    from_orbax = tokcomp_jax.load(tmp_path / "out")
+    batch = random_batch(from_hf.config, [[("image", 56, 84)]])
+    np.testing.assert_array_equal(flax_forward(from_orbax, batch)[0], flax_forward(from_hf, batch)[0])
+
+
+def test_bfloat16_conversion_stores_bfloat16(tiny_qwen2vl, tmp_path):
+    hf_dir, _, _ = tiny_qwen2vl
+    assert main(["--src", str(hf_dir), "--dst", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    model = tokcomp_jax.load(tmp_path / "bf16")
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))}
+    assert dtypes == {np.dtype(jax.numpy.bfloat16)}
+
+
+def test_pytorch_bin_checkpoint_converts_to_the_same_weights(tiny_qwen2vl, tmp_path):
+    hf_dir, torch_model, from_hf = tiny_qwen2vl
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(hf_dir / "config.json", bin_dir / "config.json")
+    torch.save(torch_model.state_dict(), bin_dir / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="conversion.convert"):
+        tokcomp_jax.load(bin_dir)  # the runtime never reads pickles
+    assert main(["--src", str(bin_dir), "--dst", str(tmp_path / "out")]) == 0
+    batch = random_batch(from_hf.config, [[("image", 56, 56)]])
+    converted = tokcomp_jax.load(tmp_path / "out")
+    np.testing.assert_array_equal(flax_forward(converted, batch)[0], flax_forward(from_hf, batch)[0])
+
+
+def test_family_mismatch_and_missing_directory_fail_cleanly(tiny_qwen2vl, tmp_path, capsys):
+    assert main(["--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_import_loads_no_torch():
+    code = "import sys, tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_runtime_works_with_torch_unimportable(tiny_qwen2vl):
+    """Preprocess, load a HF directory and run the model with `import torch` made to fail."""
+    hf_dir, _, model = tiny_qwen2vl
+    code = f"""
+import sys; sys.modules["torch"] = None
+import numpy as np, tokcomp_jax
+from tokcomp_jax.models import prepare_inputs
+from tokcomp_jax.preprocess import image_processor, process_images
+model = tokcomp_jax.load({str(hf_dir)!r})
+pixels, grid = process_images(image_processor(model.config), [np.zeros((56, 56, 3), np.uint8)])
+ids = np.array([[1, {model.config.vision_start_token_id}] + [{model.config.image_token_id}] * 4 + [2]])
+print(model(prepare_inputs(model.config, ids, pixel_values=pixels, image_grid_thw=grid)).logits.shape)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("(1, 7, 256)")
