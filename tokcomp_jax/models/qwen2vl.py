@@ -85,6 +85,20 @@ def prepare_inputs(
         raise ValueError(f"input_ids must be a non-empty [batch, length] array, got shape {input_ids.shape}")
     attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
     merge = config.vision.spatial_merge_size
+    media = [
+        (name, np.asarray(pixels), grid, token)
+        for name, pixels, grid, token in (
+            ("pixel_values", pixel_values, image_grid_thw, config.image_token_id),
+            ("pixel_values_videos", pixel_values_videos, video_grid_thw, config.video_token_id),
+        )
+        if pixels is not None
+    ]
+    for name, values, grid, token in media:
+        _check_pixels(name, values, grid, config)
+        expected = int(np.asarray(grid).prod(-1).sum()) // merge**2
+        found = int((input_ids == token).sum())
+        if found != expected:
+            raise ValueError(f"{name}: grid_thw gives {expected} visual tokens but input_ids holds {found} pad tokens")
     position_ids = positions.rope_index(
         input_ids,
         attention_mask,
@@ -99,30 +113,17 @@ def prepare_inputs(
         attention_mask=jnp.asarray(attention_mask, jnp.int32),
         position_ids=jnp.asarray(position_ids),
     )
-    media = [
-        (name, np.asarray(pixels), grid, token)
-        for name, pixels, grid, token in (
-            ("pixel_values", pixel_values, image_grid_thw, config.image_token_id),
-            ("pixel_values_videos", pixel_values_videos, video_grid_thw, config.video_token_id),
-        )
-        if pixels is not None
-    ]
     if not media:
         return inputs
     pixels, patch_pos, segments, token_index = [], [], [], np.full(input_ids.shape, -1, np.int32)
     num_tokens, num_segments = 0, 0
-    for name, values, grid, token in media:
-        _check_pixels(name, values, grid, config)
+    for _, values, grid, token in media:
         grid = np.asarray(grid)
-        expected = int(grid.prod(-1).sum()) // merge**2
-        found = int((input_ids == token).sum())
-        if found != expected:
-            raise ValueError(f"{name}: grid_thw gives {expected} visual tokens but input_ids holds {found} pad tokens")
         pixels.append(values.astype(np.float32))
         patch_pos.append(positions.patch_positions(grid, merge))
         segments.append(positions.frame_segment_ids(grid, first_id=num_segments))
         token_index = np.maximum(token_index, positions.visual_token_index(input_ids, token, num_tokens))
-        num_tokens += expected
+        num_tokens += int(grid.prod(-1).sum()) // merge**2
         num_segments += int(grid[:, 0].sum())
     pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
     if patch_bucket is not None:
