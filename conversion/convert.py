@@ -69,7 +69,9 @@ def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
     if dtype == "bfloat16":
         logits_tolerance *= max(1.0, diffs["logits_max_abs"])
     diffs["logits_tolerance"], diffs["attn1_tolerance"] = logits_tolerance, attention_tolerance
-    diffs["passed"] = diffs["logits_max_abs_diff"] <= logits_tolerance and diffs["attn1_max_abs_diff"] <= attention_tolerance
+    diffs["passed"] = (
+        diffs["logits_max_abs_diff"] <= logits_tolerance and diffs["attn1_max_abs_diff"] <= attention_tolerance
+    )
     return diffs
 
 

@@ -33,7 +33,9 @@ def random_batch(
     rng = np.random.default_rng(seed)
     processor = image_processor(config, max_pixels=28 * 28 * 64)
     merge = config.vision.spatial_merge_size
-    special = min(config.image_token_id, config.video_token_id, config.vision_start_token_id, config.vision_end_token_id)
+    special = min(
+        config.image_token_id, config.video_token_id, config.vision_start_token_id, config.vision_end_token_id
+    )
     images, image_grids, videos, video_grids, sequences = [], [], [], [], []
     for row in rows:
         ids = list(rng.integers(0, special, text_length))

@@ -36,7 +36,9 @@ def tiny_hf_config(
 def save_tiny_model(directory, seed: int = 0, **config_overrides):
     """Random-init a tiny transformers Qwen2-VL (eager attention), save it as a HF directory, return it."""
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration._from_config(tiny_hf_config(**config_overrides), attn_implementation="eager")
+    model = Qwen2VLForConditionalGeneration._from_config(
+        tiny_hf_config(**config_overrides), attn_implementation="eager"
+    )
     # Random init leaves norms at 1/0; perturb them so a transposed or missing norm cannot pass.
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -47,7 +47,9 @@ def test_build_inputs_expands_pads_and_feeds_the_model(tiny_qwen2vl, tokenizer):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (57, 91, 3), dtype=np.uint8), rng.integers(0, 256, (120, 60, 3), dtype=np.uint8)]
     video = rng.integers(0, 256, (4, 56, 56, 3), dtype=np.uint8)
-    inputs = build_inputs(model.config, tokenizer, image_processor(model.config), "what colour is the square ?", images, video)
+    inputs = build_inputs(
+        model.config, tokenizer, image_processor(model.config), "what colour is the square ?", images, video
+    )
     ids = inputs["input_ids"][0]
     image_tokens = int(inputs["image_grid_thw"].prod(-1).sum()) // 4
     assert (ids == 250).sum() == image_tokens and (ids == 251).sum() == int(inputs["video_grid_thw"].prod()) // 4

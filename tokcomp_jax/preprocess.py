@@ -81,7 +81,7 @@ def expand_visual_pads(text: str, image_grid_thw: np.ndarray | None, video_grid_
             raise ValueError(f"prompt has {text.count(pad)} {pad} placeholders for {len(grids)} images/videos")
         pieces = text.split(pad)
         text = pieces[0] + "".join(
-            "\0" * (int(np.prod(grid)) // merge**2) + piece for grid, piece in zip(grids, pieces[1:])
+            "\0" * (int(np.prod(grid)) // merge**2) + piece for grid, piece in zip(grids, pieces[1:], strict=True)
         )
         text = text.replace("\0", pad)
     return text

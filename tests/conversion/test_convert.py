@@ -70,7 +70,9 @@ def test_family_mismatch_and_missing_directory_fail_cleanly(tiny_qwen2vl, tmp_pa
 
 
 def test_import_loads_no_torch():
-    code = "import sys, tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint; print('torch' in sys.modules)"
+    code = (
+        "import sys, tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint; print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -37,14 +37,18 @@ def test_missing_tensor_is_named(tiny_qwen2vl, tmp_path):
     hf_dir, _, _ = tiny_qwen2vl
     tensors = _tensors(hf_dir)
     del tensors[Q_PROJ]
-    with pytest.raises(CheckpointError, match=r"missing tensor for language_model\.layers\.0\.self_attn\.q_proj\.kernel"):
+    with pytest.raises(
+        CheckpointError, match=r"missing tensor for language_model\.layers\.0\.self_attn\.q_proj\.kernel"
+    ):
         tokcomp_jax.load(_write(hf_dir, tmp_path / "ckpt", tensors))
 
 
 def test_extra_tensor_is_named(tiny_qwen2vl, tmp_path):
     hf_dir, _, _ = tiny_qwen2vl
     tensors = _tensors(hf_dir) | {"model.layers.0.self_attn.rotary.inv_freq": np.ones(4, np.float32)}
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: unexpected tensor model\.layers\.0\.self_attn\.rotary"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors: unexpected tensor model\.layers\.0\.self_attn\.rotary"
+    ):
         tokcomp_jax.load(_write(hf_dir, tmp_path / "ckpt", tensors))
 
 
@@ -86,7 +90,9 @@ def test_config_that_disagrees_with_the_weights(tiny_qwen2vl, tmp_path):
     def one_layer(config):
         config["text_config"]["num_hidden_layers"] = 1
 
-    with pytest.raises(CheckpointError, match=r"model\.layers\.1\..* which the model built from config\.json does not have"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.layers\.1\..* which the model built from config\.json does not have"
+    ):
         tokcomp_jax.load(_write(hf_dir, tmp_path / "shallower", _tensors(hf_dir), one_layer))
 
 

@@ -123,7 +123,9 @@ def test_one_decoder_layer_with_padding(tiny_qwen2vl, mixed_batch):
     layer = ref.model.language_model.layers[0]
     rope = ref.model.language_model.rotary_emb(torch.zeros(1), _t(ids).long())
     theirs = layer(_t(hidden), attention_mask=additive, position_embeddings=rope)
-    _, theirs_probs = layer.self_attn(layer.input_layernorm(_t(hidden)), attention_mask=additive, position_embeddings=rope)
+    _, theirs_probs = layer.self_attn(
+        layer.input_layernorm(_t(hidden)), attention_mask=additive, position_embeddings=rope
+    )
     real = mask.astype(bool)
     np.testing.assert_allclose(np.asarray(ours)[real], theirs.detach().numpy()[real], atol=ATOL, rtol=0)
     np.testing.assert_allclose(

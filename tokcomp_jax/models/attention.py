@@ -53,9 +53,7 @@ class SelfAttention(nnx.Module):
         key = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
         return apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
 
-    def __call__(
-        self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """x [B, T, D], rope tables [B, T, H], mask [B, T, T] -> output [B, T, D], probabilities [B, N, T, T]."""
         batch, length, _ = x.shape
         query, key = self.rotated_query_key(x, cos, sin)

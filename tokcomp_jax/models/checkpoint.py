@@ -99,7 +99,7 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
 
     `dtype` ("float32" or "bfloat16") defaults to the stored one for orbax, float32 for HF.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     if (path / MODEL_FILE).exists():
         meta = json.loads((path / MODEL_FILE).read_text())
         family = FAMILIES[meta["family"]]

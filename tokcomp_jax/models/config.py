@@ -65,9 +65,7 @@ class Qwen2VisionConfig:
 
     def __post_init__(self):
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
-            raise ValueError(
-                f"vision embed_dim {self.embed_dim} / num_heads {self.num_heads} must be a multiple of 4"
-            )
+            raise ValueError(f"vision embed_dim {self.embed_dim} / num_heads {self.num_heads} must be a multiple of 4")
 
     @property
     def head_dim(self) -> int:

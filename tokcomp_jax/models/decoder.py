@@ -32,13 +32,9 @@ class DecoderLayer(nnx.Module):
             rngs=rngs,
         )
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
-        self.mlp = GatedMLP(
-            config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs
-        )
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(
-        self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, T]."""
         attended, probs = self.self_attn(self.input_layernorm(x), cos, sin, mask)
         x = x + attended
@@ -50,12 +46,8 @@ class Decoder(nnx.Module):
     """Token embeddings, decoder layers and the final norm (transformers' `*TextModel`)."""
 
     def __init__(self, config: DecoderConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.embed_tokens = nnx.Embed(
-            config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs
-        )
-        self.layers = nnx.List(
-            [DecoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)]
-        )
+        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.layers = nnx.List([DecoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)])
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
 
     def __call__(

@@ -11,9 +11,9 @@ Two steps, so the jitted graph sees only arrays:
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from tokcomp_jax.models import positions

@@ -45,7 +45,9 @@ def multimodal_rope(
     bounds = [0]
     for size in mrope_section:
         bounds.append(bounds[-1] + size)
-    chunks = [freqs[i % 3, ..., start:stop] for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    chunks = [
+        freqs[i % 3, ..., start:stop] for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
     freqs = jnp.concatenate(chunks, axis=-1)
     freqs = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(freqs).astype(dtype), jnp.sin(freqs).astype(dtype)

@@ -1,0 +1,21 @@
+"""Qwen2-VL model presets as ml_collections configs: `--config configs/models/qwen2_vl.py:2b`.
+
+Variants: 2b, 7b (published config.json values of Qwen/Qwen2-VL-*-Instruct) and tiny (tests, demo).
+"""
+
+from ml_collections import ConfigDict
+
+from tokcomp_jax.models.config import Qwen2VLConfig
+
+PRESETS = {"2b": Qwen2VLConfig.qwen2_vl_2b, "7b": Qwen2VLConfig.qwen2_vl_7b, "tiny": Qwen2VLConfig.tiny}
+
+
+def get_config(variant: str = "tiny") -> ConfigDict:
+    if variant not in PRESETS:
+        raise ValueError(f"unknown Qwen2-VL preset {variant!r}; choose one of {sorted(PRESETS)}")
+    return ConfigDict(PRESETS[variant]().to_dict())
+
+
+def model_config(config: ConfigDict) -> Qwen2VLConfig:
+    """The frozen model config a ConfigDict (possibly overridden on the command line) describes."""
+    return Qwen2VLConfig.from_dict(config.to_dict())
