@@ -15,8 +15,8 @@ from flax import nnx
 
 import tokcomp_jax
 from conversion.convert import main
+from conversion.tiny import save_tiny_model
 from conversion.verify import flax_forward, random_batch
-from tests.conftest import save_tiny_model
 from tokcomp_jax.models.safetensors_io import CheckpointError
 
 

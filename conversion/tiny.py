@@ -1,0 +1,79 @@
+"""Tiny random-init transformers Qwen2-VL checkpoints, for tests and for checking conversion by hand.
+
+    python -m conversion.tiny --dst /tmp/tiny --hidden 96 --heads 6 --kv-heads 1 --mrope 2 2 4 --tie
+
+Ids 250..253 are the image, video, vision-start and vision-end tokens (vocabulary of 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from transformers import Qwen2VLConfig as HFQwen2VLConfig
+from transformers import Qwen2VLForConditionalGeneration
+
+
+def tiny_hf_config(
+    hidden: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    layers: int = 2,
+    mrope: tuple[int, ...] = (2, 3, 3),
+    tie: bool = False,
+    **vision,
+) -> HFQwen2VLConfig:
+    """A few-hundred-kilobyte Qwen2-VL config; `vision` overrides the vision tower's fields."""
+    vision_config = dict(depth=2, embed_dim=32, num_heads=4, hidden_size=hidden, patch_size=14)
+    vision_config.update(vision)
+    return HFQwen2VLConfig(
+        text_config=dict(
+            vocab_size=256, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+            num_attention_heads=heads, num_key_value_heads=kv_heads, rms_norm_eps=1e-6, max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "mrope_section": list(mrope), "rope_theta": 10000.0},
+            bos_token_id=None, eos_token_id=None, tie_word_embeddings=tie,
+        ),
+        vision_config=vision_config,
+        image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+
+
+def save_tiny_model(directory: str | os.PathLike, seed: int = 0, **config_overrides):
+    """Random-init a tiny transformers Qwen2-VL (eager attention), save it as a HF directory, return it."""
+    torch.manual_seed(seed)
+    config = tiny_hf_config(**config_overrides)
+    model = Qwen2VLForConditionalGeneration._from_config(config, attn_implementation="eager")
+    # Random init leaves norms at 1 and 0; perturb them so a transposed or dropped norm cannot pass.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name or "ln_q" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    model.eval().save_pretrained(directory)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dst", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--mrope", type=int, nargs=3, default=(2, 3, 3))
+    parser.add_argument("--tie", action="store_true")
+    parser.add_argument("--vision-depth", type=int, default=2)
+    parser.add_argument("--vision-dim", type=int, default=32)
+    parser.add_argument("--vision-heads", type=int, default=4)
+    args = parser.parse_args(argv)
+    save_tiny_model(
+        args.dst, args.seed, hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads, layers=args.layers,
+        mrope=tuple(args.mrope), tie=args.tie, depth=args.vision_depth, embed_dim=args.vision_dim,
+        num_heads=args.vision_heads,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
