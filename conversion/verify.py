@@ -21,6 +21,17 @@ from tokcomp_jax.preprocess import image_processor, process_images, process_vide
 # A media item: ("image", height, width) or ("video", frames, height, width).
 Media = tuple
 
+# The input shapes parity is checked on: one list of media items per batch row.
+PARITY_CASES = {
+    "square_image": [[("image", 112, 112)]],
+    "non_square_image": [[("image", 84, 168)]],
+    "two_images_one_prompt": [[("image", 56, 112), ("image", 112, 84)]],
+    "video_4_frames": [[("video", 4, 84, 112)]],
+    "image_and_video": [[("image", 56, 56), ("video", 3, 56, 84)]],
+    "padded_batch_two_sizes": [[("image", 112, 112)], [("image", 56, 84)]],
+    "text_only": [[]],
+}
+
 
 def random_batch(
     config: Qwen2VLConfig, rows: Sequence[Sequence[Media]], seed: int = 0, text_length: int = 4
@@ -103,3 +114,33 @@ def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
     return Qwen2VLForConditionalGeneration.from_pretrained(
         hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True
     ).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print a markdown table of float32 diffs per parity case for a HF directory (a new tiny one by default)."""
+    import argparse
+    import tempfile
+
+    import jax
+
+    from conversion.tiny import save_tiny_model
+    from tokcomp_jax import load
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--src", help="HF directory; default: a tiny random checkpoint (conversion.tiny defaults)")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_default_matmul_precision", "highest")
+    src = args.src or tempfile.mkdtemp()
+    torch_model = load_torch_model(src) if args.src else save_tiny_model(src)
+    model = load(src)
+    print("| case | logits max abs diff | attn1 max abs diff | max abs logits |\n|---|---|---|---|")
+    for case, rows in PARITY_CASES.items():
+        diffs = max_diffs(model, torch_model, random_batch(model.config, rows, seed=1))
+        print(
+            f"| {case} | {diffs['logits_max_abs_diff']:.2e} | {diffs['attn1_max_abs_diff']:.2e} | "
+            f"{diffs['logits_max_abs']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -10,17 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conversion.verify import max_diffs, random_batch
+from conversion.verify import PARITY_CASES, max_diffs, random_batch
 
-CASES = {
-    "square_image": [[("image", 112, 112)]],
-    "non_square_image": [[("image", 84, 168)]],
-    "two_images_one_prompt": [[("image", 56, 112), ("image", 112, 84)]],
-    "video_4_frames": [[("video", 4, 84, 112)]],
-    "image_and_video": [[("image", 56, 56), ("video", 3, 56, 84)]],
-    "padded_batch_two_sizes": [[("image", 112, 112)], [("image", 56, 84)]],
-    "text_only": [[]],
-}
+CASES = PARITY_CASES
 
 
 @pytest.mark.parametrize("case", CASES)
