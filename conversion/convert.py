@@ -24,7 +24,7 @@ import torch
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
-from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
+from tokcomp_jax.models.safetensors_io import CheckpointError, safetensors_files
 
 # Allowed max abs diff of (logits, layer-1 attention) for --verify. float32: only the summation
 # order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa
@@ -51,7 +51,7 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
-    tensors = iter_safetensors(src) if safetensors_files(src) else iter_torch_bin(src)
+    tensors = checkpoint.hf_safetensors(src) if safetensors_files(src) else iter_torch_bin(src)
     _, abstract = abstract_state(family.builder(config, checkpoint.DTYPES[dtype]))
     params = nest(map_weights(abstract, tensors, family.name_map(config)))
     checkpoint.save(dst, family, config, dtype, params)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conversion.verify import PARITY_CASES, max_diffs, random_batch
+from conversion.verify import PARITY_CASES, flax_forward, max_diffs, random_batch
 
 CASES = PARITY_CASES
 
@@ -27,8 +27,6 @@ def test_logits_and_first_layer_attention_match_transformers(tiny_qwen2vl, case)
 def test_padded_row_equals_the_same_row_alone(tiny_qwen2vl):
     """Right padding changes nothing for the real tokens of the shorter row."""
     _, _, model = tiny_qwen2vl
-    from conversion.verify import flax_forward
-
     both = random_batch(model.config, CASES["padded_batch_two_sizes"], seed=3)
     length = int(both["attention_mask"][1].sum())
     logits_both, _ = flax_forward(model, both)

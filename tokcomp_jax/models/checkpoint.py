@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,13 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
         raise CheckpointError(f"{path}: cannot build a {family.name} config ({err!r})") from None
 
 
-def hf_weights(directory: str | os.PathLike, family: Family, config: Any, dtype: str) -> dict:
-    """Checked pure parameter dict (numpy, cast to `dtype`) from a HF directory's safetensors."""
+def hf_safetensors(directory: str | os.PathLike) -> Iterator[tuple[str, str, np.ndarray]]:
+    """The tensors of a HF directory's safetensors; a directory with only `*.bin` is sent to conversion."""
     if not safetensors_files(directory):
         bins = sorted(Path(directory).glob("*.bin"))
         hint = " (PyTorch .bin weights: convert them with `python -m conversion.convert`)" if bins else ""
         raise CheckpointError(f"{directory} has no *.safetensors files{hint}")
-    _, abstract = abstract_state(family.builder(config, _dtype(dtype)))
-    return nest(map_weights(abstract, iter_safetensors(directory), family.name_map(config)))
+    return iter_safetensors(directory)
 
 
 def save(directory: str | os.PathLike, family: Family, config: Any, dtype: str, params: dict) -> None:
@@ -107,8 +107,7 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
         return _restore(path, family, config, dtype or meta["dtype"])
     if (path / "config.json").exists():
         family, config = read_hf_config(path)
-        dtype = dtype or "float32"
-        graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype)))
-        params = hf_weights(path, family, config, dtype)
-        return merge_weights(graphdef, abstract, params)
+        graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype or "float32")))
+        params = map_weights(abstract, hf_safetensors(path), family.name_map(config))
+        return merge_weights(graphdef, abstract, nest(params))
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")
