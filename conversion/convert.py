@@ -52,7 +52,7 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
     tensors = checkpoint.hf_safetensors(src) if safetensors_files(src) else iter_torch_bin(src)
-    _, abstract = abstract_state(family.builder(config, checkpoint.DTYPES[dtype]))
+    _, abstract = abstract_state(family.builder(config, checkpoint.jax_dtype(dtype)))
     params = nest(map_weights(abstract, tensors, family.name_map(config)))
     checkpoint.save(dst, family, config, dtype, params)
 

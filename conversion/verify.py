@@ -53,12 +53,14 @@ def random_batch(
         for item in row:
             if item[0] == "image":
                 pixels, grid = process_images(processor, [rng.integers(0, 256, (*item[1:], 3), dtype=np.uint8)])
-                images.append(pixels), image_grids.append(grid)
+                images.append(pixels)
+                image_grids.append(grid)
                 token = config.image_token_id
             else:
                 frames = rng.integers(0, 256, (*item[1:], 3), dtype=np.uint8)
                 pixels, grid = process_video(processor, frames)
-                videos.append(pixels), video_grids.append(grid)
+                videos.append(pixels)
+                video_grids.append(grid)
                 token = config.video_token_id
             ids += [config.vision_start_token_id] + [token] * (int(grid.prod()) // merge**2)
             ids += [config.vision_end_token_id] + list(rng.integers(0, special, text_length))

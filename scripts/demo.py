@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from PIL import Image
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         "visual_tokens": num_visual,
         "visual_grid": list(grid_hw),
         "top5_visual_tokens": np.argsort(-scores)[:5].tolist(),
-        "attention_mass_on_visual": float(jnp.sum(scores)),
+        "attention_mass_on_visual": float(scores.sum()),
         "compile_plus_first_run_s": round(compile_s, 3),
         "jitted_forward_s": round(run_s, 4),
         "outputs": [str(args.out / "model"), str(args.out / "first_layer_attention.png")],

@@ -60,8 +60,8 @@ def process_video(processor, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if pad := -len(frames) % temporal:
         frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     pixels, grids = process_images(processor, list(frames))
-    if len(np.unique(grids, axis=0)) != 1:
-        raise ValueError(f"video frames resized to different grids: {np.unique(grids, axis=0).tolist()}")
+    if len(distinct := np.unique(grids, axis=0)) != 1:
+        raise ValueError(f"video frames resized to different grids: {distinct.tolist()}")
     patches_per_frame = int(grids[0].prod())
     patch = processor.patch_size
     channels = pixels.shape[1] // (temporal * patch * patch)
@@ -81,9 +81,8 @@ def expand_visual_pads(text: str, image_grid_thw: np.ndarray | None, video_grid_
             raise ValueError(f"prompt has {text.count(pad)} {pad} placeholders for {len(grids)} images/videos")
         pieces = text.split(pad)
         text = pieces[0] + "".join(
-            "\0" * (int(np.prod(grid)) // merge**2) + piece for grid, piece in zip(grids, pieces[1:], strict=True)
+            pad * (int(np.prod(grid)) // merge**2) + piece for grid, piece in zip(grids, pieces[1:], strict=True)
         )
-        text = text.replace("\0", pad)
     return text
 
 

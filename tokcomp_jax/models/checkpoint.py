@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -28,7 +27,7 @@ PARAMS_DIR = "params"
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _dtype(name: str) -> jnp.dtype:
+def jax_dtype(name: str) -> jnp.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype {name!r} is not supported; choose one of {sorted(DTYPES)}")
     return DTYPES[name]
@@ -77,14 +76,13 @@ def _string_keys(tree: Any) -> Any:
 
 
 def _restore(directory: Path, family: Family, config: Any, dtype: str) -> nnx.Module:
-    graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype)))
+    graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype)))
     target = _string_keys(nnx.to_pure_dict(abstract))
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             restored = checkpointer.restore(directory / PARAMS_DIR, target)
         except (ValueError, KeyError, FileNotFoundError) as err:
             raise CheckpointError(f"{directory / PARAMS_DIR} does not match its {MODEL_FILE}: {err}") from None
-    restored = jax.tree.map(np.asarray, restored)
     return merge_weights(graphdef, abstract, _int_keys(restored))
 
 
@@ -107,7 +105,7 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
         return _restore(path, family, config, dtype or meta["dtype"])
     if (path / "config.json").exists():
         family, config = read_hf_config(path)
-        graphdef, abstract = abstract_state(family.builder(config, _dtype(dtype or "float32")))
+        graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
         params = map_weights(abstract, hf_safetensors(path), family.name_map(config))
         return merge_weights(graphdef, abstract, nest(params))
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")

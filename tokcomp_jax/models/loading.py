@@ -65,7 +65,7 @@ class NameMap:
         return any(re.fullmatch(pattern, name) for pattern in self.ignored)
 
 
-FLOAT_DTYPES = (np.float16, np.float32, np.float64, jnp.bfloat16)
+FLOAT_DTYPES = frozenset(np.dtype(d) for d in (np.float16, np.float32, np.float64, jnp.bfloat16))
 
 
 def abstract_state(build: Callable[[], nnx.Module]) -> tuple[nnx.GraphDef, nnx.State]:
@@ -96,7 +96,7 @@ def map_weights(
             errors.append(f"{where} maps to {dotted}, which the model built from config.json does not have")
         elif path in filled:
             errors.append(f"{where} maps to {dotted}, already filled by another tensor")
-        elif tensor.dtype not in [np.dtype(d) for d in FLOAT_DTYPES]:
+        elif tensor.dtype not in FLOAT_DTYPES:
             errors.append(f"{where} has dtype {tensor.dtype}, expected a floating-point tensor")
         elif (value := transform.apply(tensor)).shape != expected[path].shape:
             errors.append(

@@ -86,7 +86,7 @@ def prepare_inputs(
     attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
     merge = config.vision.spatial_merge_size
     media = [
-        (name, np.asarray(pixels), grid, token)
+        (name, np.asarray(pixels), np.asarray(grid) if grid is not None else None, token)
         for name, pixels, grid, token in (
             ("pixel_values", pixel_values, image_grid_thw, config.image_token_id),
             ("pixel_values_videos", pixel_values_videos, video_grid_thw, config.video_token_id),
@@ -95,8 +95,7 @@ def prepare_inputs(
     ]
     for name, values, grid, token in media:
         _check_pixels(name, values, grid, config)
-        expected = int(np.asarray(grid).prod(-1).sum()) // merge**2
-        found = int((input_ids == token).sum())
+        expected, found = _num_visual_tokens(grid, merge), int((input_ids == token).sum())
         if found != expected:
             raise ValueError(f"{name}: grid_thw gives {expected} visual tokens but input_ids holds {found} pad tokens")
     position_ids = positions.rope_index(
@@ -118,12 +117,11 @@ def prepare_inputs(
     pixels, patch_pos, segments, token_index = [], [], [], np.full(input_ids.shape, -1, np.int32)
     num_tokens, num_segments = 0, 0
     for _, values, grid, token in media:
-        grid = np.asarray(grid)
         pixels.append(values.astype(np.float32))
         patch_pos.append(positions.patch_positions(grid, merge))
         segments.append(positions.frame_segment_ids(grid, first_id=num_segments))
         token_index = np.maximum(token_index, positions.visual_token_index(input_ids, token, num_tokens))
-        num_tokens += int(grid.prod(-1).sum()) // merge**2
+        num_tokens += _num_visual_tokens(grid, merge)
         num_segments += int(grid[:, 0].sum())
     pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
     if patch_bucket is not None:
@@ -134,6 +132,11 @@ def prepare_inputs(
         patch_segment_ids=jnp.asarray(segments),
         visual_token_index=jnp.asarray(token_index),
     )
+
+
+def _num_visual_tokens(grid_thw: np.ndarray, merge: int) -> int:
+    """Merged visual tokens of all images (or videos) of a grid [num, 3]."""
+    return int(grid_thw.prod(-1).sum()) // merge**2
 
 
 def _pad_patches(pixels, patch_pos, segments, bucket: int, window: int):
