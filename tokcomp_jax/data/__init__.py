@@ -1,0 +1,1 @@
+"""TFDS datasets, written and read without TensorFlow (array_record files, random-access sources)."""

@@ -1,0 +1,53 @@
+"""Save a trained mapper (config + parameters, orbax) and load it for inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from tokcomp_jax.mapper.inputs import MapperBatch
+from tokcomp_jax.mapper.model import Mapper, MapperConfig
+
+CONFIG_FILE = "mapper.json"
+PARAMS_DIR = "params"
+
+
+def save_mapper(directory: str | Path, mapper: Mapper) -> Path:
+    """Write mapper.json and an orbax parameter checkpoint under directory (created or replaced)."""
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(mapper.config.to_dict(), indent=2) + "\n")
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / PARAMS_DIR, nnx.to_pure_dict(nnx.state(mapper, nnx.Param)), force=True)
+    return directory
+
+
+def load_mapper(directory: str | Path) -> Mapper:
+    """A trained mapper from save_mapper's directory; shapes are checked against mapper.json."""
+    directory = Path(directory).absolute()
+    if not (directory / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{directory} is not a mapper directory (no {CONFIG_FILE})")
+    config = MapperConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    abstract = nnx.eval_shape(lambda: Mapper(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+    )
+    with ocp.StandardCheckpointer() as checkpointer:
+        try:
+            params = checkpointer.restore(directory / PARAMS_DIR, target)
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"{directory / PARAMS_DIR} does not match {CONFIG_FILE}: {error}") from error
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(graphdef, state)
+
+
+@nnx.jit
+def mapper_scores(mapper: Mapper, batch: MapperBatch) -> jax.Array:
+    """Predicted relevance logits [B, N] (higher = keep), -inf at padding; jit-compiled once per bucket."""
+    return jnp.where(batch.mask, mapper(batch), -jnp.inf)
