@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 from tokcomp_jax.models.layers import linear
 from tokcomp_jax.models.rope import apply_rotary
@@ -32,6 +32,18 @@ def dot_product_attention(
     return output.reshape(batch, length, num_heads, head_dim), probs
 
 
+@struct.dataclass
+class LayerCache:
+    """One layer's preallocated key/value cache, S slots."""
+
+    key: jax.Array  # [B, S, K, H]
+    value: jax.Array  # [B, S, K, H]
+
+    @classmethod
+    def zeros(cls, batch: int, slots: int, num_kv_heads: int, head_dim: int, dtype: jnp.dtype) -> LayerCache:
+        return cls(*(jnp.zeros((batch, slots, num_kv_heads, head_dim), dtype) for _ in range(2)))
+
+
 class SelfAttention(nnx.Module):
     """Rotary GQA self-attention of the Qwen2/Llama decoders; q/k/v biases optional, o_proj without."""
 
@@ -53,10 +65,31 @@ class SelfAttention(nnx.Module):
         key = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
         return apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [B, T, D], rope tables [B, T, H], mask [B, T, T] -> output [B, T, D], probabilities [B, N, T, T]."""
+    def __call__(
+        self,
+        x: jax.Array,
+        cos: jax.Array,
+        sin: jax.Array,
+        mask: jax.Array,
+        cache: LayerCache | None = None,
+        cache_index: jax.Array | int = 0,
+    ) -> tuple[jax.Array, jax.Array, LayerCache | None]:
+        """x [B, T, D], rope tables [B, T, H] -> output [B, T, D], probabilities [B, N, T, S], updated cache.
+
+        Without a cache, or with one and mask [B, T, T] (prefill), queries attend to the T fresh
+        keys. With a cache and mask [B, T, S] (decode), the fresh keys/values are written at
+        slot cache_index first and queries attend to all S slots (mask says which are filled).
+        """
         batch, length, _ = x.shape
         query, key = self.rotated_query_key(x, cos, sin)
         value = self.v_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            cache = LayerCache(
+                jax.lax.dynamic_update_slice(cache.key, key.astype(cache.key.dtype), start),
+                jax.lax.dynamic_update_slice(cache.value, value.astype(cache.value.dtype), start),
+            )
+            if mask.shape[-1] == cache.key.shape[1] != length:
+                key, value = cache.key, cache.value
         output, probs = dot_product_attention(query, key, value, mask)
-        return self.o_proj(output.reshape(batch, length, -1)), probs
+        return self.o_proj(output.reshape(batch, length, -1)), probs, cache

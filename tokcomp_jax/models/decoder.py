@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.attention import SelfAttention
+from tokcomp_jax.models.attention import LayerCache, SelfAttention
 from tokcomp_jax.models.config import DecoderConfig
 from tokcomp_jax.models.layers import GatedMLP, RMSNorm, linear
 
@@ -34,12 +34,12 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, T]."""
-        attended, probs = self.self_attn(self.input_layernorm(x), cos, sin, mask)
+    def __call__(self, x, cos, sin, mask, cache: LayerCache | None = None, cache_index=0):
+        """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, S], updated cache (see SelfAttention)."""
+        attended, probs, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_index)
         x = x + attended
         x = x + self.mlp(self.post_attention_layernorm(x))
-        return x, probs
+        return x, probs, cache
 
 
 class Decoder(nnx.Module):
@@ -50,14 +50,26 @@ class Decoder(nnx.Module):
         self.layers = nnx.List([DecoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)])
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
 
-    def __call__(
-        self, inputs_embeds: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
-        """Embeddings [B, T, D] -> normed hidden states [B, T, D], first layer's probabilities [B, N, T, T]."""
-        x, first_layer_attention = self.layers[0](inputs_embeds, cos, sin, mask)
-        for layer in self.layers[1:]:
-            x, _ = layer(x, cos, sin, mask)
-        return self.norm(x), first_layer_attention
+    def init_cache(self, batch: int, slots: int, dtype: jnp.dtype) -> list[LayerCache]:
+        """Empty key/value caches of S slots, one per layer."""
+        attention = self.layers[0].self_attn
+        return [
+            LayerCache.zeros(batch, slots, attention.num_kv_heads, attention.head_dim, dtype)
+            for _ in range(len(self.layers))
+        ]
+
+    def __call__(self, inputs_embeds, cos, sin, mask, caches: list[LayerCache] | None = None, cache_index=0):
+        """Embeddings [B, T, D] -> normed hidden [B, T, D], first layer's probabilities [B, N, T, S], caches.
+
+        With caches (from init_cache), each layer writes its keys/values at cache_index.
+        """
+        x, first_layer_attention, new_caches = inputs_embeds, None, []
+        for index, layer in enumerate(self.layers):
+            cache = None if caches is None else caches[index]
+            x, probs, cache = layer(x, cos, sin, mask, cache, cache_index)
+            first_layer_attention = probs if index == 0 else first_layer_attention
+            new_caches.append(cache)
+        return self.norm(x), first_layer_attention, (None if caches is None else new_caches)
 
 
 class LMHead(nnx.Module):

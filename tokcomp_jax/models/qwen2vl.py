@@ -175,10 +175,24 @@ class Qwen2VL(nnx.Module):
         text = self.config.text
         return multimodal_rope(position_ids, text.head_dim, text.rope_theta, text.mrope_section, dtype)
 
-    def __call__(self, inputs: Qwen2VLInputs, return_first_layer_attention: bool = False) -> Qwen2VLOutput:
-        """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
-        embeds = self.embed(inputs)
-        cos, sin = self.rope(inputs.position_ids, embeds.dtype)
-        hidden, first_layer_attention = self.language_model(embeds, cos, sin, causal_mask(inputs.attention_mask))
+    def forward_embeddings(
+        self,
+        embeds: jax.Array,
+        position_ids: jax.Array,
+        attention_mask: jax.Array,
+        return_first_layer_attention: bool = False,
+    ) -> Qwen2VLOutput:
+        """The decoder and LM head on embeddings [B, T, D] at M-RoPE ids [3, B, T] with padding mask [B, T].
+
+        Pruned inputs come in here: a shorter sequence that keeps its tokens' original positions.
+        """
+        cos, sin = self.rope(position_ids, embeds.dtype)
+        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, causal_mask(attention_mask))
         logits = self.lm_head(hidden, self.language_model.embed_tokens)
         return Qwen2VLOutput(logits, first_layer_attention if return_first_layer_attention else None)
+
+    def __call__(self, inputs: Qwen2VLInputs, return_first_layer_attention: bool = False) -> Qwen2VLOutput:
+        """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
+        return self.forward_embeddings(
+            self.embed(inputs), inputs.position_ids, inputs.attention_mask, return_first_layer_attention
+        )
