@@ -1,0 +1,54 @@
+"""The mapper's input: first-layer attention from the instruction tokens to the visual tokens.
+
+Computed from layer 1's input norm, q/k projections and RoPE only: queries for the Q instruction
+tokens, keys for all T tokens (the softmax needs every key a query sees), never values, the
+output projection or the MLP. Equal to reading the full forward's first-layer attention.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from tokcomp_jax.models.rope import apply_rotary
+from tokcomp_jax.prune.layout import VisualLayout
+
+
+def _take_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """x [B, T, ...] at positions [B, P] (-1 reads position 0) -> [B, P, ...]."""
+    index = jnp.maximum(positions, 0).reshape(positions.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
+def first_layer_features(
+    model, embeds: jax.Array, position_ids: jax.Array, attention_mask: jax.Array, layout: VisualLayout
+) -> jax.Array:
+    """Attention of each first-layer head from the instruction tokens to each visual token.
+
+    embeds [B, T, D], position ids as the model takes them, attention_mask [B, T] ->
+    features [B, Hd, N]: the softmax probability (over every key the query sees) averaged over
+    the sample's instruction queries; 0 at padded visual slots.
+    """
+    layer = model.language_model.layers[0]
+    attention = layer.self_attn
+    batch, length, _ = embeds.shape
+    cos, sin = model.rope(position_ids, embeds.dtype)
+    x = layer.input_layernorm(embeds)
+    key = attention.k_proj(x).reshape(batch, length, attention.num_kv_heads, attention.head_dim)
+    key = apply_rotary(key, cos, sin)
+    queries = layout.query_positions
+    query = attention.q_proj(_take_positions(x, queries)).reshape(batch, -1, attention.num_heads, attention.head_dim)
+    query = apply_rotary(query, _take_positions(cos, queries), _take_positions(sin, queries))
+
+    group = attention.num_heads // attention.num_kv_heads
+    grouped = query.reshape(batch, query.shape[1], attention.num_kv_heads, group, attention.head_dim)
+    scores = jnp.einsum("BQKGH,BTKH->BKGQT", grouped, key) * jnp.asarray(attention.head_dim**-0.5, query.dtype)
+    scores = scores.reshape(batch, attention.num_heads, query.shape[1], length).astype(jnp.float32)
+    sees = (jnp.arange(length)[None, None] <= queries[..., None]) & attention_mask[:, None, :].astype(bool)
+    probs = jax.nn.softmax(jnp.where(sees[:, None], scores, jnp.finfo(jnp.float32).min), axis=-1)
+    probs = probs.astype(query.dtype).astype(jnp.float32)  # the model's probabilities are in its dtype
+
+    visual = jnp.take_along_axis(probs, jnp.maximum(layout.visual_positions, 0)[:, None, None, :], axis=-1)
+    valid_query = (queries >= 0).astype(jnp.float32)
+    mean = jnp.einsum("BHQN,BQ->BHN", visual, valid_query) / jnp.maximum(valid_query.sum(-1), 1)[:, None, None]
+    return jnp.where(layout.visual_mask[:, None], mean, 0.0)

@@ -1,0 +1,146 @@
+"""Pruned prefill at the LLM input: host preparation, then one jitted graph per bucket and setting.
+
+inputs, scoring = prepare_pruning(model.config, batch, buckets, mapper=mapper)   # host, numpy
+out = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer="mapper", keep_ratio=0.5))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from tokcomp_jax.mapper.inputs import neighbour_table
+from tokcomp_jax.models.qwen2vl import prepare_inputs
+from tokcomp_jax.prune import scorers
+from tokcomp_jax.prune.fastv import fastv_forward
+from tokcomp_jax.prune.layout import Buckets, check_keep_ratio, keep_count, token_grids, visual_layout
+from tokcomp_jax.prune.select import Selection, gather_kept, select_visual_tokens
+
+log = logging.getLogger(__name__)
+
+SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart", "fastv")
+MODES = ("mask", "gather")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how; hashable, so it is a static argument of the jitted functions."""
+
+    scorer: str = "mapper"
+    keep_ratio: float = 0.5
+    mode: str = "gather"  # "gather": a physically shorter sequence; "mask": full length, pruned tokens masked
+    fastv_layer: int = 2  # FastV: prune after this many layers
+
+    def __post_init__(self):
+        if self.scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {self.scorer!r}; expected one of {SCORERS}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")
+        check_keep_ratio(self.keep_ratio)
+
+
+@struct.dataclass
+class PrunedOutput:
+    logits: jax.Array  # [B, L, V] over the returned sequence (L = T in mask mode, shorter in gather mode)
+    attention_mask: jax.Array  # [B, L] real (kept) tokens of the returned sequence
+    selection: Selection
+
+
+def prepare_pruning(
+    config,
+    batch: dict,
+    buckets: Buckets,
+    *,
+    mapper=None,
+    relevance: list[np.ndarray] | None = None,
+    seed: int = 0,
+):
+    """Pad a transformers-style batch to the buckets; return (model inputs, ScoringInputs).
+
+    `mapper` (for its layout and kernel) builds the conv neighbour tables from each sample's token
+    grids; `relevance` (per-sample [n_b] arrays) feeds the oracle scorer; `seed` the random one.
+    """
+    if mapper is not None and mapper.config.family not in (None, config.family):
+        raise ValueError(f"the mapper was trained on {mapper.config.family!r} attention, not {config.family!r}")
+    input_ids = np.asarray(batch["input_ids"])
+    attention_mask = np.asarray(batch.get("attention_mask", np.ones_like(input_ids)))
+    if input_ids.shape[1] > buckets.sequence:
+        raise ValueError(f"sequence of {input_ids.shape[1]} tokens exceeds the bucket {buckets.sequence}")
+    pad = ((0, 0), (0, buckets.sequence - input_ids.shape[1]))
+    input_ids, attention_mask = np.pad(input_ids, pad), np.pad(attention_mask, pad)
+    visual_ids = (config.image_token_id, config.video_token_id)
+    layout = visual_layout(input_ids, attention_mask, visual_ids, buckets)
+    if not layout.visual_mask.any():
+        log.info("no visual tokens in this batch: pruning keeps every token")
+    merge = config.vision.spatial_merge_size
+    media = {k: batch.get(k) for k in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")}
+    has_media = media["pixel_values"] is not None or media["pixel_values_videos"] is not None
+    patch_bucket = buckets.visual * merge**2 if has_media else None
+    inputs = prepare_inputs(config, input_ids, attention_mask, **media, patch_bucket=patch_bucket)
+    scoring = scorers.ScoringInputs(layout=layout, rng=jax.random.key(seed))
+    counts = np.asarray(layout.visual_count)
+    if mapper is not None:
+        grids = token_grids(input_ids, *visual_ids, media["image_grid_thw"], media["video_grid_thw"], merge)
+        tables = [neighbour_table(mapper.config.layout, g, mapper.config.kernel_size, buckets.visual) for g in grids]
+        scoring = scoring.replace(neighbour_index=jnp.asarray(np.stack(tables)))
+    if relevance is not None:
+        padded = np.zeros((input_ids.shape[0], buckets.visual), np.float32)
+        for row, values in enumerate(relevance):
+            if len(values) != counts[row]:
+                raise ValueError(f"sample {row}: {len(values)} relevance values for {counts[row]} visual tokens")
+            padded[row, : len(values)] = values
+        scoring = scoring.replace(relevance=jnp.asarray(padded))
+    return inputs, scoring
+
+
+def visual_scores(model, mapper, embeds, inputs, scoring: scorers.ScoringInputs, config: PruneConfig) -> jax.Array:
+    """Scores [B, N] of the configured input-level scorer."""
+    args = (embeds, inputs.position_ids, inputs.attention_mask, scoring)
+    if config.scorer == "mapper":
+        if mapper is None:
+            raise ValueError("the mapper scorer needs a mapper (tokcomp_jax.mapper.load_mapper)")
+        return scorers.mapper_scores(model, mapper, *args)
+    if config.scorer == "attention":
+        return scorers.attention_scores(model, *args)
+    if config.scorer == "random":
+        return scorers.random_scores(scoring)
+    if config.scorer == "stride":
+        return scorers.stride_scores(scoring, config.keep_ratio)
+    if config.scorer == "oracle":
+        return scorers.oracle_scores(scoring)
+    if config.scorer == "dart":
+        return scorers.dart_scores(embeds, scoring)
+    raise ValueError(f"{config.scorer!r} does not score at the LLM input")
+
+
+def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
+    """Embed, score and select; returns (embeds, position ids, attention mask, selection) of the
+    sequence the LLM will prefill: full length with pruned tokens masked, or gathered."""
+    embeds = model.embed(inputs)
+    scores = visual_scores(model, mapper, embeds, inputs, scoring, config)
+    selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
+    if config.mode == "mask":
+        return embeds, inputs.position_ids, selection.keep_position.astype(jnp.int32), selection
+    num_slots = scoring.layout.visual_positions.shape[1]
+    length = inputs.input_ids.shape[1] - num_slots + keep_count(config.keep_ratio, num_slots)
+    return *gather_kept(embeds, inputs.position_ids, selection, length), selection
+
+
+@nnx.jit(static_argnames="config")
+def pruned_forward(model, mapper, inputs, scoring, config: PruneConfig) -> PrunedOutput:
+    """Logits of the pruned prefill; one compile per (bucket, config)."""
+    if config.scorer == "fastv":
+        embeds = model.embed(inputs)
+        logits, mask, selection = fastv_forward(
+            model, embeds, inputs.position_ids, inputs.attention_mask, scoring.layout, config.keep_ratio,
+            config.mode, config.fastv_layer,
+        )  # fmt: skip
+        return PrunedOutput(logits, mask, selection)
+    embeds, position_ids, attention_mask, selection = prune_embeddings(model, mapper, inputs, scoring, config)
+    logits = model.forward_embeddings(embeds, position_ids, attention_mask).logits
+    return PrunedOutput(logits, attention_mask, selection)
