@@ -1,0 +1,94 @@
+"""Greedy generation: prefill into a preallocated KV cache, then decode in a `lax.while_loop`.
+
+    tokens = generate(model, inputs, max_new_tokens=16, eos_token_id=eos)                      # unpruned
+    tokens = generate(model, inputs, ..., mapper=mapper, scoring=scoring, prune=PruneConfig())  # pruned
+
+A pruned prefill fills a shorter cache. Generated tokens continue each sample's positions after
+its largest prefill position id (M-RoPE: text after an image resumes there), whatever was pruned.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.prune.pruner import PruneConfig, prune_embeddings
+
+
+@struct.dataclass
+class Generation:
+    tokens: jax.Array  # [B, M] greedy tokens, pad_token_id after a sample's EOS
+    lengths: jax.Array  # [B] generated tokens per sample, EOS included
+    prefill_length: jax.Array  # [B] tokens the LLM prefilled (after pruning)
+
+
+def greedy_decode(
+    model, embeds, position_ids, attention_mask, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int = 0
+) -> Generation:
+    """Prefill embeddings [B, T, D] (position ids [..., B, T], mask [B, T]) and decode up to M tokens."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    decoder = model.language_model
+    batch, length, _ = embeds.shape
+    real = attention_mask.astype(bool)
+    caches = decoder.init_cache(batch, length + max_new_tokens, embeds.dtype)
+    cos, sin = model.rope(position_ids, embeds.dtype)
+    hidden, _, caches = decoder(embeds, cos, sin, causal_mask(attention_mask), caches, 0)
+    last = jnp.where(real, jnp.arange(length), -1).max(-1)
+    first = model.lm_head(jnp.take_along_axis(hidden, last[:, None, None], axis=1), decoder.embed_tokens)
+    token = jnp.argmax(first[:, 0], axis=-1).astype(jnp.int32)
+    next_position = jnp.where(real, position_ids, -1).max(-1).reshape(-1, batch).max(0) + 1  # [B]
+
+    tokens = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32).at[:, 0].set(token)
+    key_valid = jnp.concatenate([real, jnp.zeros((batch, max_new_tokens), bool)], axis=1)
+    done = token == eos_token_id
+
+    def step(state):
+        index, token, tokens, done, caches, key_valid = state
+        slot = length + index - 1  # the previous token goes here
+        key_valid = jax.lax.dynamic_update_slice(key_valid, jnp.ones((batch, 1), bool), (0, slot))
+        positions = jnp.broadcast_to((next_position + index - 1)[:, None], position_ids.shape[:-1] + (1,))
+        cos, sin = model.rope(positions, embeds.dtype)
+        x = decoder.embed_tokens(token[:, None])
+        hidden, _, caches = decoder(x, cos, sin, key_valid[:, None, :], caches, slot)
+        logits = model.lm_head(hidden, decoder.embed_tokens)[:, 0]
+        token = jnp.where(done, pad_token_id, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+        tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, index))
+        return index + 1, token, tokens, done | (token == eos_token_id), caches, key_valid
+
+    def keep_going(state):
+        index, _, _, done, _, _ = state
+        return (index < max_new_tokens) & ~done.all()
+
+    _, _, tokens, _, _, _ = jax.lax.while_loop(keep_going, step, (1, token, tokens, done, caches, key_valid))
+    is_eos = tokens == eos_token_id
+    lengths = jnp.where(is_eos.any(-1), jnp.argmax(is_eos, axis=-1) + 1, max_new_tokens)
+    return Generation(tokens=tokens, lengths=lengths, prefill_length=real.sum(-1))
+
+
+@nnx.jit(static_argnames=("max_new_tokens", "eos_token_id", "pad_token_id", "prune"))
+def generate(
+    model,
+    inputs,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int = 0,
+    mapper=None,
+    scoring=None,
+    prune: PruneConfig | None = None,
+) -> Generation:
+    """Greedy answers for a batch of model inputs, pruned at the LLM input if `prune` is given
+    (with the ScoringInputs and, for the mapper scorer, the mapper from prepare_pruning)."""
+    if prune is None:
+        embeds, position_ids, attention_mask = model.embed(inputs), inputs.position_ids, inputs.attention_mask
+    elif prune.scorer == "fastv":
+        raise NotImplementedError("FastV prunes inside the LLM; its KV cache differs per layer and is not built here")
+    else:
+        embeds, position_ids, attention_mask, _ = prune_embeddings(model, mapper, inputs, scoring, prune)
+    return greedy_decode(
+        model, embeds, position_ids, attention_mask,
+        max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )  # fmt: skip
