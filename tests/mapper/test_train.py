@@ -73,10 +73,14 @@ def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(label_dir,
     assert steps == list(range(2, 13, 2))  # no line lost, none duplicated by the redone steps
 
 
-def test_resume_refuses_a_checkpoint_of_other_data(label_dir, tmp_path):
+def test_resume_refuses_another_config_or_data(label_dir, tmp_path):
     config = small_config(label_dir)
     train(config, tmp_path, stop_at_step=4)
-    config.seed = 1  # another shuffle: step 4 is elsewhere in the data
+    config.learning_rate = 1.0
+    with pytest.raises(ValueError, match="another config"):
+        train(config, tmp_path)
+    config.learning_rate, config.seed = small_config(label_dir).learning_rate, 1
+    (tmp_path / "config.json").unlink()  # even without the record, the data position is checked
     with pytest.raises(ValueError, match="data position"):
         train(config, tmp_path)
 

@@ -33,6 +33,7 @@ from tokcomp_jax.mapper.objective import kl_divergence, quality_metrics, sparse_
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
 
 
 def optimizer_for(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -113,6 +114,14 @@ def _batches(config, examples) -> LabelBatches:
     )
 
 
+def _check_same_config(path: Path, config: ml_collections.ConfigDict) -> None:
+    """Record the run's config; refuse to resume a run that was started with a different one."""
+    current = json.loads(config.to_json())
+    if path.exists() and json.loads(path.read_text()) != current:
+        raise ValueError(f"{path.parent} holds a run with another config ({path}); use a fresh workdir")
+    path.write_text(json.dumps(current, indent=2) + "\n")
+
+
 def _log_metrics(path: Path, record: dict) -> None:
     with path.open("a") as file:
         file.write(json.dumps(record) + "\n")
@@ -143,6 +152,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, stop_at_step: 
         workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, save_interval_steps=1),
     )
+    _check_same_config(workdir / CONFIG_FILE, config)
     start = 0
     if manager.latest_step() is not None:
         start = _restore(manager, mapper, optimizer, train_data)
