@@ -1,0 +1,20 @@
+"""scripts/prune_check.py runs and reports gather == mask, keep 1 == unpruned, one compile."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prune_check.py"
+
+
+def test_prune_check_reports_equivalence(tmp_path):
+    spec = importlib.util.spec_from_file_location("prune_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--scorers", "dart", "--keep", "1.0", "0.25", "--json", str(tmp_path / "r.json")])
+    assert [row["keep_ratio"] for row in results["rows"]] == [1.0, 0.25]
+    assert all(row["gather_vs_mask"] < 1e-4 for row in results["rows"])
+    assert results["rows"][0]["keep1_vs_unpruned"] < 1e-4
+    assert results["compiles_for_4_image_sizes_in_one_bucket"] == 1
+    assert (tmp_path / "r.json").exists()
