@@ -68,8 +68,10 @@ def test_keep_ratio_one_equals_unpruned(setup, mode):
     np.testing.assert_allclose(_real(out.logits, out.attention_mask), _real(unpruned, inputs.attention_mask), atol=ATOL)
 
 
-@pytest.mark.parametrize("scorer", [*INPUT_SCORERS, "fastv"])
-@pytest.mark.parametrize("keep_ratio", [0.5, 0.111])
+@pytest.mark.parametrize(
+    ("scorer", "keep_ratio"),
+    [*zip(INPUT_SCORERS, [0.5, 0.111, 0.25, 0.5, 0.111, 0.25], strict=True), ("fastv", 0.5), ("fastv", 0.111)],
+)
 def test_gather_equals_mask(setup, scorer, keep_ratio):
     model, mapper, inputs, scoring = setup
     masked = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer, keep_ratio, "mask", fastv_layer=1))
