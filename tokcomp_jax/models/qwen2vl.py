@@ -161,14 +161,24 @@ class Qwen2VL(nnx.Module):
         self.language_model = Decoder(config.text, dtype=dtype, rngs=rngs)
         self.lm_head = LMHead(config.text, dtype=dtype, rngs=rngs)
 
-    def embed(self, inputs: Qwen2VLInputs) -> jax.Array:
-        """Token embeddings with the merged visual tokens placed at the image/video pad tokens: [B, T, D]."""
+    def embed(self, inputs: Qwen2VLInputs, return_vision_attention: bool = False):
+        """Token embeddings with the merged visual tokens placed at the image/video pad tokens: [B, T, D].
+
+        With return_vision_attention, also [B, T] the attention each visual token received in the
+        vision tower's last block (0 at text), for vision-encoder-attention pruning baselines.
+        """
         embeds = self.language_model.embed_tokens(inputs.input_ids)
         if inputs.pixel_values is None:
+            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+        visual, received = self.visual(
+            inputs.pixel_values, inputs.patch_positions, inputs.patch_segment_ids, return_attention=True
+        )
+        index = jnp.maximum(inputs.visual_token_index, 0)
+        is_visual = inputs.visual_token_mask
+        embeds = jnp.where(is_visual[..., None], visual.astype(embeds.dtype)[index], embeds)
+        if not return_vision_attention:
             return embeds
-        visual = self.visual(inputs.pixel_values, inputs.patch_positions, inputs.patch_segment_ids)
-        placed = visual.astype(embeds.dtype)[jnp.maximum(inputs.visual_token_index, 0)]
-        return jnp.where(inputs.visual_token_mask[..., None], placed, embeds)
+        return embeds, jnp.where(is_visual, received[index], 0.0)
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         """M-RoPE tables [B, T, head_dim] for position ids [3, B, T]."""

@@ -38,14 +38,14 @@ class VisionAttention(nnx.Module):
         self.qkv = linear(config.embed_dim, 3 * config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
         self.proj = linear(config.embed_dim, config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> jax.Array:
-        """x [P, E], float32 rope tables [P, H], mask [P, P] -> [P, E]."""
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x [P, E], float32 rope tables [P, H], mask [P, P] -> [P, E], probabilities [N, P, P]."""
         num_patches = x.shape[0]
         query, key, value = jnp.moveaxis(self.qkv(x).reshape(num_patches, 3, self.num_heads, -1), 1, 0)
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
-        output, _ = dot_product_attention(query[None], key[None], value[None], mask[None])
-        return self.proj(output.reshape(num_patches, -1))
+        output, probs = dot_product_attention(query[None], key[None], value[None], mask[None])
+        return self.proj(output.reshape(num_patches, -1)), probs[0]
 
 
 class VisionBlock(nnx.Module):
@@ -56,9 +56,10 @@ class VisionBlock(nnx.Module):
         hidden = config.embed_dim * config.mlp_ratio
         self.mlp = MLP(config.embed_dim, hidden, config.embed_dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> jax.Array:
-        x = x + self.attn(self.norm1(x), cos, sin, mask)
-        return x + self.mlp(self.norm2(x))
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        attended, probs = self.attn(self.norm1(x), cos, sin, mask)
+        x = x + attended
+        return x + self.mlp(self.norm2(x)), probs
 
 
 class PatchMerger(nnx.Module):
@@ -87,11 +88,25 @@ class Qwen2VisionTransformer(nnx.Module):
         self.blocks = nnx.List([VisionBlock(config, dtype=dtype, rngs=rngs) for _ in range(config.depth)])
         self.merger = PatchMerger(config, dtype=dtype, rngs=rngs)
 
-    def __call__(self, pixel_values: jax.Array, patch_positions: jax.Array, segment_ids: jax.Array) -> jax.Array:
-        """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D]."""
+    def __call__(
+        self,
+        pixel_values: jax.Array,
+        patch_positions: jax.Array,
+        segment_ids: jax.Array,
+        return_attention: bool = False,
+    ):
+        """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D].
+
+        With return_attention, also the attention each merged token received in the last block:
+        [P / merge^2], mean over heads and over the queries of its image/frame, mean over its window.
+        """
         x = self.patch_embed(pixel_values)
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
         mask = segment_ids[:, None] == segment_ids[None, :]
         for block in self.blocks:
-            x = block(x, cos, sin, mask)
-        return self.merger(x)
+            x, probs = block(x, cos, sin, mask)
+        tokens = self.merger(x)
+        if not return_attention:
+            return tokens
+        received = probs.astype(jnp.float32).mean(0).sum(0) / mask.sum(0)  # per patch, over its segment's queries
+        return tokens, received.reshape(tokens.shape[0], -1).mean(-1)

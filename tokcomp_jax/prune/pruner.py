@@ -23,7 +23,7 @@ from tokcomp_jax.prune.select import Selection, gather_kept, select_visual_token
 
 log = logging.getLogger(__name__)
 
-SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart", "fastv")
+SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart", "vision_attention", "fastv")
 MODES = ("mask", "gather")
 
 
@@ -98,7 +98,9 @@ def prepare_pruning(
     return inputs, scoring
 
 
-def visual_scores(model, mapper, embeds, inputs, scoring: scorers.ScoringInputs, config: PruneConfig) -> jax.Array:
+def visual_scores(
+    model, mapper, embeds, vision_attention, inputs, scoring: scorers.ScoringInputs, config: PruneConfig
+) -> jax.Array:
     """Scores [B, N] of the configured input-level scorer."""
     args = (embeds, inputs.position_ids, inputs.attention_mask, scoring)
     if config.scorer == "mapper":
@@ -115,14 +117,19 @@ def visual_scores(model, mapper, embeds, inputs, scoring: scorers.ScoringInputs,
         return scorers.oracle_scores(scoring)
     if config.scorer == "dart":
         return scorers.dart_scores(embeds, scoring)
+    if config.scorer == "vision_attention":
+        return scorers.vision_attention_scores(vision_attention, scoring)
     raise ValueError(f"{config.scorer!r} does not score at the LLM input")
 
 
 def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
     """Embed, score and select; returns (embeds, position ids, attention mask, selection) of the
     sequence the LLM will prefill: full length with pruned tokens masked, or gathered."""
-    embeds = model.embed(inputs)
-    scores = visual_scores(model, mapper, embeds, inputs, scoring, config)
+    if config.scorer == "vision_attention":
+        embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
+    else:
+        embeds, vision_attention = model.embed(inputs), None
+    scores = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
     selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
     if config.mode == "mask":
         return embeds, inputs.position_ids, selection.keep_position.astype(jnp.int32), selection

@@ -63,6 +63,12 @@ def oracle_scores(scoring: ScoringInputs) -> jax.Array:
     return scoring.relevance
 
 
+def vision_attention_scores(vision_attention: jax.Array, scoring: ScoringInputs) -> jax.Array:
+    """VisionZip-style dominant tokens: the attention each visual token received in the vision tower's
+    last block (Qwen2-VL has no [CLS]; mean over heads and over its image's queries), [B, T] -> [B, N]."""
+    return _take_positions(vision_attention, scoring.layout.visual_positions)
+
+
 def dart_scores(embeds: jax.Array, scoring: ScoringInputs) -> jax.Array:
     """DART-style de-duplication: pivots (largest-norm visual tokens) first, then the tokens least similar to them."""
     layout = scoring.layout
