@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
@@ -9,16 +11,24 @@ from flax import nnx, struct
 from tokcomp_jax.models.layers import linear
 from tokcomp_jax.models.rope import apply_rotary
 
+ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
+
 
 def dot_product_attention(
-    query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    hook: ProbsHook | None = None,
+    probe: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Softmax attention with grouped key/value heads.
 
     query [B, T, N, H], key/value [B, S, K, H] with N a multiple of K, mask [B, T, S] (True = attend)
     -> output [B, T, N, H], probabilities [B, N, T, S]. Scores are softmaxed in float32 and cast
     back to the query dtype, as transformers' eager attention does; query head n reads key head
-    n // (N // K).
+    n // (N // K). `hook(probs, probe)` (identity in value, e.g. a custom_vjp) replaces the
+    probabilities the values are mixed with; explanations read gradients through it.
     """
     batch, length, num_heads, head_dim = query.shape
     num_kv_heads = key.shape[2]
@@ -27,6 +37,8 @@ def dot_product_attention(
     scores = scores.reshape(batch, num_heads, length, key.shape[1])
     scores = jnp.where(mask[:, None], scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(query.dtype)
+    if hook is not None:
+        probs = hook(probs, probe)
     grouped_probs = probs.reshape(batch, num_kv_heads, num_heads // num_kv_heads, length, key.shape[1])
     output = jnp.einsum("BKGTS,BSKH->BTKGH", grouped_probs, value)
     return output.reshape(batch, length, num_heads, head_dim), probs
@@ -73,6 +85,8 @@ class SelfAttention(nnx.Module):
         mask: jax.Array,
         cache: LayerCache | None = None,
         cache_index: jax.Array | int = 0,
+        hook: ProbsHook | None = None,
+        probe: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, LayerCache | None]:
         """x [B, T, D], rope tables [B, T, H] -> output [B, T, D], probabilities [B, N, T, S], updated cache.
 
@@ -91,5 +105,5 @@ class SelfAttention(nnx.Module):
             )
             if mask.shape[-1] == cache.key.shape[1] != length:
                 key, value = cache.key, cache.value
-        output, probs = dot_product_attention(query, key, value, mask)
+        output, probs = dot_product_attention(query, key, value, mask, hook, probe)
         return self.o_proj(output.reshape(batch, length, -1)), probs, cache

@@ -34,9 +34,10 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, mask, cache: LayerCache | None = None, cache_index=0):
+    def __call__(self, x, cos, sin, mask, cache: LayerCache | None = None, cache_index=0, hook=None, probe=None):
         """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, S], updated cache (see SelfAttention)."""
-        attended, probs, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_index)
+        normed = self.input_layernorm(x)
+        attended, probs, cache = self.self_attn(normed, cos, sin, mask, cache, cache_index, hook, probe)
         x = x + attended
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, probs, cache
@@ -58,15 +59,27 @@ class Decoder(nnx.Module):
             for _ in range(len(self.layers))
         ]
 
-    def __call__(self, inputs_embeds, cos, sin, mask, caches: list[LayerCache] | None = None, cache_index=0):
+    def __call__(
+        self,
+        inputs_embeds,
+        cos,
+        sin,
+        mask,
+        caches: list[LayerCache] | None = None,
+        cache_index=0,
+        hook=None,
+        probes=None,
+    ):
         """Embeddings [B, T, D] -> normed hidden [B, T, D], first layer's probabilities [B, N, T, S], caches.
 
-        With caches (from init_cache), each layer writes its keys/values at cache_index.
+        With caches (from init_cache), each layer writes its keys/values at cache_index. With a
+        hook, layer l's attention probabilities pass through hook(probs, probes[l]).
         """
         x, first_layer_attention, new_caches = inputs_embeds, None, []
         for index, layer in enumerate(self.layers):
             cache = None if caches is None else caches[index]
-            x, probs, cache = layer(x, cos, sin, mask, cache, cache_index)
+            probe = None if probes is None else probes[index]
+            x, probs, cache = layer(x, cos, sin, mask, cache, cache_index, hook, probe)
             first_layer_attention = probs if index == 0 else first_layer_attention
             new_caches.append(cache)
         return self.norm(x), first_layer_attention, (None if caches is None else new_caches)

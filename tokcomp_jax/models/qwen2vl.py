@@ -191,13 +191,17 @@ class Qwen2VL(nnx.Module):
         position_ids: jax.Array,
         attention_mask: jax.Array,
         return_first_layer_attention: bool = False,
+        hook=None,
+        probes=None,
     ) -> Qwen2VLOutput:
         """The decoder and LM head on embeddings [B, T, D] at M-RoPE ids [3, B, T] with padding mask [B, T].
 
         Pruned inputs come in here: a shorter sequence that keeps its tokens' original positions.
+        `hook`/`probes`: an attention-probability hook per layer (see dot_product_attention).
         """
         cos, sin = self.rope(position_ids, embeds.dtype)
-        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, causal_mask(attention_mask))
+        mask = causal_mask(attention_mask)
+        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, mask, hook=hook, probes=probes)
         logits = self.lm_head(hidden, self.language_model.embed_tokens)
         return Qwen2VLOutput(logits, first_layer_attention if return_first_layer_attention else None)
 

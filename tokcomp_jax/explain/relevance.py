@@ -1,0 +1,170 @@
+"""Gradient-weighted attention relevance (Chefer et al. 2021) by one forward and one vjp.
+
+For answer token y_t at sequence position p_t (teacher-forced), with Ā_l the per-layer map:
+
+    gradient:  Ā_l = mean_heads(relu(d log p(y_t) / d A_l * A_l))
+    rollout:   Ā_l = mean_heads(A_l)                     (attention rollout, no gradient)
+
+the relevance row is e_{p_t - 1} (I + Ā_{L-1}) ... (I + Ā_0), swept from the last layer down as
+`v <- v + v Ā_l` (never the T x T product), read at the visual tokens and averaged over answer
+tokens. `first_layer_attention` / `last_layer_attention` read mean_heads(A_l) at that row.
+
+Every attention passes its probabilities through an identity hook (`jax.custom_vjp`) whose
+backward pass also writes the head-reduced map into the cotangent of a zero "probe" [B, T, S]:
+the vjp of the answer's log-probabilities with respect to the probes *is* the list of Ā_l, so
+only O(layers * T^2) is materialised, and layers are rematerialised in the backward pass.
+`gradient_naive` materialises the per-head gradients and attentions instead (O(layers * heads *
+T^2)), for checking and for the memory comparison.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.prune.features import _take_positions
+from tokcomp_jax.prune.layout import VisualLayout
+
+METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention")
+
+
+@jax.custom_vjp
+def _gradient_hook(probs, probe):
+    return probs
+
+
+def _gradient_hook_fwd(probs, probe):
+    return probs, probs
+
+
+def _gradient_hook_bwd(probs, cotangent):
+    weighted = jax.nn.relu(cotangent.astype(jnp.float32) * probs.astype(jnp.float32)).mean(1)
+    return cotangent, weighted
+
+
+_gradient_hook.defvjp(_gradient_hook_fwd, _gradient_hook_bwd)
+
+
+@jax.custom_vjp
+def _attention_hook(probs, probe):
+    return probs
+
+
+def _attention_hook_fwd(probs, probe):
+    return probs, probs
+
+
+def _attention_hook_bwd(probs, cotangent):
+    return cotangent, probs.astype(jnp.float32).mean(1)
+
+
+_attention_hook.defvjp(_attention_hook_fwd, _attention_hook_bwd)
+
+
+@jax.custom_vjp
+def _naive_hook(probs, probe):
+    return probs
+
+
+def _naive_hook_fwd(probs, probe):
+    return probs, probs
+
+
+def _naive_hook_bwd(probs, cotangent):
+    return cotangent, jnp.stack([cotangent.astype(jnp.float32), probs.astype(jnp.float32)])
+
+
+_naive_hook.defvjp(_naive_hook_fwd, _naive_hook_bwd)
+
+
+def append_answers(batch: dict, answers: list[list[int]]) -> tuple[dict, np.ndarray]:
+    """Teacher forcing: each sample's answer ids after its real tokens (right-padded).
+
+    Returns the batch (input_ids, attention_mask replaced) and answer positions [B, M] (-1 = none).
+    """
+    input_ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["attention_mask"]).astype(bool)
+    if len(answers) != input_ids.shape[0]:
+        raise ValueError(f"{len(answers)} answers for {input_ids.shape[0]} samples")
+    if any(len(answer) == 0 for answer in answers):
+        raise ValueError("every sample needs a non-empty answer to explain")
+    lengths = mask.sum(1)
+    width = int(max(lengths + [len(a) for a in answers]))
+    longest = max(len(a) for a in answers)
+    ids = np.zeros((len(answers), width), input_ids.dtype)
+    positions = np.full((len(answers), longest), -1, np.int32)
+    for row, answer in enumerate(answers):
+        prompt = input_ids[row, mask[row]]
+        ids[row, : prompt.size] = prompt
+        ids[row, prompt.size : prompt.size + len(answer)] = answer
+        positions[row, : len(answer)] = np.arange(prompt.size, prompt.size + len(answer))
+    attention_mask = (np.arange(width)[None] < (lengths + np.array([len(a) for a in answers]))[:, None]).astype(int)
+    return dict(batch, input_ids=ids, attention_mask=attention_mask), positions
+
+
+def _answer_log_probs(logits: jax.Array, input_ids: jax.Array, answer_positions: jax.Array) -> jax.Array:
+    """log p(y_t) [B, M] of each answer token from the logits at the position before it (0 for padding)."""
+    predicting = jnp.maximum(answer_positions - 1, 0)
+    log_probs = jax.nn.log_softmax(_take_positions(logits, predicting).astype(jnp.float32), axis=-1)
+    tokens = jnp.take_along_axis(input_ids, jnp.maximum(answer_positions, 0), axis=1)
+    chosen = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+    return jnp.where(answer_positions >= 0, chosen, 0.0)
+
+
+def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
+    """Per answer token, per layer, the map Ā_l: [M, L, B, T, T]."""
+    embeds = jax.lax.stop_gradient(model.embed(inputs))
+    batch, length, _ = embeds.shape
+    num_layers = len(model.language_model.layers)
+    hook = {"gradient": _gradient_hook, "gradient_naive": _naive_hook}.get(method, _attention_hook)
+    decoder = model.language_model
+    cos, sin = model.rope(inputs.position_ids, embeds.dtype)
+    mask = causal_mask(inputs.attention_mask)
+
+    def answer_log_probs(probes):
+        x = embeds
+        for layer, probe in zip(decoder.layers, probes, strict=True):
+            run = jax.checkpoint(lambda x, probe, layer=layer: layer(x, cos, sin, mask, None, 0, hook, probe)[0])
+            x = run(x, probe)
+        logits = model.lm_head(decoder.norm(x), decoder.embed_tokens)
+        return _answer_log_probs(logits, inputs.input_ids, answer_positions)
+
+    heads = decoder.layers[0].self_attn.num_heads
+    shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
+    probes = [jnp.zeros(shape, jnp.float32) for _ in range(num_layers)]
+    log_probs, pullback = jax.vjp(answer_log_probs, probes)
+    num_answers = answer_positions.shape[1]
+    seeds = jnp.eye(num_answers, dtype=log_probs.dtype)[:, None, :] * jnp.ones((1, batch, 1), log_probs.dtype)
+    if method not in ("gradient", "gradient_naive"):
+        return jnp.stack(pullback(seeds[0])[0])[None].repeat(num_answers, 0)  # no gradient: same for every token
+    (maps,) = jax.vmap(pullback)(seeds)
+    maps = jnp.stack(maps, axis=1)  # [M, L, B, T, T], naive: [M, L, 2, B, N, T, T]
+    if method == "gradient_naive":
+        maps = jax.nn.relu(maps[:, :, 0] * maps[:, :, 1]).mean(3)
+    return maps
+
+
+def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, method: str = "gradient") -> jax.Array:
+    """Relevance [B, N] of each sample's visual tokens for its answer, by `method` (see METHODS).
+
+    inputs: the model inputs of prompt + answer (append_answers); answer_positions [B, M] (-1 = none);
+    layout: the visual positions (tokcomp_jax.prune.layout.visual_layout). 0 at padded visual slots.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown relevance method {method!r}; expected one of {METHODS}")
+    maps = _layer_maps(model, inputs, answer_positions, method)  # [M, L, B, T, T]
+    length = maps.shape[-1]
+    rows = jax.nn.one_hot(jnp.maximum(answer_positions - 1, 0).T, length, dtype=jnp.float32)  # [M, B, T]
+    if method == "first_layer_attention":
+        swept = jnp.einsum("MBT,MBTS->MBS", rows, maps[:, 0])
+    elif method == "last_layer_attention":
+        swept = jnp.einsum("MBT,MBTS->MBS", rows, maps[:, -1])
+    else:
+        swept = rows
+        for layer in reversed(range(maps.shape[1])):
+            swept = swept + jnp.einsum("MBT,MBTS->MBS", swept, maps[:, layer])
+    visual = jnp.take_along_axis(swept, jnp.maximum(layout.visual_positions, 0)[None], axis=-1)  # [M, B, N]
+    valid = (answer_positions >= 0).T.astype(jnp.float32)  # [M, B]
+    mean = jnp.einsum("MBN,MB->BN", visual, valid) / jnp.maximum(valid.sum(0), 1)[:, None]
+    return jnp.where(layout.visual_mask, mean, 0.0)
