@@ -12,7 +12,10 @@ tokens. `first_layer_attention` / `last_layer_attention` read mean_heads(A_l) at
 Every attention passes its probabilities through an identity hook (`jax.custom_vjp`) whose
 backward pass also writes the head-reduced map into the cotangent of a zero "probe" [B, T, S]:
 the vjp of the answer's log-probabilities with respect to the probes *is* the list of Ā_l, so
-only O(layers * T^2) is materialised, and layers are rematerialised in the backward pass.
+only O(layers * T^2) is materialised. The layers run as a `lax.scan` over their stacked
+parameters under `jax.checkpoint` (an unrolled loop lets XLA keep every layer's per-head
+softmax for the backward pass; the scan recomputes one layer at a time). Stacking copies the
+decoder's parameters once.
 `gradient_naive` materialises the per-head gradients and attentions instead (O(layers * heads *
 T^2)), for checking and for the memory comparison.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from tokcomp_jax.models.decoder import causal_mask
 from tokcomp_jax.prune.features import _take_positions
@@ -122,24 +126,28 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
     cos, sin = model.rope(inputs.position_ids, embeds.dtype)
     mask = causal_mask(inputs.attention_mask)
 
+    layer_graph, _ = nnx.split(decoder.layers[0])
+    layer_states = jax.tree.map(lambda *xs: jnp.stack(xs), *(nnx.state(layer) for layer in decoder.layers))
+
+    @jax.checkpoint  # the backward pass recomputes one layer at a time: no per-layer, per-head residuals
+    def one_layer(x, state_and_probe):
+        state, probe = state_and_probe
+        return nnx.merge(layer_graph, state)(x, cos, sin, mask, None, 0, hook, probe)[0], None
+
     def answer_log_probs(probes):
-        x = embeds
-        for layer, probe in zip(decoder.layers, probes, strict=True):
-            run = jax.checkpoint(lambda x, probe, layer=layer: layer(x, cos, sin, mask, None, 0, hook, probe)[0])
-            x = run(x, probe)
+        x, _ = jax.lax.scan(one_layer, embeds, (layer_states, probes))
         logits = model.lm_head(decoder.norm(x), decoder.embed_tokens)
         return _answer_log_probs(logits, inputs.input_ids, answer_positions)
 
     heads = decoder.layers[0].self_attn.num_heads
     shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
-    probes = [jnp.zeros(shape, jnp.float32) for _ in range(num_layers)]
+    probes = jnp.zeros((num_layers, *shape), jnp.float32)
     log_probs, pullback = jax.vjp(answer_log_probs, probes)
     num_answers = answer_positions.shape[1]
     seeds = jnp.eye(num_answers, dtype=log_probs.dtype)[:, None, :] * jnp.ones((1, batch, 1), log_probs.dtype)
     if method not in ("gradient", "gradient_naive"):
-        return jnp.stack(pullback(seeds[0])[0])[None].repeat(num_answers, 0)  # no gradient: same for every token
-    (maps,) = jax.vmap(pullback)(seeds)
-    maps = jnp.stack(maps, axis=1)  # [M, L, B, T, T], naive: [M, L, 2, B, N, T, T]
+        return pullback(seeds[0])[0][None].repeat(num_answers, 0)  # no gradient: the same for every token
+    (maps,) = jax.vmap(pullback)(seeds)  # [M, L, B, T, T], naive: [M, L, 2, B, N, T, T]
     if method == "gradient_naive":
         maps = jax.nn.relu(maps[:, :, 0] * maps[:, :, 1]).mean(3)
     return maps
