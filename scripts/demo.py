@@ -15,23 +15,14 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
-from PIL import Image
 
 import tokcomp_jax
+from tokcomp_jax.data.scenes import scene
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig, prepare_inputs
 from tokcomp_jax.models.checkpoint import save
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.preprocess import image_processor, process_images
-
-
-def scene(height: int = 112, width: int = 168, seed: int = 0) -> np.ndarray:
-    """A grey canvas with three coloured squares, [H, W, 3] uint8."""
-    rng = np.random.default_rng(seed)
-    image = np.full((height, width, 3), 128, np.uint8)
-    for colour in ([220, 40, 40], [40, 200, 60], [40, 80, 220]):
-        top, left = rng.integers(0, height - 28), rng.integers(0, width - 28)
-        image[top : top + 28, left : left + 28] = colour
-    return image
+from tokcomp_jax.visualize import heatmap_overlay, save_panels
 
 
 def text_to_visual_attention(first_layer_attention: np.ndarray, visual: np.ndarray) -> np.ndarray:
@@ -39,16 +30,6 @@ def text_to_visual_attention(first_layer_attention: np.ndarray, visual: np.ndarr
     last_visual = np.flatnonzero(visual).max()
     queries = np.arange(last_visual + 1, visual.size)
     return first_layer_attention[0].mean(0)[queries][:, visual].mean(0)
-
-
-def save_heatmap(image: np.ndarray, scores: np.ndarray, grid_hw: tuple[int, int], path: Path) -> None:
-    """The image beside the per-token scores upsampled onto it (red = more attention)."""
-    heat = scores.reshape(grid_hw)
-    heat = (heat - heat.min()) / max(float(np.ptp(heat)), 1e-12)
-    overlay = np.array(Image.fromarray((heat * 255).astype(np.uint8)).resize(image.shape[1::-1], Image.NEAREST))
-    tinted = image.astype(np.float32) * 0.5
-    tinted[..., 0] += overlay * 0.5
-    Image.fromarray(np.concatenate([image, tinted.clip(0, 255).astype(np.uint8)], axis=1)).save(path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     visual = np.asarray(inputs.visual_token_mask[0])
     scores = text_to_visual_attention(np.asarray(out.first_layer_attention), visual)
     grid_hw = (int(grid[0, 1]) // 2, int(grid[0, 2]) // 2)
-    save_heatmap(image, scores, grid_hw, args.out / "first_layer_attention.png")
+    save_panels([image, heatmap_overlay(image, scores, grid_hw)], args.out / "first_layer_attention.png")
     report = {
         "sequence_length": int(ids.shape[1]),
         "visual_tokens": num_visual,

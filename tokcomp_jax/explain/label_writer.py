@@ -1,0 +1,164 @@
+"""Relevance labels for a list of samples, written shard by shard, then as a TFDS dataset.
+
+    write_labels(model, samples, out_dir, settings)   # resumable: finished shards are kept and skipped
+
+Per batch (padded to static buckets, so one compile per bucket): the first-layer features the
+mapper reads at inference (prune.features, the function pruning uses), the model's greedy
+answer, whether it matches the reference, and the relevance of the visual tokens for that
+answer (teacher-forced). Each finished shard is one npz file, written atomically; when all are
+there they become the TFDS dataset `out_dir/tfds` (tokcomp_jax.data.labels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
+from tokcomp_jax.explain.relevance import append_answers, relevance
+from tokcomp_jax.generate import generate
+from tokcomp_jax.prune.features import first_layer_features
+from tokcomp_jax.prune.layout import Buckets, token_grids
+from tokcomp_jax.prune.pruner import prepare_pruning
+
+SHARDS_DIR = "shards"
+TFDS_DIR = "tfds"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSettings:
+    buckets: Buckets
+    batch_size: int = 4
+    shard_size: int = 16
+    method: str = "gradient"
+    max_new_tokens: int = 4
+    eos_token_id: int = 0
+    split: str = "train"
+
+
+def collate(samples: Sequence[dict]) -> dict:
+    """Single-image samples -> a right-padded transformers-style batch."""
+    length = max(len(sample["input_ids"]) for sample in samples)
+    return {
+        "input_ids": np.stack([np.pad(s["input_ids"], (0, length - len(s["input_ids"]))) for s in samples]),
+        "attention_mask": np.stack([np.arange(length) < len(s["input_ids"]) for s in samples]).astype(np.int64),
+        "pixel_values": np.concatenate([s["pixel_values"] for s in samples]),
+        "image_grid_thw": np.concatenate([s["image_grid_thw"] for s in samples]),
+    }
+
+
+@nnx.jit
+def _features(model, inputs, layout):
+    return first_layer_features(model, model.embed(inputs), inputs.position_ids, inputs.attention_mask, layout)
+
+
+_relevance = nnx.jit(relevance, static_argnames="method")
+
+
+def _answer(tokens: np.ndarray, eos: int) -> list[int]:
+    """Generated tokens up to (not including) EOS; EOS itself if the answer is empty."""
+    answer = []
+    for token in tokens.tolist():
+        if token == eos:
+            break
+        answer.append(token)
+    return answer or [eos]
+
+
+def label_batch(model, samples: Sequence[dict], settings: LabelSettings) -> list[dict]:
+    """Label examples (tokcomp_jax.data.labels) for up to batch_size samples, computed at batch_size rows."""
+    config = model.config
+    padded = list(samples) + [samples[-1]] * (settings.batch_size - len(samples))  # static batch shape
+    batch = collate(padded)
+    inputs, scoring = prepare_pruning(config, batch, settings.buckets)
+    features = np.asarray(_features(model, inputs, scoring.layout))
+    generated = generate(model, inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=settings.eos_token_id)
+    answers = [_answer(row, settings.eos_token_id) for row in np.asarray(generated.tokens)]
+    taught, answer_positions = append_answers(batch, answers)
+    answer_positions = np.pad(
+        answer_positions, ((0, 0), (0, settings.max_new_tokens - answer_positions.shape[1])), constant_values=-1
+    )
+    long_buckets = dataclasses.replace(settings.buckets, text=settings.buckets.text + settings.max_new_tokens)
+    taught_inputs, taught_scoring = prepare_pruning(config, taught, long_buckets)
+    labels = np.asarray(
+        _relevance(model, taught_inputs, jnp.asarray(answer_positions), taught_scoring.layout, method=settings.method)
+    )
+    grids = token_grids(
+        batch["input_ids"],
+        config.image_token_id,
+        config.video_token_id,
+        batch["image_grid_thw"],
+        None,
+        config.vision.spatial_merge_size,
+    )
+    counts = np.asarray(scoring.layout.visual_count)
+    return [
+        {
+            "features": features[row, :, : counts[row]],
+            "relevance": labels[row, : counts[row]],
+            "token_grid_thw": grids[row],
+            "answer_correct": bool(answers[row] == list(sample["reference_ids"])),
+            "sample_id": sample["sample_id"],
+        }
+        for row, sample in enumerate(samples)
+    ]
+
+
+def _shard_path(out_dir: Path, index: int) -> Path:
+    return out_dir / SHARDS_DIR / f"shard-{index:05d}.npz"
+
+
+def _save_shard(path: Path, examples: list[dict]) -> None:
+    arrays = {}
+    for i, example in enumerate(examples):
+        for key, value in example.items():
+            arrays[f"{i:05d}.{key}"] = np.asarray(value)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)  # a killed run never leaves a half-written shard under the final name
+
+
+def _load_shard(path: Path) -> Iterator[dict]:
+    with np.load(path, allow_pickle=False) as arrays:
+        count = len({key.split(".")[0] for key in arrays.files})
+        for i in range(count):
+            example = {key: arrays[f"{i:05d}.{key}"] for key in ("features", "relevance", "token_grid_thw")}
+            example["answer_correct"] = bool(arrays[f"{i:05d}.answer_correct"])
+            example["sample_id"] = str(arrays[f"{i:05d}.sample_id"])
+            yield example
+
+
+def write_labels(
+    model, samples: Sequence[dict], out_dir: str | Path, settings: LabelSettings, stop_after_shards: int | None = None
+) -> Path | None:
+    """Label every sample; returns the TFDS dataset directory (None if stopped early by stop_after_shards)."""
+    out_dir = Path(out_dir).absolute()
+    (out_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    if len(samples) == 0:
+        raise ValueError("no samples to label")
+    shards = [samples[i : i + settings.shard_size] for i in range(0, len(samples), settings.shard_size)]
+    todo = [i for i in range(len(shards)) if not _shard_path(out_dir, i).exists()]
+    if stop_after_shards is not None:
+        todo = todo[:stop_after_shards]
+    with tqdm(total=len(samples), desc="labels", unit="sample") as progress:
+        progress.update(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
+        for index in todo:
+            examples = []
+            for start in range(0, len(shards[index]), settings.batch_size):
+                chunk = shards[index][start : start + settings.batch_size]
+                examples += label_batch(model, chunk, settings)
+                progress.update(len(chunk))
+            _save_shard(_shard_path(out_dir, index), examples)
+    if any(not _shard_path(out_dir, i).exists() for i in range(len(shards))):
+        return None
+    examples = (example for i in range(len(shards)) for example in _load_shard(_shard_path(out_dir, i)))
+    if (dataset_dir(out_dir / TFDS_DIR) / "dataset_info.json").exists():
+        return dataset_dir(out_dir / TFDS_DIR)
+    return write_label_dataset(out_dir / TFDS_DIR, {settings.split: examples})
