@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from tokcomp_jax.models.decoder import causal_mask
-from tokcomp_jax.prune.features import _take_positions
+from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 
 METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention")
@@ -110,7 +110,7 @@ def append_answers(batch: dict, answers: list[list[int]]) -> tuple[dict, np.ndar
 def _answer_log_probs(logits: jax.Array, input_ids: jax.Array, answer_positions: jax.Array) -> jax.Array:
     """log p(y_t) [B, M] of each answer token from the logits at the position before it (0 for padding)."""
     predicting = jnp.maximum(answer_positions - 1, 0)
-    log_probs = jax.nn.log_softmax(_take_positions(logits, predicting).astype(jnp.float32), axis=-1)
+    log_probs = jax.nn.log_softmax(take_positions(logits, predicting).astype(jnp.float32), axis=-1)
     tokens = jnp.take_along_axis(input_ids, jnp.maximum(answer_positions, 0), axis=1)
     chosen = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
     return jnp.where(answer_positions >= 0, chosen, 0.0)

@@ -14,7 +14,7 @@ from tokcomp_jax.models.rope import apply_rotary
 from tokcomp_jax.prune.layout import VisualLayout
 
 
-def _take_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
+def take_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
     """x [B, T, ...] at positions [B, P] (-1 reads position 0) -> [B, P, ...]."""
     index = jnp.maximum(positions, 0).reshape(positions.shape + (1,) * (x.ndim - 2))
     return jnp.take_along_axis(x, index, axis=1)
@@ -37,8 +37,8 @@ def first_layer_features(
     key = attention.k_proj(x).reshape(batch, length, attention.num_kv_heads, attention.head_dim)
     key = apply_rotary(key, cos, sin)
     queries = layout.query_positions
-    query = attention.q_proj(_take_positions(x, queries)).reshape(batch, -1, attention.num_heads, attention.head_dim)
-    query = apply_rotary(query, _take_positions(cos, queries), _take_positions(sin, queries))
+    query = attention.q_proj(take_positions(x, queries)).reshape(batch, -1, attention.num_heads, attention.head_dim)
+    query = apply_rotary(query, take_positions(cos, queries), take_positions(sin, queries))
 
     group = attention.num_heads // attention.num_kv_heads
     grouped = query.reshape(batch, query.shape[1], attention.num_kv_heads, group, attention.head_dim)

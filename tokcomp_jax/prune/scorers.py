@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from tokcomp_jax.mapper.inputs import MapperBatch
-from tokcomp_jax.prune.features import _take_positions, first_layer_features
+from tokcomp_jax.prune.features import first_layer_features, take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 from tokcomp_jax.prune.select import per_sample_keep
 
@@ -66,13 +66,13 @@ def oracle_scores(scoring: ScoringInputs) -> jax.Array:
 def vision_attention_scores(vision_attention: jax.Array, scoring: ScoringInputs) -> jax.Array:
     """VisionZip-style dominant tokens: the attention each visual token received in the vision tower's
     last block (Qwen2-VL has no [CLS]; mean over heads and over its image's queries), [B, T] -> [B, N]."""
-    return _take_positions(vision_attention, scoring.layout.visual_positions)
+    return take_positions(vision_attention, scoring.layout.visual_positions)
 
 
 def dart_scores(embeds: jax.Array, scoring: ScoringInputs) -> jax.Array:
     """DART-style de-duplication: pivots (largest-norm visual tokens) first, then the tokens least similar to them."""
     layout = scoring.layout
-    visual = _take_positions(embeds, layout.visual_positions).astype(jnp.float32)  # [B, N, D]
+    visual = take_positions(embeds, layout.visual_positions).astype(jnp.float32)  # [B, N, D]
     norm = jnp.linalg.norm(visual, axis=-1)
     num_pivots = min(DART_PIVOTS, visual.shape[1])
     _, pivots = jax.lax.top_k(jnp.where(layout.visual_mask, norm, -jnp.inf), num_pivots)
