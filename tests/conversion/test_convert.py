@@ -70,9 +70,9 @@ def test_missing_directory_fails_cleanly(tmp_path, capsys):
 
 
 def test_import_loads_no_torch():
-    code = (
-        "import sys, tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint; print('torch' in sys.modules)"
-    )
+    modules = "tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint, tokcomp_jax.mapper.train, "
+    modules += "tokcomp_jax.prune, tokcomp_jax.generate, tokcomp_jax.explain.label_writer, tokcomp_jax.visualize"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
