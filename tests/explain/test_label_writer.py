@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,28 @@ def test_label_and_visualize_scripts(tmp_path):
     report = module.main(["--config", str(REPO / "configs/label/tiny.py"), "--out", str(tmp_path / "r.png")])
     assert report["kept"] == int(np.ceil(0.25 * report["tokens"]))
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_label_script_killed_mid_run_resumes_to_the_same_dataset(tmp_path):
+    """SIGKILL once the first shard is on disk, rerun, compare with an uninterrupted run."""
+    flags = ["--config.count=10", "--config.shard_size=2", "--config.batch_size=2"]
+    command = [sys.executable, "scripts/label.py", *flags]
+    subprocess.run([*command, f"--out={tmp_path / 'straight'}"], cwd=REPO, check=True, capture_output=True, timeout=600)
+
+    killed = subprocess.Popen([*command, f"--out={tmp_path / 'killed'}"], cwd=REPO, stderr=subprocess.DEVNULL)
+    shards = tmp_path / "killed" / SHARDS_DIR
+    deadline = time.monotonic() + 300
+    while not list(shards.glob("shard-*[0-9].npz")) and time.monotonic() < deadline and killed.poll() is None:
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    finished = list(shards.glob("shard-*[0-9].npz"))
+    assert 1 <= len(finished) < 5, "the kill should land mid-run"
+    subprocess.run([*command, f"--out={tmp_path / 'killed'}"], cwd=REPO, check=True, capture_output=True, timeout=600)
+
+    straight, resumed = (read_split(tmp_path / run / "tfds", "train") for run in ("straight", "killed"))
+    assert len(straight) == 10
+    for a, b in zip(straight, resumed, strict=True):
+        for key in ("features", "relevance", "token_grid_thw", "answer_correct", "sample_id"):
+            np.testing.assert_array_equal(a[key], b[key])
