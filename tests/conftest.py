@@ -6,7 +6,11 @@ import jax
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 import tokcomp_jax  # noqa: E402
 from conversion.tiny import save_tiny_model  # noqa: E402
@@ -18,3 +22,19 @@ def tiny_qwen2vl(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_qwen2vl")
     torch_model = save_tiny_model(directory)
     return directory, torch_model, tokcomp_jax.load(directory)
+
+
+SPECIAL = {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253}
+WORDS = "<|im_start|> <|im_end|> system user assistant You are a helpful assistant. what colour is the square ?"
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A word-level tokenizer with Qwen2-VL's special tokens (at the tiny config's ids) and chat template."""
+    vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate(WORDS.split())}, **SPECIAL}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *SPECIAL]})
+    fast.chat_template = (Path(__file__).parent / "fixtures" / "qwen2vl_chat_template.jinja").read_text()
+    return fast

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from tokcomp_jax.models import prepare_inputs
 from tokcomp_jax.preprocess import build_inputs, image_processor, process_images, process_video
-
-SPECIAL = {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253}
-WORDS = "<|im_start|> <|im_end|> system user assistant You are a helpful assistant. what colour is the square ?"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    """A word-level tokenizer with Qwen2-VL's special tokens (at the tiny config's ids) and chat template."""
-    vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate(WORDS.split())}, **SPECIAL}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
-    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *SPECIAL]})
-    fast.chat_template = (Path(__file__).parent / "fixtures" / "qwen2vl_chat_template.jinja").read_text()
-    return fast
 
 
 def test_video_pairs_consecutive_frames_into_temporal_patches(tiny_qwen2vl):

@@ -1,0 +1,32 @@
+"""scripts/generate.py answers a prompt about an image with a local tokenizer, pruned, and saves the picture."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate.py"
+
+
+def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
+    hf_dir, _, _ = tiny_qwen2vl
+    model_dir = tmp_path / "model"
+    shutil.copytree(hf_dir, model_dir)
+    tokenizer.save_pretrained(model_dir)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (84, 112, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    spec = importlib.util.spec_from_file_location("generate_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main([
+        "--model", str(model_dir), "--image", str(tmp_path / "x.png"), "--prompt", "what colour is the square ?",
+        "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--picture", str(tmp_path / "kept.png"),
+    ])  # fmt: skip
+    assert report["visual_tokens_total"] == 12  # 84x112 pixels -> 6x8 patches -> 3x4 tokens
+    assert report["visual_tokens_kept"] == 3
+    assert isinstance(report["answer"], str)
+    assert report["prefill_s_pruned"] > 0 and report["prefill_s_unpruned"] > 0
+    assert Image.open(tmp_path / "kept.png").size == (2 * 4 * 28, 3 * 28)
