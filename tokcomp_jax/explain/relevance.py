@@ -34,53 +34,27 @@ from tokcomp_jax.prune.layout import VisualLayout
 METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention")
 
 
-@jax.custom_vjp
-def _gradient_hook(probs, probe):
-    return probs
+def _probe_hook(probe_cotangent):
+    """An identity on attention probabilities whose backward pass also returns, as the cotangent
+    of the (unused) probe, probe_cotangent(probs, g) in float32."""
+
+    @jax.custom_vjp
+    def hook(probs, probe):
+        return probs
+
+    def forward(probs, probe):
+        return probs, probs
+
+    def backward(probs, cotangent):
+        return cotangent, probe_cotangent(probs.astype(jnp.float32), cotangent.astype(jnp.float32))
+
+    hook.defvjp(forward, backward)
+    return hook
 
 
-def _gradient_hook_fwd(probs, probe):
-    return probs, probs
-
-
-def _gradient_hook_bwd(probs, cotangent):
-    weighted = jax.nn.relu(cotangent.astype(jnp.float32) * probs.astype(jnp.float32)).mean(1)
-    return cotangent, weighted
-
-
-_gradient_hook.defvjp(_gradient_hook_fwd, _gradient_hook_bwd)
-
-
-@jax.custom_vjp
-def _attention_hook(probs, probe):
-    return probs
-
-
-def _attention_hook_fwd(probs, probe):
-    return probs, probs
-
-
-def _attention_hook_bwd(probs, cotangent):
-    return cotangent, probs.astype(jnp.float32).mean(1)
-
-
-_attention_hook.defvjp(_attention_hook_fwd, _attention_hook_bwd)
-
-
-@jax.custom_vjp
-def _naive_hook(probs, probe):
-    return probs
-
-
-def _naive_hook_fwd(probs, probe):
-    return probs, probs
-
-
-def _naive_hook_bwd(probs, cotangent):
-    return cotangent, jnp.stack([cotangent.astype(jnp.float32), probs.astype(jnp.float32)])
-
-
-_naive_hook.defvjp(_naive_hook_fwd, _naive_hook_bwd)
+_gradient_hook = _probe_hook(lambda probs, g: jax.nn.relu(g * probs).mean(1))  # [B, T, S]
+_attention_hook = _probe_hook(lambda probs, g: probs.mean(1))  # [B, T, S], no gradient needed
+_naive_hook = _probe_hook(lambda probs, g: jnp.stack([g, probs]))  # [2, B, N, T, S]
 
 
 def append_answers(batch: dict, answers: list[list[int]]) -> tuple[dict, np.ndarray]:
