@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
 from tokcomp_jax.explain.relevance import append_answers, relevance
-from tokcomp_jax.generate import generate
+from tokcomp_jax.generate import greedy_decode
 from tokcomp_jax.prune.features import first_layer_features
 from tokcomp_jax.prune.layout import Buckets, token_grids
 from tokcomp_jax.prune.pruner import prepare_pruning
@@ -54,9 +54,16 @@ def collate(samples: Sequence[dict]) -> dict:
     }
 
 
-@nnx.jit
-def _features(model, inputs, layout):
-    return first_layer_features(model, model.embed(inputs), inputs.position_ids, inputs.attention_mask, layout)
+@nnx.jit(static_argnames=("max_new_tokens", "eos_token_id"))
+def _prompt_pass(model, inputs, layout, max_new_tokens: int, eos_token_id: int):
+    """One embedding of the prompt for both the mapper's features [B, Hd, N] and the greedy answer."""
+    embeds = model.embed(inputs)
+    features = first_layer_features(model, embeds, inputs.position_ids, inputs.attention_mask, layout)
+    generated = greedy_decode(
+        model, embeds, inputs.position_ids, inputs.attention_mask,
+        max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
+    )  # fmt: skip
+    return features, generated.tokens
 
 
 _relevance = nnx.jit(relevance, static_argnames="method")
@@ -78,9 +85,9 @@ def label_batch(model, samples: Sequence[dict], settings: LabelSettings) -> list
     padded = list(samples) + [samples[-1]] * (settings.batch_size - len(samples))  # static batch shape
     batch = collate(padded)
     inputs, scoring = prepare_pruning(config, batch, settings.buckets)
-    features = np.asarray(_features(model, inputs, scoring.layout))
-    generated = generate(model, inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=settings.eos_token_id)
-    answers = [_answer(row, settings.eos_token_id) for row in np.asarray(generated.tokens)]
+    features, tokens = _prompt_pass(model, inputs, scoring.layout, settings.max_new_tokens, settings.eos_token_id)
+    features = np.asarray(features)
+    answers = [_answer(row, settings.eos_token_id) for row in np.asarray(tokens)]
     taught, answer_positions = append_answers(batch, answers)
     answer_positions = np.pad(
         answer_positions, ((0, 0), (0, settings.max_new_tokens - answer_positions.shape[1])), constant_values=-1

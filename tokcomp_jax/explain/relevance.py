@@ -85,7 +85,7 @@ def _answer_log_probs(logits: jax.Array, input_ids: jax.Array, answer_positions:
     """log p(y_t) [B, M] of each answer token from the logits at the position before it (0 for padding)."""
     predicting = jnp.maximum(answer_positions - 1, 0)
     log_probs = jax.nn.log_softmax(take_positions(logits, predicting).astype(jnp.float32), axis=-1)
-    tokens = jnp.take_along_axis(input_ids, jnp.maximum(answer_positions, 0), axis=1)
+    tokens = take_positions(input_ids, answer_positions)
     chosen = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
     return jnp.where(answer_positions >= 0, chosen, 0.0)
 
@@ -120,7 +120,8 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
     num_answers = answer_positions.shape[1]
     seeds = jnp.eye(num_answers, dtype=log_probs.dtype)[:, None, :] * jnp.ones((1, batch, 1), log_probs.dtype)
     if method not in ("gradient", "gradient_naive"):
-        return pullback(seeds[0])[0][None].repeat(num_answers, 0)  # no gradient: the same for every token
+        maps = pullback(seeds[0])[0]  # no gradient: the same maps for every answer token
+        return jnp.broadcast_to(maps, (num_answers, *maps.shape))
     (maps,) = jax.vmap(pullback)(seeds)  # [M, L, B, T, T], naive: [M, L, 2, B, N, T, T]
     if method == "gradient_naive":
         maps = jax.nn.relu(maps[:, :, 0] * maps[:, :, 1]).mean(3)

@@ -35,9 +35,7 @@ def load_mapper(directory: str | Path) -> Mapper:
     config = MapperConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
     abstract = nnx.eval_shape(lambda: Mapper(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
-    )
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             params = checkpointer.restore(directory / PARAMS_DIR, target)

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
-from tokcomp_jax.prune.select import Selection, gather_kept, select_visual_tokens
+from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 
 
 def fastv_forward(
@@ -36,14 +37,11 @@ def fastv_forward(
         x, probs, _ = layer(x, cos, sin, mask)
     last = jnp.maximum(attention_mask.sum(-1) - 1, 0)  # right padding: the last real token
     last_row = jnp.take_along_axis(probs.mean(1), last[:, None, None], axis=1)[:, 0]  # [B, T]
-    scores = jnp.take_along_axis(last_row, jnp.maximum(layout.visual_positions, 0), axis=1)
-    selection = select_visual_tokens(scores, layout, attention_mask, keep_ratio)
-    if mode == "mask":
-        kept_mask = selection.keep_position.astype(jnp.int32)
-    else:
-        length = attention_mask.shape[1] - layout.visual_positions.shape[1] + selection.kept_slots.shape[1]
-        x, position_ids, kept_mask = gather_kept(x, position_ids, selection, length)
-        cos, sin = model.rope(position_ids, embeds.dtype)
+    selection = select_visual_tokens(
+        take_positions(last_row, layout.visual_positions), layout, attention_mask, keep_ratio
+    )
+    x, position_ids, kept_mask = apply_selection(x, position_ids, selection, mode, layout.visual_positions.shape[1])
+    cos, sin = model.rope(position_ids, embeds.dtype)
     mask = causal_mask(kept_mask)
     for layer in decoder.layers[prune_after_layer:]:
         x, _, _ = layer(x, cos, sin, mask)

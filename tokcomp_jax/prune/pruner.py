@@ -18,8 +18,8 @@ from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.models.qwen2vl import prepare_inputs
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
-from tokcomp_jax.prune.layout import Buckets, check_keep_ratio, keep_count, token_grids, visual_layout
-from tokcomp_jax.prune.select import Selection, gather_kept, select_visual_tokens
+from tokcomp_jax.prune.layout import Buckets, check_keep_ratio, token_grids, visual_layout
+from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,8 @@ def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
         embeds, vision_attention = model.embed(inputs), None
     scores = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
     selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
-    if config.mode == "mask":
-        return embeds, inputs.position_ids, selection.keep_position.astype(jnp.int32), selection
     num_slots = scoring.layout.visual_positions.shape[1]
-    length = inputs.input_ids.shape[1] - num_slots + keep_count(config.keep_ratio, num_slots)
-    return *gather_kept(embeds, inputs.position_ids, selection, length), selection
+    return *apply_selection(embeds, inputs.position_ids, selection, config.mode, num_slots), selection
 
 
 @nnx.jit(static_argnames="config")

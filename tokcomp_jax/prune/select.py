@@ -51,6 +51,19 @@ def select_visual_tokens(
     return Selection(kept_slots=slots, kept_valid=valid, keep_position=keep)
 
 
+def apply_selection(
+    x: jax.Array, position_ids: jax.Array, selection: Selection, mode: str, num_visual_slots: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The sequence the LLM runs after selection: (x [B, L, D], position ids [..., B, L], mask [B, L]).
+
+    mode "mask": L = T, pruned tokens masked out; "gather": L = T - N + K, the kept tokens only.
+    """
+    if mode == "mask":
+        return x, position_ids, selection.keep_position.astype(jnp.int32)
+    length = x.shape[1] - num_visual_slots + selection.kept_slots.shape[1]
+    return gather_kept(x, position_ids, selection, length)
+
+
 def gather_kept(
     embeds: jax.Array, position_ids: jax.Array, selection: Selection, length: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
