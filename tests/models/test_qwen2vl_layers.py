@@ -61,16 +61,17 @@ def test_vision_block_with_per_frame_segments(tiny_qwen2vl, hidden_patches):
     ours_pos = jnp.asarray(positions.patch_positions(GRID, 2))
     cos, sin = vision_rope(ours_pos, model.config.vision.head_dim, model.config.vision.rope_theta)
     segments = jnp.asarray(positions.frame_segment_ids(GRID))
-    ours, _ = model.visual.blocks[0](jnp.asarray(hidden_patches), cos, sin, segments[:, None] == segments[None, :])
+    mask = segments[:, None] == segments[None, :]
+    ours, _ = model.visual.blocks[0](jnp.asarray(hidden_patches)[None], cos[None], sin[None], mask[None])
     cu_seqlens, _ = get_vision_attention_seqlens(_t(GRID), ref.config.vision_config)
     ref_rope = ref.model.visual.rotary_pos_emb(torch.zeros(1), get_vision_position_ids(_t(GRID), 2))
     theirs = ref.model.visual.blocks[0](_t(hidden_patches), cu_seqlens=cu_seqlens, position_embeddings=ref_rope)
-    _close(ours, theirs)
+    _close(ours[0], theirs)
 
 
 def test_patch_merger(tiny_qwen2vl, hidden_patches):
     _, ref, model = tiny_qwen2vl
-    _close(model.visual.merger(jnp.asarray(hidden_patches)), ref.model.visual.merger(_t(hidden_patches)))
+    _close(model.visual.merger(jnp.asarray(hidden_patches)[None])[0], ref.model.visual.merger(_t(hidden_patches)))
 
 
 @pytest.fixture(scope="module")

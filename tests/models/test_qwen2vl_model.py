@@ -54,3 +54,26 @@ def test_presets_build_by_shape(preset):
     published = {"qwen2_vl_2b": 2.21e9, "qwen2_vl_7b": 8.29e9}  # parameters of the released checkpoints
     if preset in published:
         assert abs(count - published[preset]) / published[preset] < 0.01, count
+
+
+def test_one_block_per_frame_equals_packed_patches(tiny_qwen2vl):
+    """Frames padded to blocks of S patches ([F, S, patch_dim]) give the packed layout's logits and
+    vision attention: images and video frames never attended across frames in either layout."""
+    _, _, model = tiny_qwen2vl
+    batch = random_batch(model.config, [[("image", 56, 84), ("video", 3, 56, 56)], [("image", 84, 56)]], seed=5)
+    packed = prepare_inputs(model.config, **batch)
+    blocked = prepare_inputs(model.config, **batch, frame_patches=32, patch_bucket=32 * 8)
+    assert blocked.pixel_values.shape == (8, 32, model.config.vision.patch_dim)
+    np.testing.assert_allclose(model(blocked).logits, model(packed).logits, atol=1e-5, rtol=1e-5)
+    _, received_packed = model.embed(packed, return_vision_attention=True)
+    _, received_blocked = model.embed(blocked, return_vision_attention=True)
+    np.testing.assert_allclose(received_blocked, received_packed, atol=1e-7)
+
+
+def test_frame_blocks_too_small_are_refused(tiny_qwen2vl):
+    _, _, model = tiny_qwen2vl
+    batch = random_batch(model.config, [[("image", 56, 84)]], seed=5)  # 4 x 6 = 24 patches
+    with pytest.raises(ValueError, match="does not fit frame_patches 16"):
+        prepare_inputs(model.config, **batch, frame_patches=16)
+    with pytest.raises(ValueError, match="must be a multiple of the merge window"):
+        prepare_inputs(model.config, **batch, frame_patches=30)

@@ -120,12 +120,12 @@ def test_vision_attention_is_the_attention_received_in_the_last_vision_block(set
     """Recomputed here from the vision blocks: mean over heads and same-image queries, mean over each 2x2 window."""
     model, _, inputs, scoring = setup
     visual = model.visual
-    x = visual.patch_embed(inputs.pixel_values)
-    cos, sin = vision_rope(inputs.patch_positions, visual.config.head_dim, visual.config.rope_theta)
+    x = visual.patch_embed(inputs.pixel_values)[None]  # packed patches: one block
+    cos, sin = vision_rope(inputs.patch_positions[None], visual.config.head_dim, visual.config.rope_theta)
     segments = np.asarray(inputs.patch_segment_ids)
     for block in visual.blocks:
-        x, probs = block(x, cos, sin, jnp.asarray(segments[:, None] == segments[None, :]))
-    probs = np.asarray(probs).mean(0)  # [P, P]
+        x, probs = block(x, cos, sin, jnp.asarray(segments[:, None] == segments[None, :])[None])
+    probs = np.asarray(probs)[0].mean(0)  # [P, P]
     per_patch = np.array([probs[segments == segments[p], p].mean() for p in range(len(segments))])
     per_token = per_patch.reshape(-1, 4).mean(-1)
     _, received = model.embed(inputs, return_vision_attention=True)

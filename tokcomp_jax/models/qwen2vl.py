@@ -30,9 +30,9 @@ class Qwen2VLInputs:
     input_ids: jax.Array  # [B, T]
     attention_mask: jax.Array  # [B, T], 1 = real token
     position_ids: jax.Array  # [3, B, T] M-RoPE (t, h, w) ids
-    pixel_values: jax.Array | None = None  # [P, patch_dim]
-    patch_positions: jax.Array | None = None  # [P, 2] (row, col) for the vision RoPE
-    patch_segment_ids: jax.Array | None = None  # [P] one id per image / video frame
+    pixel_values: jax.Array | None = None  # [P, patch_dim] packed, or [F, S, patch_dim] one frame per block
+    patch_positions: jax.Array | None = None  # [P, 2] or [F, S, 2] (row, col) for the vision RoPE
+    patch_segment_ids: jax.Array | None = None  # [P] or [F, S] one id per image / video frame, -1 padding
     visual_token_index: jax.Array | None = None  # [B, T] row into the merged visual tokens, -1 for text
 
     @property
@@ -73,12 +73,16 @@ def prepare_inputs(
     pixel_values_videos: np.ndarray | None = None,
     video_grid_thw: np.ndarray | None = None,
     patch_bucket: int | None = None,
+    frame_patches: int | None = None,
 ) -> Qwen2VLInputs:
     """Host bookkeeping for one batch; arguments as in transformers' Qwen2-VL forward.
 
     `patch_bucket` pads the packed patches to a fixed count (a multiple of merge^2) so images
     of different sizes share one compiled graph; padded patches form their own segment and
-    their merged tokens are never placed in the sequence.
+    their merged tokens are never placed in the sequence. `frame_patches` instead pads every
+    image / video frame to its own block of that many patches ([F, S, patch_dim]; with
+    `patch_bucket`, F = patch_bucket // frame_patches), so the vision tower's attention costs
+    F * S^2 rather than (F * S)^2: the layout for batches of many images.
     """
     input_ids = np.asarray(input_ids)
     if input_ids.ndim != 2 or input_ids.shape[1] == 0:
@@ -124,7 +128,12 @@ def prepare_inputs(
         num_tokens += _num_visual_tokens(grid, merge)
         num_segments += int(grid[:, 0].sum())
     pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
-    if patch_bucket is not None:
+    if frame_patches is not None:
+        pixels, patch_pos, segments, token_slot = _block_frames(
+            pixels, patch_pos, segments, frame_patches, patch_bucket, merge**2
+        )
+        token_index = np.where(token_index >= 0, token_slot[np.maximum(token_index, 0)], -1).astype(np.int32)
+    elif patch_bucket is not None:
         pixels, patch_pos, segments = _pad_patches(pixels, patch_pos, segments, patch_bucket, merge**2)
     return inputs.replace(
         pixel_values=jnp.asarray(pixels),
@@ -150,6 +159,31 @@ def _pad_patches(pixels, patch_pos, segments, bucket: int, window: int):
         np.pad(patch_pos, ((0, pad), (0, 0))),
         np.pad(segments, (0, pad), constant_values=-1),
     )
+
+
+def _block_frames(pixels, patch_pos, segments, frame_patches: int, patch_bucket: int | None, window: int):
+    """Packed [P, ...] -> one padded block per frame [F, S, ...], and each packed merged token's
+    row in the blocked tokens [F * S / window]."""
+    if frame_patches % window:
+        raise ValueError(f"frame_patches {frame_patches} must be a multiple of the merge window {window}")
+    starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
+    sizes = np.diff(np.r_[starts, len(segments)])
+    if sizes.max() > frame_patches:
+        raise ValueError(f"a frame of {sizes.max()} patches does not fit frame_patches {frame_patches}")
+    num_blocks = len(sizes) if patch_bucket is None else patch_bucket // frame_patches
+    if len(sizes) > num_blocks:
+        raise ValueError(f"{len(sizes)} frames do not fit patch_bucket {patch_bucket} // {frame_patches}")
+    blocked = (
+        np.zeros((num_blocks, frame_patches, pixels.shape[1]), pixels.dtype),
+        np.zeros((num_blocks, frame_patches, 2), patch_pos.dtype),
+        np.full((num_blocks, frame_patches), -1, segments.dtype),
+    )
+    token_slot = []
+    for block, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+        for target, source in zip(blocked, (pixels, patch_pos, segments), strict=True):
+            target[block, :size] = source[start : start + size]
+        token_slot.append(block * (frame_patches // window) + np.arange(size // window))
+    return *blocked, np.concatenate(token_slot).astype(np.int32)
 
 
 class Qwen2VL(nnx.Module):

@@ -1,8 +1,10 @@
 """The Qwen2-VL vision tower: patch embedding, 2-D rotary ViT blocks, 2x2 patch merger.
 
-Patches of all images and video frames are packed into one sequence [P, patch_dim]; each
+Patches of all images and video frames come packed into one sequence [P, patch_dim]; each
 patch attends only within its own image or frame, which under jit is a block-diagonal mask
 built from per-patch segment ids (transformers splits the sequence at `cu_seqlens` instead).
+For batches of many images, the host can instead pad every frame to a fixed block of S patches,
+[F, S, patch_dim]: attention then costs F * S^2 instead of (F * S)^2, with the same result.
 The host computes patch positions and segment ids (`tokcomp_jax.models.positions`).
 """
 
@@ -31,7 +33,7 @@ class PatchEmbed(nnx.Module):
 
 
 class VisionAttention(nnx.Module):
-    """Multi-head self-attention over packed patches with 2-D RoPE and a segment mask."""
+    """Multi-head self-attention over blocks of patches with 2-D RoPE and a segment mask."""
 
     def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
         self.num_heads = config.num_heads
@@ -39,13 +41,13 @@ class VisionAttention(nnx.Module):
         self.proj = linear(config.embed_dim, config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [P, E], float32 rope tables [P, H], mask [P, P] -> [P, E], probabilities [N, P, P]."""
-        num_patches = x.shape[0]
-        query, key, value = jnp.moveaxis(self.qkv(x).reshape(num_patches, 3, self.num_heads, -1), 1, 0)
+        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] -> [F, P, E], probabilities [F, N, P, P]."""
+        blocks, num_patches = x.shape[:2]
+        query, key, value = jnp.moveaxis(self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1), 2, 0)
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
-        output, probs = dot_product_attention(query[None], key[None], value[None], mask[None])
-        return self.proj(output.reshape(num_patches, -1)), probs[0]
+        output, probs = dot_product_attention(query, key, value, mask)
+        return self.proj(output.reshape(blocks, num_patches, -1)), probs
 
 
 class VisionBlock(nnx.Module):
@@ -65,7 +67,7 @@ class VisionBlock(nnx.Module):
 class PatchMerger(nnx.Module):
     """Norm, then concatenate each 2x2 window of consecutive patches and project to the LLM width.
 
-    [P, E] -> [P / merge^2, D]. The image processor already orders patches window by window.
+    [F, P, E] -> [F, P / merge^2, D]. The image processor already orders patches window by window.
     """
 
     def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
@@ -76,11 +78,11 @@ class PatchMerger(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = self.ln_q(x)
-        return self.mlp(x.reshape(x.shape[0] // self.window, -1))
+        return self.mlp(x.reshape(x.shape[0], x.shape[1] // self.window, -1))
 
 
 class Qwen2VisionTransformer(nnx.Module):
-    """Packed patches -> merged visual tokens, one per 2x2 patch window."""
+    """Packed (or blocked) patches -> merged visual tokens, one per 2x2 patch window."""
 
     def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
         self.config = config
@@ -95,18 +97,21 @@ class Qwen2VisionTransformer(nnx.Module):
         segment_ids: jax.Array,
         return_attention: bool = False,
     ):
-        """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D].
+        """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D];
+        or blocked, [F, S, patch_dim], [F, S, 2], [F, S] -> tokens [F * S / merge^2, D].
 
         With return_attention, also the attention each merged token received in the last block:
-        [P / merge^2], mean over heads and over the queries of its image/frame, mean over its window.
+        [tokens], mean over heads and over the queries of its image/frame, mean over its window.
         """
+        if pixel_values.ndim == 2:  # packed: one block
+            pixel_values, patch_positions, segment_ids = pixel_values[None], patch_positions[None], segment_ids[None]
         x = self.patch_embed(pixel_values)
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
-        mask = segment_ids[:, None] == segment_ids[None, :]
+        mask = segment_ids[..., :, None] == segment_ids[..., None, :]
         for block in self.blocks:
             x, probs = block(x, cos, sin, mask)
-        tokens = self.merger(x)
+        tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens
-        received = probs.astype(jnp.float32).mean(0).sum(0) / mask.sum(0)  # per patch, over its segment's queries
+        received = probs.astype(jnp.float32).mean(1).sum(1) / mask.sum(1)  # per patch, over its segment's queries
         return tokens, received.reshape(tokens.shape[0], -1).mean(-1)
