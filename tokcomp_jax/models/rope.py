@@ -59,7 +59,8 @@ def vision_rope(patch_positions: jax.Array, head_dim: int, theta: float) -> tupl
     A quarter of head_dim rotates by the row, a quarter by the column, and the layout repeats
     for the second half, as in transformers' Qwen2-VL vision tower.
     """
-    freqs = patch_positions[..., None].astype(jnp.float32) * inverse_frequencies(head_dim // 2, theta)  # [..., P, 2, H/4]
+    inverse = inverse_frequencies(head_dim // 2, theta)
+    freqs = patch_positions[..., None].astype(jnp.float32) * inverse  # [..., P, 2, H/4]
     freqs = jnp.concatenate([freqs[..., 0, :], freqs[..., 1, :]], axis=-1)
     freqs = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(freqs), jnp.sin(freqs)

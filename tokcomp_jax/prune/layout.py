@@ -16,11 +16,14 @@ from flax import struct
 
 @dataclasses.dataclass(frozen=True)
 class Buckets:
-    """Static sizes: the sequence is padded to text + visual tokens, patches to visual * merge^2."""
+    """Static sizes of a batch of B rows: each row is padded to text + visual tokens, and the
+    patches of the batch to B * visual * merge^2, packed, or, with `frame_patches`, as blocks of
+    that many patches, one per image / video frame (models.qwen2vl.prepare_inputs)."""
 
     text: int
     visual: int
     queries: int = 32  # instruction tokens read by the first-layer features
+    frame_patches: int | None = None
 
     @property
     def sequence(self) -> int:

@@ -80,8 +80,10 @@ def prepare_pruning(
     merge = config.vision.spatial_merge_size
     media = {k: batch.get(k) for k in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")}
     has_media = media["pixel_values"] is not None or media["pixel_values_videos"] is not None
-    patch_bucket = buckets.visual * merge**2 if has_media else None
-    inputs = prepare_inputs(config, input_ids, attention_mask, **media, patch_bucket=patch_bucket)
+    patch_bucket = len(input_ids) * buckets.visual * merge**2 if has_media else None
+    inputs = prepare_inputs(
+        config, input_ids, attention_mask, **media, patch_bucket=patch_bucket, frame_patches=buckets.frame_patches
+    )
     scoring = scorers.ScoringInputs(layout=layout, rng=jax.random.key(seed))
     counts = np.asarray(layout.visual_count)
     if mapper is not None:
