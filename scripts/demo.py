@@ -1,82 +1,149 @@
-"""End-to-end demo on an embedded default, no downloads: `make demo`.
+"""The paper's experiment in miniature, end to end: `make demo` (compact) or the full run:
 
-Builds the tiny Qwen2-VL preset (random weights), saves it as an orbax model directory and loads
-it back, runs a jit-compiled forward on a generated scene and a prompt, and reports the first
-decoder layer's text -> visual attention (what the pruning mapper reads) as numbers and a PNG.
+    python scripts/demo.py --config configs/miniature.py:full --out outputs/miniature-full
+
+1. generate the grounded-VQA datasets (synthetic scenes, digits grid) as TFDS;
+2. train a tiny Qwen2-VL from scratch on them (learning curve in OUT/mllm);
+3. relevance labels on the small training images the model answers correctly, and on the
+   held-out splits (the explanation oracle);
+4. train the paper's mapper on the training labels;
+5. evaluate the mapper and every baseline at each keep ratio, at training image size (test) and
+   at 2x the tokens per side (test_2x): OUT/retention.json, OUT/retention.md, OUT/pictures/.
+
+Nothing from an earlier run is reused unless --resume is given (every stage then continues
+where it stopped: checkpoints, label shards and generated data are kept).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+import logging
+import shutil
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
+from absl import app, flags
+from ml_collections import config_flags
 
-import tokcomp_jax
-from tokcomp_jax.data.scenes import scene
-from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig, prepare_inputs
-from tokcomp_jax.models.checkpoint import save
-from tokcomp_jax.models.families import FAMILIES
-from tokcomp_jax.preprocess import image_processor, process_images
-from tokcomp_jax.visualize import heatmap_overlay, save_panels
+from configs.mapper.paper import get_config as mapper_config
+from tokcomp_jax.data import vqa
+from tokcomp_jax.data.labels import read_split
+from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
+from tokcomp_jax.mapper.checkpoint import load_mapper
+from tokcomp_jax.mapper.train import train as train_mapper
+from tokcomp_jax.miniature import report
+from tokcomp_jax.miniature.datasets import load_splits
+from tokcomp_jax.miniature.evaluate import METHODS, EvalSettings, evaluate_split, summarise
+from tokcomp_jax.miniature.samples import Samples, token_grid
+from tokcomp_jax.miniature.train import train_mllm, visual_bucket
+from tokcomp_jax.prune.layout import Buckets
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).parents[1] / "configs" / "miniature.py"), "miniature config (variant after ':')"
+)
+_OUT = flags.DEFINE_string("out", "outputs/miniature-demo", "run directory")
+_RESUME = flags.DEFINE_bool("resume", False, "continue the run in --out instead of starting afresh")
+
+EVAL_SPLITS = ("test", "test_2x")
 
 
-def text_to_visual_attention(first_layer_attention: np.ndarray, visual: np.ndarray) -> np.ndarray:
-    """Mean over heads and text queries after the image of layer-1 attention to each visual token: [N]."""
-    last_visual = np.flatnonzero(visual).max()
-    queries = np.arange(last_visual + 1, visual.size)
-    return first_layer_attention[0].mean(0)[queries][:, visual].mean(0)
+def label_settings(config, bucket: int, split: str) -> LabelSettings:
+    buckets = Buckets(
+        text=config.mllm.text_bucket, visual=bucket, queries=config.mllm.text_bucket, frame_patches=4 * bucket
+    )
+    return LabelSettings(
+        buckets=buckets, batch_size=config.labels.batch_size, shard_size=config.labels.shard_size,
+        method=config.labels.method, max_new_tokens=2, eos_token_id=vqa.EOS_ID, split=split,
+    )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+def write_split_labels(model, config, examples: list[dict], out: Path, split: str) -> list[Path]:
+    """Relevance labels for examples, one label dataset per visual bucket (labels are bucket-padded)."""
+    groups: dict[int, list[dict]] = {}
+    for example in examples:
+        groups.setdefault(visual_bucket(example, config.mllm.visual_buckets), []).append(example)
+    directories = []
+    for bucket, chosen in sorted(groups.items()):
+        settings = label_settings(config, bucket, split)
+        directories.append(write_labels(model, Samples(model.config, chosen), out / f"{split}-{bucket}", settings))
+    return directories
 
-    config = Qwen2VLConfig.tiny()
-    model = Qwen2VL(config, rngs=nnx.Rngs(0))
-    save(args.out / "model", FAMILIES["qwen2_vl"], config, "float32", nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    model = tokcomp_jax.load(args.out / "model")
 
-    image = scene()
-    pixels, grid = process_images(image_processor(config), [image])
-    num_visual = int(grid.prod()) // config.vision.spatial_merge_size**2
-    prompt = np.random.default_rng(1).integers(0, config.image_token_id, 12)
-    ids = [1, 2, config.vision_start_token_id] + [config.image_token_id] * num_visual
-    ids = np.array([ids + [config.vision_end_token_id, *prompt]])
-    inputs = prepare_inputs(config, ids, pixel_values=pixels, image_grid_thw=grid)
+def main(argv) -> None:
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    config, out = _CONFIG.value, Path(_OUT.value).absolute()
+    if out.exists() and not _RESUME.value:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = {}
 
-    forward = nnx.jit(lambda m, x: m(x, return_first_layer_attention=True))
     start = time.perf_counter()
-    jax.block_until_ready(forward(model, inputs))
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(forward(model, inputs))
-    run_s = time.perf_counter() - start
+    splits = load_splits(config.data.builders, config.data.config, out / "data")
+    seconds["data"] = time.perf_counter() - start
 
-    visual = np.asarray(inputs.visual_token_mask[0])
-    scores = text_to_visual_attention(np.asarray(out.first_layer_attention), visual)
-    grid_hw = (int(grid[0, 1]) // 2, int(grid[0, 2]) // 2)
-    save_panels([image, heatmap_overlay(image, scores, grid_hw)], args.out / "first_layer_attention.png")
-    report = {
-        "sequence_length": int(ids.shape[1]),
-        "visual_tokens": num_visual,
-        "visual_grid": list(grid_hw),
-        "top5_visual_tokens": np.argsort(-scores)[:5].tolist(),
-        "attention_mass_on_visual": float(scores.sum()),
-        "compile_plus_first_run_s": round(compile_s, 3),
-        "jitted_forward_s": round(run_s, 4),
-        "outputs": [str(args.out / "model"), str(args.out / "first_layer_attention.png")],
+    start = time.perf_counter()
+    held_out = {split: splits[split] for split in ("validation", "validation_2x")}
+    model = train_mllm(config.mllm, splits["train"], held_out, out / "mllm")
+    seconds["mllm"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    small = [e for e in splits["train"] if np.prod(token_grid(e)) <= config.mllm.visual_buckets[0]]
+    small = small[: config.labels.train_count]
+    (train_labels,) = write_split_labels(model, config, small, out / "labels", "train")
+    oracle = {}
+    for split in EVAL_SPLITS:
+        for directory in write_split_labels(model, config, splits[split], out / "labels", split):
+            oracle.update({e["sample_id"]: e["relevance"] for e in read_split(directory, split)})
+    seconds["labels"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mapper_settings = mapper_config("")
+    mapper_settings.data.dir = str(train_labels)
+    mapper_settings.data.family = model.config.family
+    mapper_settings.data.eval_splits = ()
+    mapper_settings.update(config.mapper)
+    train_mapper(mapper_settings, out / "mapper")
+    mapper = load_mapper(out / "mapper" / "mapper")
+    seconds["mapper"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    settings = EvalSettings(
+        text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
+        batch_size=config.eval.batch_size, fastv_layer=config.eval.fastv_layer, seed=config.seed,
+    )  # fmt: skip
+    results, records = {}, {}
+    for split in EVAL_SPLITS:
+        records[split] = evaluate_split(model, mapper, splits[split], oracle, settings, desc=split)
+        results[split] = summarise(records[split], model.config, settings)
+    seconds["evaluation"] = time.perf_counter() - start
+
+    pictures = out / "pictures"
+    pictures.mkdir(exist_ok=True)
+    for split in EVAL_SPLITS:
+        examples = {e["sample_id"]: e for e in splits[split]}
+        for record in records[split][: config.eval.pictures]:
+            path = pictures / f"{record['sample_id']}.png"
+            report.kept_pictures(record, examples[record["sample_id"]], 0.25, METHODS, path)
+
+    summary = {
+        "config": config.to_dict(),
+        "results": results,
+        "mapper_labels": {"train_samples_labelled": len(small)},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "settings": dataclasses.asdict(settings),
     }
-    (args.out / "demo.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    (out / "retention.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = report.retention_markdown(results, settings.keep_ratios, f"Miniature retention ({config.data.config})")
+    (out / "retention.md").write_text(table)
+    print(table)
+    print(f"tables: {out / 'retention.md'}, {out / 'retention.json'}")
+    print(f"pictures: {pictures} (kept tokens at keep 0.25), learning curve: {out / 'mllm' / 'learning_curve.png'}")
+    print("seconds per stage:", json.dumps(summary["seconds"]))
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

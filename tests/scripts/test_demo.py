@@ -1,4 +1,4 @@
-"""`make demo` runs scripts/demo.py; this keeps it working."""
+"""`make demo` runs scripts/demo.py (the miniature reproduction); this runs its tiny variant end to end."""
 
 from __future__ import annotations
 
@@ -6,14 +6,30 @@ import json
 import runpy
 import sys
 
+import pytest
 from PIL import Image
 
+from tokcomp_jax.miniature.evaluate import METHODS
 
-def test_demo_writes_model_picture_and_report(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["demo.py", "--out", str(tmp_path)])
-    runpy.run_path("scripts/demo.py", run_name="__main__")
-    report = json.loads((tmp_path / "demo.json").read_text())
-    assert report["visual_tokens"] == 24 and report["visual_grid"] == [4, 6]
-    assert 0.0 < report["attention_mass_on_visual"] <= 1.0
-    assert (tmp_path / "model" / "tokcomp_model.json").exists()
-    assert Image.open(tmp_path / "first_layer_attention.png").size == (2 * 168, 112)
+
+def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, monkeypatch, capsys):
+    argv = ["demo.py", "--config", "configs/miniature.py:test", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as finished:  # absl's app.run exits
+        runpy.run_path("scripts/demo.py", run_name="__main__")
+    assert not finished.value.code
+    summary = json.loads((tmp_path / "retention.json").read_text())
+    assert set(summary["results"]) == {"test", "test_2x"}
+    for split in summary["results"].values():
+        assert set(split["methods"]) == set(METHODS)
+        for rows in split["methods"].values():
+            assert set(rows) == {"0.5", "0.25", "0.111"}
+            assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
+    assert set(summary["seconds"]) == {"data", "mllm", "labels", "mapper", "evaluation"}
+    table = (tmp_path / "retention.md").read_text()
+    assert table.count("| mapper (paper) |") == 2 and "keep 0.111" in table
+    assert "| mapper (paper) |" in capsys.readouterr().out
+    pictures = sorted((tmp_path / "pictures").glob("*.png"))
+    assert len(pictures) == 2 and Image.open(pictures[0]).size[0] > 10 * 56
+    assert Image.open(tmp_path / "mllm" / "learning_curve.png").size[0] > 0
+    assert (tmp_path / "mllm" / "model" / "tokcomp_model.json").exists()

@@ -106,7 +106,7 @@ class GridConfig(tfds.core.BuilderConfig):
     counts: tuple[tuple[str, int], ...] = (
         ("train", 8000), ("validation", 300), ("validation_2x", 300), ("test", 400), ("test_2x", 400)
     )  # fmt: skip
-    sides: tuple[int, int] = (3, 8)
+    sides: tuple[int, int] = (3, 6)
     train_large: float = 0.2
     seed: int = 0
 
@@ -120,7 +120,7 @@ class GridVQABuilder(tfds.core.GeneratorBasedBuilder):
         GridConfig(
             name="demo",
             counts=(("train", 3000), ("validation", 150), ("validation_2x", 150), ("test", 200), ("test_2x", 200)),
-            sides=(3, 5),
+            sides=(2, 4),
         ),
         GridConfig(
             name="tiny",

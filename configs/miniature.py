@@ -1,0 +1,82 @@
+"""The miniature reproduction (issue 7): `python scripts/demo.py --config configs/miniature.py[:full]`.
+
+Variants: `demo` (default; `make demo`, about 15 minutes on 2 CPU cores) and `full` (the run
+whose table the README shows). Every field can be overridden on the command line, e.g.
+`--config.mllm.num_steps=3000`.
+"""
+
+import ml_collections
+
+VARIANTS = ("demo", "full", "test")
+
+
+def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown miniature variant {variant!r}; choose one of {VARIANTS}")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    # Datasets (tokcomp_jax.data.vqa.GridConfig names): both builders, train/validation/test/test_2x.
+    config.data = ml_collections.ConfigDict()
+    config.data.config = {"demo": "demo", "full": "full", "test": "tiny"}[variant]
+    config.data.builders = ("synthetic_scenes_vqa", "digits_grid_vqa")
+
+    config.mllm = ml_collections.ConfigDict()
+    config.mllm.seed = 0
+    config.mllm.model = ml_collections.ConfigDict(
+        {
+            "width": 128, "layers": 8, "heads": 4, "kv_heads": 2, "mlp": 256,
+            "vision_width": 64, "vision_depth": 2, "vision_heads": 2,
+        }
+    )  # fmt: skip
+    config.mllm.text_bucket = 20
+    config.mllm.visual_buckets = (36, 144)  # 3..6 tokens per side; 2x: 6..12
+    config.mllm.batch_size = 32  # rows of a smallest-bucket batch; larger buckets have fewer rows
+    config.mllm.min_batch_size = 8
+    config.mllm.eval_batch_size = 32
+    config.mllm.num_steps = 4500
+    config.mllm.learning_rate = 2e-3
+    config.mllm.warmup_steps = 200
+    config.mllm.weight_decay = 0.01
+    config.mllm.grad_clip = 1.0
+    config.mllm.log_every = 25
+    config.mllm.eval_every = 500
+    config.mllm.checkpoint_every = 500
+    # Relevance labels: the small training images (at most the first visual bucket), then the oracle.
+    config.labels = ml_collections.ConfigDict()
+    config.labels.train_count = 3000
+    config.labels.method = "gradient"
+    config.labels.batch_size = 16
+    config.labels.shard_size = 256
+
+    # Overrides of configs/mapper/paper.py (the paper mapper) for this run.
+    config.mapper = ml_collections.ConfigDict({"num_steps": 3000, "batch_size": 64, "checkpoint_every": 1000})
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 16
+    config.eval.pictures = 6  # per evaluation split
+    config.eval.fastv_layer = 2
+
+    if variant in ("demo", "test"):
+        config.labels.train_count = 1500
+        config.mapper.num_steps = 800
+        config.mllm.model.update({"width": 64, "mlp": 128, "vision_width": 32, "vision_heads": 1})
+        config.mllm.visual_buckets = (16, 64)  # 2..4 tokens per side; 2x: 4..8
+        config.mllm.num_steps = 1500
+        config.mllm.eval_every = 250
+        config.mllm.checkpoint_every = 250
+    if variant == "test":
+        config.mllm.model.update({"width": 32, "layers": 2, "heads": 2, "kv_heads": 1, "mlp": 64, "vision_width": 16})
+        config.mllm.visual_buckets = (36,)  # one bucket: fewer compiles
+        config.mllm.batch_size = config.mllm.eval_batch_size = config.mllm.min_batch_size = 4
+        config.mllm.num_steps = 4
+        config.mllm.warmup_steps = 1
+        config.mllm.log_every = config.mllm.eval_every = config.mllm.checkpoint_every = 2
+        config.labels.batch_size = config.eval.batch_size = 4
+        config.labels.shard_size = 4
+        config.mapper.update({"num_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2, "eval_every": 2})
+        config.mapper.model = {"channels": (4, 4, 4, 4, 4)}
+        config.mapper.data = {"correct_only": False}  # a 4-step model answers nothing right
+        config.eval.pictures = 1
+        config.eval.fastv_layer = 1
+    return config

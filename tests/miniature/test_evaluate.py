@@ -1,0 +1,81 @@
+"""The evaluation harness: equal to prune.pruned_forward per (scorer, keep ratio), and its summary arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokcomp_jax.miniature.evaluate import (
+    METHODS,
+    EvalSettings,
+    answers_after_selection,
+    evaluate_split,
+    last_token_answers,
+    score_all,
+    summarise,
+)
+from tokcomp_jax.miniature.samples import Samples, collate
+from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, pruned_forward
+
+SETTINGS = EvalSettings(text_bucket=20, visual_buckets=(36,), batch_size=4, keep_ratios=(0.5, 0.25), fastv_layer=1)
+
+
+@pytest.fixture(scope="module")
+def batch(mini_model, mini_mapper, mini_splits):
+    samples = Samples(mini_model.config, mini_splits["test_2x"])[0:4]
+    buckets = Buckets(text=20, visual=36, queries=20, frame_patches=144)
+    relevance = [np.random.default_rng(i).random(s["evidence"].size).astype(np.float32) for i, s in enumerate(samples)]
+    inputs, scoring = prepare_pruning(
+        mini_model.config, collate(samples), buckets, mapper=mini_mapper, relevance=relevance
+    )
+    return samples, inputs, scoring
+
+
+@pytest.mark.parametrize("scorer", ["mapper", "vision_attention"])
+def test_score_once_then_select_equals_pruned_forward(mini_model, mini_mapper, batch, scorer):
+    samples, inputs, scoring = batch
+    evidence = np.zeros((4, 36), np.float32)
+    embeds, unpruned, scores = score_all(mini_model, mini_mapper, inputs, scoring, evidence, (scorer,), (0.25,))
+    answers, slots, valid = answers_after_selection(mini_model, embeds, inputs, scoring.layout, scores[scorer], 0.25)
+    reference = pruned_forward(mini_model, mini_mapper, inputs, scoring, PruneConfig(scorer, 0.25, "gather"))
+    np.testing.assert_array_equal(slots, reference.selection.kept_slots)
+    np.testing.assert_array_equal(answers, last_token_answers(reference.logits, reference.attention_mask))
+    full = pruned_forward(mini_model, mini_mapper, inputs, scoring, PruneConfig("random", 1.0, "gather"))
+    np.testing.assert_array_equal(unpruned, last_token_answers(full.logits, full.attention_mask))
+
+
+def test_ground_truth_keeps_the_evidence_first(mini_model, mini_mapper, mini_splits):
+    examples = mini_splits["test"]
+    oracle = {e["sample_id"]: np.ones(int(np.prod(e["image"].shape[:2])) // 28**2, np.float32) for e in examples}
+    records = evaluate_split(mini_model, mini_mapper, examples, oracle, SETTINGS)
+    assert len(records) == len(examples)
+    for record in records:
+        evidence, kept = record["evidence"], record["kept"]["ground_truth@0.5"]
+        assert kept.sum() == int(np.ceil(0.5 * record["visual_tokens"] - 1e-4))
+        assert kept[evidence].sum() == min(evidence.sum(), kept.sum())
+        assert set(record["correct"]) == {"unpruned"} | {f"{m}@{k}" for m in METHODS for k in SETTINGS.keep_ratios}
+
+
+def test_missing_oracle_labels_are_named(mini_model, mini_mapper, mini_splits):
+    with pytest.raises(ValueError, match="no oracle relevance labels"):
+        evaluate_split(mini_model, mini_mapper, mini_splits["test"], {}, SETTINGS)
+
+
+def test_summary_retention_recall_and_flops(mini_model):
+    def record(correct_unpruned, correct_pruned, kept):
+        keys = [f"{m}@{k}" for m in METHODS for k in SETTINGS.keep_ratios]
+        return {
+            "kind": "colour", "visual_tokens": 4, "text_tokens": 6, "evidence": np.array([1, 1, 0, 0], bool),
+            "correct": {"unpruned": correct_unpruned, **dict.fromkeys(keys, correct_pruned)},
+            "kept": dict.fromkeys(keys, np.array(kept, bool)),
+        }  # fmt: skip
+
+    records = [record(True, True, [1, 0, 1, 0]), record(True, False, [0, 0, 1, 1]), record(False, False, [1, 1, 0, 0])]
+    summary = summarise(records, mini_model.config, SETTINGS)
+    row = summary["methods"]["mapper"]["0.5"]
+    assert summary["unpruned_accuracy"] == pytest.approx(2 / 3)
+    assert row["accuracy"] == pytest.approx(1 / 3) and row["retention"] == pytest.approx(50.0)
+    assert row["ground_truth_recall"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert 50.0 < row["flops"] < 100.0  # 8 of 10 tokens: linear terms at 80%, attention at 64%
+    assert summary["methods"]["fastv"]["0.5"]["flops"] > row["flops"]  # FastV runs its first layer in full

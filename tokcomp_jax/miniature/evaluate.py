@@ -1,0 +1,202 @@
+"""Pruned evaluation of the miniature: accuracy, retention, ground-truth recall and FLOPs for the
+mapper and every baseline at each keep ratio, through the library's own scorers and selection.
+
+Per bucket, one jitted pass embeds the batch and computes every input-level method's scores;
+one jitted pass per keep ratio then selects, gathers and prefills, whichever the scores came
+from. The result equals `prune.pruned_forward` for each (scorer, keep ratio) (tested) and
+compiles 2 + 2 x |keep ratios| graphs per bucket instead of one per method and ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from tokcomp_jax.flops import prefill_flops
+from tokcomp_jax.miniature.samples import Samples, collate
+from tokcomp_jax.miniature.train import visual_bucket
+from tokcomp_jax.prune import scorers
+from tokcomp_jax.prune.fastv import fastv_forward
+from tokcomp_jax.prune.layout import Buckets, keep_count
+from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, visual_scores
+from tokcomp_jax.prune.select import apply_selection, select_visual_tokens
+
+KEEP_RATIOS = (0.5, 0.25, 0.111)
+# Input-level methods: a prune.pruner scorer each, except ground_truth (the oracle scorer fed the
+# evidence cells instead of relevance labels). FastV prunes inside the LLM.
+INPUT_METHODS = ("mapper", "attention", "vision_attention", "dart", "stride", "random", "oracle", "ground_truth")
+METHODS = (*INPUT_METHODS[:6], "fastv", *INPUT_METHODS[6:])
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    text_bucket: int
+    visual_buckets: tuple[int, ...]
+    batch_size: int = 16
+    keep_ratios: tuple[float, ...] = KEEP_RATIOS
+    fastv_layer: int = 2
+    seed: int = 0
+
+
+def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    """Greedy next token after the last real token of each right-padded row: [B]."""
+    last = jnp.max(jnp.where(attention_mask > 0, jnp.arange(attention_mask.shape[1])[None], 0), axis=-1)
+    return jnp.argmax(logits[jnp.arange(logits.shape[0]), last], axis=-1)
+
+
+@nnx.jit(static_argnames=("methods", "keep_ratios"))
+def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...], keep_ratios: tuple[float, ...]):
+    """Embeddings [B, T, D], unpruned answers [B] and scores {method: [B, N]} (stride per keep ratio)."""
+    embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
+    answers = last_token_answers(
+        model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits, inputs.attention_mask
+    )
+    scores = {}
+    for method in methods:
+        if method == "ground_truth":
+            scores[method] = scorers.oracle_scores(scoring.replace(relevance=evidence))
+        elif method == "stride":
+            scores.update({f"stride@{r}": scorers.stride_scores(scoring, r) for r in keep_ratios})
+        else:
+            config = PruneConfig(scorer=method)
+            scores[method] = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
+    return embeds, answers, scores
+
+
+@nnx.jit(static_argnames="keep_ratio")
+def answers_after_selection(model, embeds, inputs, layout, scores, keep_ratio: float):
+    """Select each sample's top tokens by `scores`, gather them, prefill: (answers [B], kept slots, valid)."""
+    selection = select_visual_tokens(scores, layout, inputs.attention_mask, keep_ratio)
+    kept = apply_selection(embeds, inputs.position_ids, selection, "gather", layout.visual_positions.shape[1])
+    logits = model.forward_embeddings(*kept).logits
+    return last_token_answers(logits, kept[2]), selection.kept_slots, selection.kept_valid
+
+
+@nnx.jit(static_argnames=("keep_ratio", "layer"))
+def fastv_answers(model, embeds, inputs, layout, keep_ratio: float, layer: int):
+    logits, mask, selection = fastv_forward(
+        model, embeds, inputs.position_ids, inputs.attention_mask, layout, keep_ratio, "gather", layer
+    )
+    return last_token_answers(logits, mask), selection.kept_slots, selection.kept_valid
+
+
+def _kept_masks(slots: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    masks = []
+    for row, count in enumerate(counts):
+        kept = np.zeros(count, bool)
+        kept[slots[row][valid[row]]] = True
+        masks.append(kept)
+    return masks
+
+
+def evaluate_split(
+    model, mapper, examples: Sequence[dict], oracle: dict[str, np.ndarray], settings: EvalSettings, desc: str = "eval"
+) -> list[dict]:
+    """One record per sample: answers unpruned and per (method, keep ratio), and the kept tokens.
+
+    `oracle` maps sample_id -> relevance labels [n] (the explanation oracle); every sample needs one.
+    """
+    samples = Samples(model.config, examples)
+    groups: dict[int, list[int]] = {}
+    for index, example in enumerate(samples.examples):
+        groups.setdefault(visual_bucket(example, settings.visual_buckets), []).append(index)
+    records = []
+    with tqdm(total=len(samples), desc=desc, unit="sample") as progress:
+        for bucket, indices in sorted(groups.items()):
+            buckets = Buckets(
+                text=settings.text_bucket, visual=bucket, queries=settings.text_bucket, frame_patches=bucket * 4
+            )
+            for start in range(0, len(indices), settings.batch_size):
+                chunk = samples.process([samples.examples[i] for i in indices[start : start + settings.batch_size]])
+                records += _evaluate_batch(model, mapper, chunk, oracle, buckets, settings)
+                progress.update(len(chunk))
+    return records
+
+
+def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, settings: EvalSettings) -> list[dict]:
+    padded = chunk + [chunk[-1]] * (settings.batch_size - len(chunk))  # static batch shape
+    missing = [s["sample_id"] for s in padded if s["sample_id"] not in oracle]
+    if missing:
+        raise ValueError(f"no oracle relevance labels for samples {missing[:3]}")
+    inputs, scoring = prepare_pruning(
+        model.config, collate(padded), buckets, mapper=mapper,
+        relevance=[oracle[s["sample_id"]] for s in padded], seed=settings.seed,
+    )  # fmt: skip
+    evidence = np.zeros((len(padded), buckets.visual), np.float32)
+    for row, sample in enumerate(padded):
+        evidence[row, : sample["evidence"].size] = sample["evidence"]
+    embeds, unpruned, scores = score_all(
+        model, mapper, inputs, scoring, jnp.asarray(evidence), INPUT_METHODS, settings.keep_ratios
+    )
+    counts = np.asarray(scoring.layout.visual_count)
+    results: dict[tuple[str, float], tuple[np.ndarray, list[np.ndarray]]] = {}
+    for keep in settings.keep_ratios:
+        for method in METHODS:
+            if method == "fastv":
+                out = fastv_answers(model, embeds, inputs, scoring.layout, keep, settings.fastv_layer)
+            else:
+                method_scores = scores[f"stride@{keep}" if method == "stride" else method]
+                out = answers_after_selection(model, embeds, inputs, scoring.layout, method_scores, keep)
+            answers, slots, valid = (np.asarray(x) for x in out)
+            results[method, keep] = answers, _kept_masks(slots, valid, counts)
+    unpruned = np.asarray(unpruned)
+    text_tokens = np.asarray(inputs.attention_mask).sum(-1) - counts
+    records = []
+    for row, sample in enumerate(chunk):
+        answer = sample["reference_ids"][0]
+        record = {
+            "sample_id": sample["sample_id"],
+            "kind": sample["kind"],
+            "visual_tokens": int(counts[row]),
+            "text_tokens": int(text_tokens[row]),
+            "evidence": sample["evidence"],
+            "correct": {"unpruned": bool(unpruned[row] == answer)},
+            "kept": {},
+        }
+        for (method, keep), (answers, kept) in results.items():
+            record["correct"][f"{method}@{keep}"] = bool(answers[row] == answer)
+            record["kept"][f"{method}@{keep}"] = kept[row]
+        records.append(record)
+    return records
+
+
+def summarise(records: list[dict], config, settings: EvalSettings) -> dict:
+    """Accuracy, retention (% of unpruned accuracy), ground-truth recall and LLM prefill FLOPs (% of
+    unpruned) per method and keep ratio, plus accuracy per question kind."""
+    unpruned = float(np.mean([r["correct"]["unpruned"] for r in records]))
+    summary = {"samples": len(records), "unpruned_accuracy": unpruned, "methods": {}, "kinds": {}}
+    for method in METHODS:
+        rows = {}
+        for keep in settings.keep_ratios:
+            key = f"{method}@{keep}"
+            accuracy = float(np.mean([r["correct"][key] for r in records]))
+            with_evidence = [r for r in records if r["evidence"].any()]
+            recall = [r["kept"][key][r["evidence"]].mean() for r in with_evidence]
+            rows[str(keep)] = {
+                "accuracy": accuracy,
+                "retention": 100.0 * accuracy / max(unpruned, 1e-9),
+                "ground_truth_recall": float(np.mean(recall)) if recall else float("nan"),
+                "flops": float(np.mean([_relative_flops(r, key, method, config, settings) for r in records])),
+            }
+        summary["methods"][method] = rows
+    for kind in sorted({r["kind"] for r in records}):
+        chosen = [r for r in records if r["kind"] == kind]
+        summary["kinds"][kind] = {
+            "samples": len(chosen),
+            "unpruned_accuracy": float(np.mean([r["correct"]["unpruned"] for r in chosen])),
+        }
+    return summary
+
+
+def _relative_flops(record: dict, key: str, method: str, config, settings: EvalSettings) -> float:
+    """The LLM prefill FLOPs of this sample's pruned run, in % of its unpruned prefill."""
+    length = record["text_tokens"] + record["visual_tokens"]
+    pruned = record["text_tokens"] + keep_count(float(key.split("@")[1]), record["visual_tokens"])
+    after = settings.fastv_layer if method == "fastv" else 0
+    return 100.0 * prefill_flops(config.text, length, pruned, after) / prefill_flops(config.text, length)

@@ -1,0 +1,118 @@
+"""Grounded-VQA examples (tokcomp_jax.data.vqa) as inputs of the miniature Qwen2-VL.
+
+A prompt is `<vision_start> <image_pad> x N <vision_end> question words`; the answer is one word
+followed by EOS. Pixels are processed per batch (`Samples[i:j]`), never for a whole split at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tokcomp_jax.data import vqa
+from tokcomp_jax.models.config import DecoderConfig, Qwen2VisionConfig, Qwen2VLConfig
+from tokcomp_jax.preprocess import image_processor, process_images
+
+NUM_SPECIAL = 4  # image, video, vision start, vision end: right after the words
+
+
+def miniature_config(
+    width: int, layers: int, heads: int, kv_heads: int, mlp: int, vision_width: int, vision_depth: int,
+    vision_heads: int,
+) -> Qwen2VLConfig:  # fmt: skip
+    """A Qwen2-VL of the real architecture over the miniature vocabulary (words, then the 4 vision tokens)."""
+    first_special = len(vqa.VOCAB)
+    vocab_size = -(-(first_special + NUM_SPECIAL) // 8) * 8
+    half = width // heads // 2
+    temporal = half // 4  # M-RoPE (t, h, w) split of head_dim / 2 in Qwen2-VL's proportions (16, 24, 24)
+    rows = (half - temporal) // 2
+    return Qwen2VLConfig(
+        text=DecoderConfig(
+            vocab_size=vocab_size, hidden_size=width, intermediate_size=mlp, num_hidden_layers=layers,
+            num_attention_heads=heads, num_key_value_heads=kv_heads, rope_theta=10_000.0,
+            mrope_section=(temporal, rows, half - temporal - rows),
+        ),
+        vision=Qwen2VisionConfig(depth=vision_depth, embed_dim=vision_width, num_heads=vision_heads, out_hidden_size=width),
+        image_token_id=first_special, video_token_id=first_special + 1,
+        vision_start_token_id=first_special + 2, vision_end_token_id=first_special + 3,
+    )  # fmt: skip
+
+
+def prompt_ids(config: Qwen2VLConfig, question: str, num_visual: int) -> np.ndarray:
+    ids = [config.vision_start_token_id] + [config.image_token_id] * num_visual + [config.vision_end_token_id]
+    return np.array(ids + vqa.encode(question), np.int64)
+
+
+def token_grid(example: dict, merge_pixels: int = vqa.CELL) -> tuple[int, int]:
+    height, width = example["image"].shape[:2]
+    if height % merge_pixels or width % merge_pixels:
+        raise ValueError(f"{example['sample_id']}: image {height}x{width} is not a multiple of {merge_pixels} pixels")
+    return height // merge_pixels, width // merge_pixels
+
+
+class Samples(Sequence):
+    """Examples -> label-writer / pruning samples; slicing processes the pixels of that slice only.
+
+    Each sample: sample_id, image, input_ids [T] (prompt), reference_ids [answer id], kind,
+    evidence [N] bool (the visual tokens the answer rests on), pixel_values, image_grid_thw.
+    """
+
+    def __init__(self, config: Qwen2VLConfig, examples: Sequence[dict]):
+        if config.vision.patch_size * config.vision.spatial_merge_size != vqa.CELL:
+            raise ValueError(f"the miniature's images are drawn on a {vqa.CELL}-pixel grid of merged tokens")
+        self.config, self.examples = config, list(examples)
+        self.processor = image_processor(config, max_pixels=28 * 28 * 4096)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.process([self.examples[i] for i in range(*index.indices(len(self)))])
+        return self.process([self.examples[index]])[0]
+
+    def process(self, examples: Sequence[dict]) -> list[dict]:
+        if not examples:
+            return []
+        pixels, grids = process_images(self.processor, [example["image"] for example in examples])
+        patches = grids.prod(-1)
+        offsets = np.r_[0, np.cumsum(patches)]
+        samples = []
+        for i, example in enumerate(examples):
+            rows, cols = token_grid(example)
+            samples.append(
+                {
+                    "sample_id": example["sample_id"],
+                    "image": example["image"],
+                    "input_ids": prompt_ids(self.config, example["question"], rows * cols),
+                    "reference_ids": vqa.encode(example["answer"]),
+                    "kind": example["kind"],
+                    "evidence": vqa.evidence_tokens(example["evidence"], example["image"].shape[:2]),
+                    "pixel_values": pixels[offsets[i] : offsets[i + 1]],
+                    "image_grid_thw": grids[i : i + 1],
+                }
+            )
+        return samples
+
+
+def collate(samples: Sequence[dict], with_answers: bool = False) -> dict:
+    """Samples -> a right-padded transformers-style batch; with_answers appends answer + EOS and
+    returns `targets` [B, T] (next-token ids, -1 where no loss)."""
+    sequences = [
+        np.r_[s["input_ids"], s["reference_ids"], vqa.EOS_ID] if with_answers else s["input_ids"] for s in samples
+    ]
+    length = max(len(sequence) for sequence in sequences)
+    batch = {
+        "input_ids": np.stack([np.pad(s, (0, length - len(s))) for s in sequences]),
+        "attention_mask": np.stack([np.arange(length) < len(s) for s in sequences]).astype(np.int64),
+        "pixel_values": np.concatenate([s["pixel_values"] for s in samples]),
+        "image_grid_thw": np.concatenate([s["image_grid_thw"] for s in samples]),
+    }
+    if with_answers:
+        targets = np.full((len(samples), length), -1, np.int64)
+        for row, (sample, sequence) in enumerate(zip(samples, sequences, strict=True)):
+            prompt = len(sample["input_ids"])
+            targets[row, prompt - 1 : len(sequence) - 1] = sequence[prompt:]
+        batch["targets"] = targets
+    return batch
