@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 import tokcomp_jax
-from tokcomp_jax.miniature.train import StepBatches, train_mllm
 from tokcomp_jax.miniature.samples import Samples
+from tokcomp_jax.miniature.train import StepBatches, train_mllm
 
 
 @pytest.mark.slow  # three short training runs: ~2 min on 2 cores
