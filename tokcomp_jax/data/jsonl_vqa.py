@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tokcomp_jax.data.vqa import decode_image, encode_image
+from tokcomp_jax.data.vqa import encode_image, media, read_sorted, text
 
 
 @dataclasses.dataclass
@@ -130,25 +130,21 @@ def build_jsonl(
     return builder
 
 
+def _jsonl_example(raw) -> dict:
+    return {
+        "sample_id": text(raw["sample_id"]),
+        "question": text(raw["question"]),
+        "answers": [text(answer) for answer in raw["answers"]],
+        "options": [text(option) for option in raw["options"]],
+        "images": [media(image) for image in raw["images"]],
+        "frames": [media(frame) for frame in raw["frames"]],
+        "evidence": np.asarray(raw["evidence"], np.int32).reshape(-1, 4),
+    }
+
+
 def read_jsonl_examples(builder: tfds.core.DatasetBuilder, split: str) -> list[dict]:
-    """A split as dicts with decoded images [H, W, 3] and frames, in the jsonl file's id order."""
-    source = builder.as_data_source(split)
-    examples = []
-    for i in range(len(source)):
-        raw = source[i]
-        text = lambda value: value.decode() if isinstance(value, bytes) else str(value)  # noqa: E731
-        examples.append(
-            {
-                "sample_id": text(raw["sample_id"]),
-                "question": text(raw["question"]),
-                "answers": [text(a) for a in raw["answers"]],
-                "options": [text(o) for o in raw["options"]],
-                "images": [decode_image(np.asarray(m).item()) for m in raw["images"]],
-                "frames": [decode_image(np.asarray(m).item()) for m in raw["frames"]],
-                "evidence": np.asarray(raw["evidence"], np.int32).reshape(-1, 4),
-            }
-        )
-    return sorted(examples, key=lambda example: example["sample_id"])
+    """A split as dicts with decoded images [H, W, 3] and frames, in id order."""
+    return read_sorted(builder, split, _jsonl_example)
 
 
 def export_jsonl(examples, directory: str | Path, split: str) -> Path:

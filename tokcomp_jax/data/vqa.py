@@ -167,24 +167,32 @@ def build(builder_class, data_dir, config: str | GridConfig = "full") -> tfds.co
     return builder
 
 
+def read_sorted(builder: tfds.core.DatasetBuilder, split: str, convert) -> list[dict]:
+    """`convert(raw example)` of every example of a split, in sample_id order (TFDS stores them hashed)."""
+    source = builder.as_data_source(split)
+    return sorted((convert(source[i]) for i in range(len(source))), key=lambda example: example["sample_id"])
+
+
+def text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def media(value) -> np.ndarray:
+    """A stored image (PNG or any PIL format, bytes in a 0-d object array) -> [H, W, 3] uint8."""
+    return decode_image(np.asarray(value).item())
+
+
+def _grounded_example(raw) -> dict:
+    return {
+        "image": media(raw["image"]),
+        "question": text(raw["question"]),
+        "answer": text(raw["answer"]),
+        "kind": text(raw["kind"]),
+        "evidence": np.asarray(raw["evidence"], np.int32).reshape(-1, 4),
+        "sample_id": text(raw["sample_id"]),
+    }
+
+
 def read_examples(builder: tfds.core.DatasetBuilder, split: str) -> list[dict]:
     """A split as python dicts (image decoded), in sample_id order."""
-    source = builder.as_data_source(split)
-    examples = []
-    for i in range(len(source)):
-        raw = source[i]
-        examples.append(
-            {
-                "image": decode_image(raw["image"].item() if hasattr(raw["image"], "item") else raw["image"]),
-                "question": _text(raw["question"]),
-                "answer": _text(raw["answer"]),
-                "kind": _text(raw["kind"]),
-                "evidence": np.asarray(raw["evidence"], np.int32).reshape(-1, 4),
-                "sample_id": _text(raw["sample_id"]),
-            }
-        )
-    return sorted(examples, key=lambda example: example["sample_id"])
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return read_sorted(builder, split, _grounded_example)
