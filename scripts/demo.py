@@ -71,6 +71,11 @@ def write_split_labels(model, config, examples: list[dict], out: Path, split: st
     return directories
 
 
+def _jsonable(record: dict) -> dict:
+    kept = {key: np.flatnonzero(mask).tolist() for key, mask in record["kept"].items()}
+    return {**record, "evidence": np.flatnonzero(record["evidence"]).tolist(), "kept": kept}
+
+
 def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -121,6 +126,9 @@ def main(argv) -> None:
         results[split] = summarise(records[split], model.config, settings)
     seconds["evaluation"] = time.perf_counter() - start
 
+    for split in EVAL_SPLITS:  # every sample's answers and kept tokens, for later analysis
+        lines = [json.dumps(_jsonable(record)) for record in records[split]]
+        (out / f"records-{split}.jsonl").write_text("\n".join(lines) + "\n")
     pictures = out / "pictures"
     pictures.mkdir(exist_ok=True)
     for split in EVAL_SPLITS:

@@ -26,6 +26,9 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, monkeypa
             assert set(rows) == {"0.5", "0.25", "0.111"}
             assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
     assert set(summary["seconds"]) == {"data", "mllm", "labels", "mapper", "evaluation"}
+    records = [json.loads(line) for line in (tmp_path / "records-test_2x.jsonl").read_text().splitlines()]
+    assert len(records) == summary["results"]["test_2x"]["samples"] == 8
+    assert all(len(r["kept"]["mapper@0.5"]) == -(-r["visual_tokens"] // 2) for r in records)
     table = (tmp_path / "retention.md").read_text()
     assert table.count("| mapper (paper) |") == 2 and "keep 0.111" in table
     assert "| mapper (paper) |" in capsys.readouterr().out

@@ -51,10 +51,15 @@ def token_grid(example: dict, merge_pixels: int = vqa.CELL) -> tuple[int, int]:
     return height // merge_pixels, width // merge_pixels
 
 
+def dataset_of(example: dict) -> str:
+    """The generating dataset, from the sample id `{dataset}-{split}-{index}` the builders write."""
+    return example["sample_id"].split("-")[0]
+
+
 class Samples(Sequence):
     """Examples -> label-writer / pruning samples; slicing processes the pixels of that slice only.
 
-    Each sample: sample_id, image, input_ids [T] (prompt), reference_ids [answer id], kind,
+    Each sample: sample_id, image, input_ids [T] (prompt), reference_ids [answer id], kind (dataset/kind),
     evidence [N] bool (the visual tokens the answer rests on), pixel_values, image_grid_thw.
     """
 
@@ -87,7 +92,7 @@ class Samples(Sequence):
                     "image": example["image"],
                     "input_ids": prompt_ids(self.config, example["question"], rows * cols),
                     "reference_ids": vqa.encode(example["answer"]),
-                    "kind": example["kind"],
+                    "kind": f"{dataset_of(example)}/{example['kind']}",
                     "evidence": vqa.evidence_tokens(example["evidence"], example["image"].shape[:2]),
                     "pixel_values": pixels[offsets[i] : offsets[i + 1]],
                     "image_grid_thw": grids[i : i + 1],
