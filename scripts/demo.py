@@ -76,6 +76,15 @@ def _jsonable(record: dict) -> dict:
     return {**record, "evidence": np.flatnonzero(record["evidence"]).tolist(), "kept": kept}
 
 
+def _picture_records(records: list[dict], count: int) -> list[dict]:
+    """About `count` records, the first ones of each dataset in turn."""
+    by_dataset: dict[str, list[dict]] = {}
+    for record in records:
+        by_dataset.setdefault(record["kind"].split("/")[0], []).append(record)
+    per_dataset = -(-count // len(by_dataset))
+    return [record for chosen in by_dataset.values() for record in chosen[:per_dataset]]
+
+
 def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -97,7 +106,8 @@ def main(argv) -> None:
 
     start = time.perf_counter()
     small = [e for e in splits["train"] if np.prod(token_grid(e)) <= config.mllm.visual_buckets[0]]
-    small = small[: config.labels.train_count]
+    order = np.random.default_rng(config.seed).permutation(len(small))  # both datasets, every question kind
+    small = [small[i] for i in np.sort(order[: config.labels.train_count])]
     (train_labels,) = write_split_labels(model, config, small, out / "labels", "train")
     oracle = {}
     for split in EVAL_SPLITS:
@@ -133,7 +143,7 @@ def main(argv) -> None:
     pictures.mkdir(exist_ok=True)
     for split in EVAL_SPLITS:
         examples = {e["sample_id"]: e for e in splits[split]}
-        for record in records[split][: config.eval.pictures]:
+        for record in _picture_records(records[split], config.eval.pictures):
             path = pictures / f"{record['sample_id']}.png"
             report.kept_pictures(record, examples[record["sample_id"]], 0.25, METHODS, path)
 

@@ -33,6 +33,6 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, monkeypa
     assert table.count("| mapper (paper) |") == 2 and "keep 0.111" in table
     assert "| mapper (paper) |" in capsys.readouterr().out
     pictures = sorted((tmp_path / "pictures").glob("*.png"))
-    assert len(pictures) == 2 and Image.open(pictures[0]).size[0] > 10 * 56
+    assert len(pictures) == 4 and Image.open(pictures[0]).size[0] > 10 * 56
     assert Image.open(tmp_path / "mllm" / "learning_curve.png").size[0] > 0
     assert (tmp_path / "mllm" / "model" / "tokcomp_model.json").exists()
