@@ -6,7 +6,6 @@ import json
 
 import jax
 import numpy as np
-import pytest
 from flax import nnx
 
 import tokcomp_jax
@@ -14,7 +13,6 @@ from tokcomp_jax.miniature.samples import Samples
 from tokcomp_jax.miniature.train import StepBatches, train_mllm
 
 
-@pytest.mark.slow  # three short training runs: ~2 min on 2 cores
 def test_resumed_training_equals_uninterrupted(mini_config, mini_splits, tmp_path):
     config = mini_config.mllm
     held_out = {"validation": mini_splits["validation"]}
