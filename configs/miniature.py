@@ -51,6 +51,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
 
     # Overrides of configs/mapper/paper.py (the paper mapper) for this run.
     config.mapper = ml_collections.ConfigDict({"num_steps": 3000, "batch_size": 64, "checkpoint_every": 1000})
+    config.mapper.model = ml_collections.ConfigDict({"layout": "sequence", "input_channels": "mean"})  # the paper
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 16
@@ -75,7 +76,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
         config.labels.batch_size = config.eval.batch_size = 4
         config.labels.shard_size = 4
         config.mapper.update({"num_steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 2, "eval_every": 2})
-        config.mapper.model = {"channels": (4, 4, 4, 4, 4)}
+        config.mapper.model.channels = (4, 4, 4, 4, 4)
         config.mapper.data = {"correct_only": False}  # a 4-step model answers nothing right
         config.eval.pictures = 1
         config.eval.fastv_layer = 1
