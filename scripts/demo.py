@@ -37,7 +37,7 @@ from tokcomp_jax.miniature import report
 from tokcomp_jax.miniature.datasets import load_splits
 from tokcomp_jax.miniature.evaluate import METHODS, EvalSettings, evaluate_split, summarise
 from tokcomp_jax.miniature.samples import Samples, token_grid
-from tokcomp_jax.miniature.train import train_mllm, visual_bucket
+from tokcomp_jax.miniature.train import bucket_indices, train_mllm
 from tokcomp_jax.prune.layout import Buckets
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -61,11 +61,9 @@ def label_settings(config, bucket: int, split: str) -> LabelSettings:
 
 def write_split_labels(model, config, examples: list[dict], out: Path, split: str) -> list[Path]:
     """Relevance labels for examples, one label dataset per visual bucket (labels are bucket-padded)."""
-    groups: dict[int, list[dict]] = {}
-    for example in examples:
-        groups.setdefault(visual_bucket(example, config.mllm.visual_buckets), []).append(example)
     directories = []
-    for bucket, chosen in sorted(groups.items()):
+    for bucket, indices in bucket_indices(examples, config.mllm.visual_buckets).items():
+        chosen = [examples[i] for i in indices]
         settings = label_settings(config, bucket, split)
         directories.append(write_labels(model, Samples(model.config, chosen), out / f"{split}-{bucket}", settings))
     return directories

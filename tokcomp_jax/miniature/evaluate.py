@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.miniature.samples import Samples, collate
-from tokcomp_jax.miniature.train import visual_bucket
+from tokcomp_jax.miniature.train import bucket_indices
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
 from tokcomp_jax.prune.layout import Buckets, keep_count
@@ -103,12 +103,9 @@ def evaluate_split(
     `oracle` maps sample_id -> relevance labels [n] (the explanation oracle); every sample needs one.
     """
     samples = Samples(model.config, examples)
-    groups: dict[int, list[int]] = {}
-    for index, example in enumerate(samples.examples):
-        groups.setdefault(visual_bucket(example, settings.visual_buckets), []).append(index)
     records = []
     with tqdm(total=len(samples), desc=desc, unit="sample") as progress:
-        for bucket, indices in sorted(groups.items()):
+        for bucket, indices in bucket_indices(samples.examples, settings.visual_buckets).items():
             buckets = Buckets(
                 text=settings.text_bucket, visual=bucket, queries=settings.text_bucket, frame_patches=bucket * 4
             )

@@ -12,6 +12,7 @@ as a batch of the smallest), so every step costs about the same.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -27,10 +28,11 @@ from flax import nnx
 from tqdm import tqdm
 
 from tokcomp_jax.miniature.samples import Samples, collate, miniature_config, token_grid
-from tokcomp_jax.models import Qwen2VL, prepare_inputs
+from tokcomp_jax.models import Qwen2VL
 from tokcomp_jax.models.checkpoint import save
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.prune.pruner import prepare_pruning
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +48,19 @@ def visual_bucket(example: dict, buckets: Sequence[int]) -> int:
     return fitting[0]
 
 
+def bucket_indices(examples: Sequence[dict], buckets: Sequence[int]) -> dict[int, list[int]]:
+    """Visual bucket -> indices of the examples it holds, buckets ascending."""
+    groups: dict[int, list[int]] = {}
+    for index, example in enumerate(examples):
+        groups.setdefault(visual_bucket(example, buckets), []).append(index)
+    return dict(sorted(groups.items()))
+
+
 def model_inputs(config, batch: dict, buckets: Buckets):
     """A collated batch padded to the buckets, one vision block per image: Qwen2VLInputs."""
-    pad = ((0, 0), (0, buckets.sequence - batch["input_ids"].shape[1]))
-    if pad[1][1] < 0:
-        raise ValueError(f"a sequence of {batch['input_ids'].shape[1]} tokens exceeds the bucket {buckets.sequence}")
     frame = buckets.visual * config.vision.spatial_merge_size**2
-    return prepare_inputs(
-        config, np.pad(batch["input_ids"], pad), np.pad(batch["attention_mask"], pad),
-        pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
-        patch_bucket=len(batch["input_ids"]) * frame, frame_patches=frame,
-    )  # fmt: skip
+    inputs, _ = prepare_pruning(config, batch, dataclasses.replace(buckets, frame_patches=frame))
+    return inputs
 
 
 def answer_loss(model: Qwen2VL, inputs, targets: jax.Array) -> jax.Array:
@@ -85,10 +89,7 @@ def predict_answers(model, inputs) -> jax.Array:
 def accuracy(model, samples: Samples, text_bucket: int, visual_buckets: Sequence[int], batch_size: int) -> float:
     """Share of samples whose greedy first token is the reference answer."""
     correct = []
-    by_bucket: dict[int, list[int]] = {}
-    for index, example in enumerate(samples.examples):
-        by_bucket.setdefault(visual_bucket(example, visual_buckets), []).append(index)
-    for bucket, indices in by_bucket.items():
+    for bucket, indices in bucket_indices(samples.examples, visual_buckets).items():
         buckets = Buckets(text=text_bucket, visual=bucket)
         for start in range(0, len(indices), batch_size):
             chunk = samples.process([samples.examples[i] for i in indices[start : start + batch_size]])
@@ -110,11 +111,9 @@ class StepBatches:
 
     def __init__(self, samples: Samples, config: ml_collections.ConfigDict):
         self.samples, self.config = samples, config
-        pools: dict[int, list[int]] = {}
-        for index, example in enumerate(samples.examples):
-            pools.setdefault(visual_bucket(example, config.visual_buckets), []).append(index)
-        self.buckets = sorted(pools)
-        self.pools = [np.array(pools[bucket]) for bucket in self.buckets]
+        pools = bucket_indices(samples.examples, config.visual_buckets)
+        self.buckets = list(pools)
+        self.pools = [np.array(pool) for pool in pools.values()]
         self.weights = np.array([len(pool) for pool in self.pools]) / len(samples)
         self._pool = concurrent.futures.ThreadPoolExecutor(1)
         self._next: tuple[int, concurrent.futures.Future] | None = None
