@@ -131,6 +131,12 @@ def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
         embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
     else:
         embeds, vision_attention = model.embed(inputs), None
+    return prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, config)
+
+
+def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, config: PruneConfig):
+    """prune_embeddings after the embedding: score and select given embeds [B, T, D] (and, for the
+    vision_attention scorer, the vision tower's received attention [B, T])."""
     scores = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
     selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
     num_slots = scoring.layout.visual_positions.shape[1]
