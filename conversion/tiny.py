@@ -14,6 +14,8 @@ import torch
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
 from transformers import Qwen2VLForConditionalGeneration
 
+from tokcomp_jax.models.config import Qwen2VLConfig
+
 
 def tiny_hf_config(
     hidden: int = 64,
@@ -37,6 +39,30 @@ def tiny_hf_config(
         vision_config=vision_config,
         image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253,
         tie_word_embeddings=tie,
+    )  # fmt: skip
+
+
+def hf_config_of(config: Qwen2VLConfig) -> HFQwen2VLConfig:
+    """The transformers config of one of our Qwen2-VL configs (inverse of Qwen2VLConfig.from_hf_config)."""
+    text, vision = config.text, config.vision
+    return HFQwen2VLConfig(
+        text_config=dict(
+            vocab_size=text.vocab_size, hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
+            num_hidden_layers=text.num_hidden_layers, num_attention_heads=text.num_attention_heads,
+            num_key_value_heads=text.num_key_value_heads, rms_norm_eps=text.rms_norm_eps, hidden_act=text.hidden_act,
+            rope_parameters={"rope_type": "default", "mrope_section": list(text.mrope_section),
+                             "rope_theta": text.rope_theta},
+            bos_token_id=None, eos_token_id=None, tie_word_embeddings=text.tie_word_embeddings,
+        ),
+        vision_config=dict(
+            depth=vision.depth, embed_dim=vision.embed_dim, num_heads=vision.num_heads, mlp_ratio=vision.mlp_ratio,
+            hidden_act=vision.hidden_act, in_channels=vision.in_channels, patch_size=vision.patch_size,
+            temporal_patch_size=vision.temporal_patch_size, spatial_merge_size=vision.spatial_merge_size,
+            hidden_size=vision.out_hidden_size,
+        ),
+        image_token_id=config.image_token_id, video_token_id=config.video_token_id,
+        vision_start_token_id=config.vision_start_token_id, vision_end_token_id=config.vision_end_token_id,
+        tie_word_embeddings=text.tie_word_embeddings,
     )  # fmt: skip
 
 

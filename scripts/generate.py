@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -24,6 +23,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 import tokcomp_jax
+from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.preprocess import build_inputs, image_processor
@@ -41,13 +41,9 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def median_seconds(function, repeats: int = 3) -> float:
-    jax.block_until_ready(function())  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median of `repeats` calls after a first (compiling) one."""
+    _, runs, _ = time_calls(lambda: jax.block_until_ready(function()), repeats)
+    return statistics.median(runs)
 
 
 def main(argv=None) -> dict:

@@ -18,6 +18,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from tokcomp_jax.benchmark import random_image_batch  # noqa: E402
 from tokcomp_jax.mapper import Mapper, MapperConfig  # noqa: E402
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig  # noqa: E402
 from tokcomp_jax.prune import (  # noqa: E402
@@ -30,26 +31,6 @@ from tokcomp_jax.prune import (  # noqa: E402
 )
 
 BUCKETS = Buckets(text=24, visual=64, queries=8)
-
-
-def random_image_batch(config: Qwen2VLConfig, grids: list[tuple[int, int]], seed: int) -> dict:
-    """One image per sample with patch grids (rows, cols), random pixels and text, right-padded."""
-    rng = np.random.default_rng(seed)
-    merge = config.vision.spatial_merge_size
-    rows, pixels = [], []
-    for height, width in grids:
-        tokens = height * width // merge**2
-        text = lambda n: list(rng.integers(0, config.image_token_id, n))  # noqa: E731
-        rows.append(text(4) + [config.vision_start_token_id] + [config.image_token_id] * tokens)
-        rows[-1] += [config.vision_end_token_id] + text(6)
-        pixels.append(rng.standard_normal((height * width, config.vision.patch_dim)).astype(np.float32))
-    length = max(map(len, rows))
-    return {
-        "input_ids": np.array([r + [0] * (length - len(r)) for r in rows]),
-        "attention_mask": np.array([[1] * len(r) + [0] * (length - len(r)) for r in rows]),
-        "pixel_values": np.concatenate(pixels),
-        "image_grid_thw": np.array([[1, h, w] for h, w in grids]),
-    }
 
 
 def real(values, mask) -> np.ndarray:

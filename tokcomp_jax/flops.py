@@ -1,7 +1,12 @@
-"""Analytic FLOPs of an LLM prefill (matmuls only: projections, attention, MLP; 2 FLOPs per MAC)."""
+"""Analytic FLOPs of an LLM prefill and of the pruning scorer (matmuls only; 2 FLOPs per MAC).
+
+Elementwise work (norms, RoPE, softmax, gathers) is left out: it is a few percent of a layer's
+matmuls at real widths. scripts/bench.py prints these next to XLA's own count of each graph.
+"""
 
 from __future__ import annotations
 
+from tokcomp_jax.mapper.model import MapperConfig
 from tokcomp_jax.models.config import DecoderConfig
 
 
@@ -19,3 +24,23 @@ def prefill_flops(config: DecoderConfig, length: int, pruned_length: int | None 
     pruned_length = length if pruned_length is None else pruned_length
     full = layer_prefill_flops(config, length) * after_layer
     return full + layer_prefill_flops(config, pruned_length) * (config.num_hidden_layers - after_layer)
+
+
+def lm_head_flops(config: DecoderConfig, tokens: int = 1) -> int:
+    """Logits for `tokens` positions (a prefill needs only the last one)."""
+    return 2 * tokens * config.hidden_size * config.vocab_size
+
+
+def scoring_flops(config: DecoderConfig, length: int, queries: int, visual: int, mapper: MapperConfig | None) -> int:
+    """The attention/mapper scorer: layer-1 keys for all `length` tokens, queries for `queries`
+    instruction tokens and their scores; with a mapper, its convolutions over `visual` tokens."""
+    d, kv = config.hidden_size, config.num_key_value_heads * config.head_dim
+    attention = 2 * length * d * kv + 2 * queries * d * d + 2 * queries * length * d
+    if mapper is None:
+        return attention
+    widths = (mapper.in_channels, *mapper.channels)
+    convs = sum(
+        2 * visual * (mapper.num_taps * c_in + c_in * c_out)
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+    )
+    return attention + convs + 2 * visual * widths[-1]

@@ -31,6 +31,7 @@ class PrefillState:
     """What decoding needs after a prefill of T tokens into caches of S = T + M slots."""
 
     token: jax.Array  # [B] the greedy token after each sample's last real token
+    last_logits: jax.Array  # [B, V] the logits it is the argmax of
     caches: list[LayerCache]  # per layer, keys/values [B, S, K, H], prefill in slots [0, T)
     key_valid: jax.Array  # [B, S] slots holding a real token
     next_position: jax.Array  # [..., B] position id of the first generated token, on every rope axis
@@ -52,6 +53,7 @@ def prefill(model, embeds, position_ids, attention_mask, *, max_new_tokens: int)
     first = model.lm_head(jnp.take_along_axis(hidden, last[:, None, None], axis=1), decoder.embed_tokens)
     return PrefillState(
         token=jnp.argmax(first[:, 0], axis=-1).astype(jnp.int32),
+        last_logits=first[:, 0],
         caches=caches,
         key_valid=jnp.concatenate([real, jnp.zeros((batch, max_new_tokens), bool)], axis=1),
         next_position=jnp.broadcast_to(

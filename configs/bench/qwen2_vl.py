@@ -1,0 +1,50 @@
+"""Prefill / decode benchmark of Qwen2-VL: `python scripts/bench.py --config configs/bench/qwen2_vl.py:real`.
+
+Variants:
+- `real` (default): Qwen2-VL-2B's real widths (LLM 1536 wide, 12 heads, 2 KV heads, MLP 8960,
+  vocabulary 151936; vision tower 1280 wide, 16 heads) at reduced depth (4 LLM layers, 2 vision
+  blocks), random weights, images of 448x448 (256 visual tokens) and 896x896 (1024).
+- `tiny`: the tiny test preset, for tests and a quick look.
+
+Every case also runs one smaller image through each step, in the same bucket, to show that the
+compile count follows the buckets and not the image sizes.
+"""
+
+from ml_collections import ConfigDict
+
+VARIANTS = ("real", "tiny")
+
+
+def _case(name: str, image: tuple[int, int], off_size: tuple[int, int], visual_bucket: int) -> ConfigDict:
+    return ConfigDict(dict(name=name, image=image, off_size_image=off_size, visual_bucket=visual_bucket))
+
+
+def get_config(variant: str = "real") -> ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown bench variant {variant!r}; choose one of {VARIANTS}")
+    config = ConfigDict()
+    config.seed = 0
+    config.model = ConfigDict()
+    config.model.preset = "2b" if variant == "real" else "tiny"  # configs/models/qwen2_vl.py presets
+    config.model.text_layers = 4 if variant == "real" else 2
+    config.model.vision_depth = 2
+    config.mapper_channels = (32, 64, 128, 256, 512)  # the paper mapper (configs/mapper/paper.py)
+    config.text_before = 16  # tokens of system prompt before the image
+    config.text_after = 32  # instruction tokens after it
+    config.text_bucket = 64
+    config.keep_ratios = (0.5, 0.25, 0.111)
+    config.scorer = "mapper"
+    config.decode_tokens = 16
+    config.repeats = 5
+    config.torch = True  # time transformers' PyTorch model on the same weights and inputs
+    config.torch_attention = "sdpa"  # transformers' default attention on CPU
+    if variant == "real":
+        config.cases = [
+            _case("256 visual tokens", (448, 448), (392, 448), 256),
+            _case("1024 visual tokens", (896, 896), (840, 896), 1024),
+        ]
+    else:
+        config.cases = [_case("16 visual tokens", (112, 112), (84, 112), 16), _case("64", (224, 224), (196, 224), 64)]
+        config.repeats = 2
+        config.decode_tokens = 4
+    return config

@@ -1,0 +1,153 @@
+"""Timing the vision tower, the LLM prefill (pruned and unpruned), the scorer and decode on one batch.
+
+Every step is a `jax.jit` of a pure function of the model state (weights are arguments, never
+baked-in constants), called through jit's own cache: `Steps.compiles()` reads that cache, and a
+first call's time over the median of the later ones is its compile time. scripts/bench.py runs
+these on the configs in configs/bench and puts transformers' PyTorch beside them.
+
+    steps = Steps(model, mapper, max_new_tokens=16)
+    timing, embeds = measure(steps.embed(), (steps.state, inputs), repeats=5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from tokcomp_jax.generate import decode, prefill
+from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, visual_scores
+
+
+@dataclasses.dataclass
+class Timing:
+    first_s: float  # the first call: trace, compile and run
+    runs_s: list[float]  # the later calls
+    xla_flops: float | None  # XLA's FLOP count of the lowered graph
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.runs_s))
+
+    @property
+    def compile_s(self) -> float:
+        return max(self.first_s - self.median_s, 0.0)
+
+
+def time_calls(call: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """Time `call()` (which must return a finished result) once, then `repeats` more times:
+    (first seconds, later seconds, last result)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times, out = [], None
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - start)
+    return times[0], times[1:], out
+
+
+def measure(jitted, args: tuple, repeats: int) -> tuple[Timing, Any]:
+    """Time `jitted(*args)` to completion: the first call (compiling if needed), then `repeats` more."""
+    flops = (jitted.lower(*args).cost_analysis() or {}).get("flops")
+    first, runs, out = time_calls(lambda: jax.block_until_ready(jitted(*args)), repeats)
+    return Timing(first, runs, flops), out
+
+
+class Steps:
+    """The benchmarked graphs over one (model, mapper): each is jitted once per static setting and
+    takes `self.state` (the model and mapper weights) as its first argument."""
+
+    def __init__(self, model, mapper, max_new_tokens: int):
+        self.graphdef, self.state = nnx.split((model, mapper))
+        self.max_new_tokens = max_new_tokens
+        self._jitted: dict[tuple, Callable] = {}
+
+    def _jit(self, key: tuple, fn: Callable) -> Callable:
+        if key not in self._jitted:
+            graphdef = self.graphdef
+            self._jitted[key] = jax.jit(lambda state, *args: fn(*nnx.merge(graphdef, state), *args))
+        return self._jitted[key]
+
+    def embed(self) -> Callable:
+        """(state, inputs) -> embeddings [B, T, D]: vision tower, merger and token embeddings."""
+        return self._jit(("embed",), lambda model, mapper, inputs: model.embed(inputs))
+
+    def score(self, prune: PruneConfig) -> Callable:
+        """(state, embeds, inputs, scoring) -> visual-token scores [B, N] of `prune.scorer`."""
+
+        def run(model, mapper, embeds, inputs, scoring):
+            return visual_scores(model, mapper, embeds, None, inputs, scoring, prune)
+
+        return self._jit(("score", prune), run)
+
+    def prefill(self, prune: PruneConfig | None) -> Callable:
+        """(state, embeds, inputs, scoring) -> PrefillState: the LLM prefill from embeddings into a KV
+        cache, after scoring, selecting and gathering the kept tokens when `prune` is given."""
+
+        def run(model, mapper, embeds, inputs, scoring):
+            position_ids, attention_mask = inputs.position_ids, inputs.attention_mask
+            if prune is not None:
+                embeds, position_ids, attention_mask, _ = prune_embedded(
+                    model, mapper, embeds, None, inputs, scoring, prune
+                )
+            return prefill(model, embeds, position_ids, attention_mask, max_new_tokens=self.max_new_tokens)
+
+        return self._jit(("prefill", prune), run)
+
+    def decode(self) -> Callable:
+        """(state, PrefillState) -> tokens [B, M]: always M greedy tokens (no EOS stops it)."""
+
+        def run(model, mapper, state):
+            return decode(model, state, max_new_tokens=self.max_new_tokens, eos_token_id=-1).tokens
+
+        return self._jit(("decode",), run)
+
+    def compiles(self) -> dict[str, int]:
+        """Compiled graphs so far, per step and static setting."""
+        return {_describe(key): jitted._cache_size() for key, jitted in self._jitted.items()}
+
+
+def _describe(key: tuple) -> str:
+    name, *setting = key
+    prune = setting[0] if setting else None
+    return name if prune is None else f"{name}[{prune.scorer}@{prune.keep_ratio}]"
+
+
+def image_grid(config: Qwen2VLConfig, height: int, width: int) -> tuple[int, int]:
+    """The (rows, cols) patch grid of an image of height x width pixels, multiples of patch * merge."""
+    unit = config.vision.patch_size * config.vision.spatial_merge_size
+    if height % unit or width % unit or height <= 0 or width <= 0:
+        raise ValueError(f"image size {height}x{width}: both sides must be positive multiples of {unit} pixels")
+    return height // config.vision.patch_size, width // config.vision.patch_size
+
+
+def random_image_batch(
+    config: Qwen2VLConfig, grids: Sequence[tuple[int, int]], seed: int, text_before: int = 4, text_after: int = 6
+) -> dict[str, np.ndarray]:
+    """One image per row with patch grids (rows, cols): text, <start> image pads <end>, instruction
+    text; random pixels and ids, right-padded. Arrays named as transformers names them."""
+    rng = np.random.default_rng(seed)
+    merge = config.vision.spatial_merge_size
+    special = min(config.image_token_id, config.video_token_id, config.vision_start_token_id)
+    rows, pixels = [], []
+    for height, width in grids:
+        text = lambda n: list(rng.integers(0, special, n))  # noqa: E731
+        rows.append(
+            text(text_before) + [config.vision_start_token_id] + [config.image_token_id] * (height * width // merge**2)
+        )
+        rows[-1] += [config.vision_end_token_id] + text(text_after)
+        pixels.append(rng.standard_normal((height * width, config.vision.patch_dim)).astype(np.float32))
+    length = max(map(len, rows))
+    return {
+        "input_ids": np.array([r + [0] * (length - len(r)) for r in rows]),
+        "attention_mask": np.array([[1] * len(r) + [0] * (length - len(r)) for r in rows]),
+        "pixel_values": np.concatenate(pixels),
+        "image_grid_thw": np.array([[1, h, w] for h, w in grids]),
+    }
