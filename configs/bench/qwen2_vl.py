@@ -4,7 +4,8 @@ Variants:
 - `real` (default): Qwen2-VL-2B's real widths (LLM 1536 wide, 12 heads, 2 KV heads, MLP 8960,
   vocabulary 151936; vision tower 1280 wide, 16 heads) at reduced depth (4 LLM layers, 2 vision
   blocks), random weights, images of 448x448 (256 visual tokens) and 896x896 (1024).
-- `tiny`: the tiny test preset, for tests and a quick look.
+- `tiny`: the tiny preset, two small cases, for a quick look.
+- `test`: the tiny preset, one case, one repeat (tests/scripts/test_bench.py).
 
 Every case also runs one smaller image through each step, in the same bucket, to show that the
 compile count follows the buckets and not the image sizes.
@@ -12,7 +13,7 @@ compile count follows the buckets and not the image sizes.
 
 from ml_collections import ConfigDict
 
-VARIANTS = ("real", "tiny")
+VARIANTS = ("real", "tiny", "test")
 
 
 def _case(name: str, image: tuple[int, int], off_size: tuple[int, int], visual_bucket: int) -> ConfigDict:
@@ -44,7 +45,14 @@ def get_config(variant: str = "real") -> ConfigDict:
             _case("1024 visual tokens", (896, 896), (840, 896), 1024),
         ]
     else:
-        config.cases = [_case("16 visual tokens", (112, 112), (84, 112), 16), _case("64", (224, 224), (196, 224), 64)]
+        config.cases = [
+            _case("16 visual tokens", (112, 112), (84, 112), 16),
+            _case("64 visual tokens", (224, 224), (196, 224), 64),
+        ]
         config.repeats = 2
         config.decode_tokens = 4
+    if variant == "test":
+        config.cases = config.cases[:1]
+        config.repeats = 1
+        config.decode_tokens = 3
     return config

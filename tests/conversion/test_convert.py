@@ -15,8 +15,9 @@ from flax import nnx
 
 import tokcomp_jax
 from conversion.convert import main
-from conversion.tiny import save_tiny_model
+from conversion.tiny import hf_config_of, save_tiny_model
 from conversion.verify import flax_forward, random_batch
+from tokcomp_jax.models.config import Qwen2VLConfig
 from tokcomp_jax.models.safetensors_io import CheckpointError
 
 
@@ -93,3 +94,10 @@ print(model(prepare_inputs(model.config, ids, pixel_values=pixels, image_grid_th
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("(1, 7, 256)")
+
+
+@pytest.mark.parametrize("preset", [Qwen2VLConfig.qwen2_vl_2b, Qwen2VLConfig.qwen2_vl_7b, Qwen2VLConfig.tiny])
+def test_hf_config_of_inverts_from_hf_config(preset):
+    """scripts/bench.py builds transformers' model from our config; reading it back gives the same config."""
+    config = preset()
+    assert Qwen2VLConfig.from_hf_config(hf_config_of(config).to_dict()) == config

@@ -133,3 +133,20 @@ def test_one_decoder_layer_with_padding(tiny_qwen2vl, mixed_batch):
         np.asarray(ours_probs).transpose(0, 2, 1, 3)[real], theirs_probs.detach().numpy().transpose(0, 2, 1, 3)[real],
         atol=ATOL, rtol=0,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("num_heads,num_kv_heads,length", [(4, 2, 37), (3, 3, 64)])
+def test_query_chunked_attention_equals_whole(num_heads, num_kv_heads, length):
+    """Long query sequences are attended a chunk at a time (padded when the length does not divide);
+    outputs and probabilities equal attending them all at once, padding and masks included."""
+    from tokcomp_jax.models.attention import dot_product_attention
+
+    rng = np.random.default_rng(0)
+    query = jnp.asarray(rng.standard_normal((2, length, num_heads, 8)), jnp.float32)
+    key, value = (jnp.asarray(rng.standard_normal((2, length, num_kv_heads, 8)), jnp.float32) for _ in range(2))
+    mask = causal_mask(jnp.asarray(np.arange(length)[None] < np.array([[length], [length - 5]])))
+    whole = dot_product_attention(query, key, value, mask, query_chunk=length)
+    chunked = dot_product_attention(query, key, value, mask, query_chunk=16)
+    for got, expected in zip(chunked, whole, strict=True):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -1,0 +1,336 @@
+"""Prefill and decode benchmark: pruned against unpruned, measured against FLOPs-ideal, JAX beside
+transformers' PyTorch on the same weights and inputs, all in one run.
+
+    python scripts/bench.py [--config configs/bench/qwen2_vl.py:real] [--out outputs/bench]
+
+For each case (one image, one bucket): the vision tower; the LLM prefill from embeddings into a KV
+cache, unpruned and pruned at each keep ratio (scoring, top-k and gather included); the scorer
+alone; decode tokens/s from each cache; compile time and count per bucket; the same model in
+transformers (eager mode, the configured attention) for the vision tower, the LLM prefill and
+the whole forward. Every JAX time is the median of `repeats` jit-compiled calls after a first,
+compiling one. The FLOPs-ideal speedup is analytic (tokcomp_jax.flops); XLA's own count of each
+graph is printed beside it. Writes OUT/bench.json and OUT/bench.md and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+from configs.models.qwen2_vl import PRESETS
+from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_image_batch, time_calls
+from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
+from tokcomp_jax.mapper import Mapper, MapperConfig
+from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
+from tokcomp_jax.models.params_qwen2vl import qwen2vl_name_map
+from tokcomp_jax.models.qwen2vl import Qwen2VL
+from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).parents[1] / "configs" / "bench" / "qwen2_vl.py"), "bench config (variant after ':')"
+)
+_OUT = flags.DEFINE_string("out", "outputs/bench", "directory for bench.json and bench.md")
+
+TARGETS = {"scoring_pct_max": 3.0, "pct_of_ideal_at_half_min": 90.0, "jax_over_torch_min": 2.0}
+
+
+def model_config(config):
+    preset = PRESETS[config.model.preset]()
+    return dataclasses.replace(
+        preset,
+        text=dataclasses.replace(preset.text, num_hidden_layers=config.model.text_layers),
+        vision=dataclasses.replace(preset.vision, depth=config.model.vision_depth),
+    )
+
+
+def build_models(config, model_cfg):
+    """(Flax model, transformers model or None): random weights, the same in both when torch is on."""
+    if not config.torch:
+        return Qwen2VL(model_cfg, rngs=nnx.Rngs(config.seed)), None
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from conversion.tiny import hf_config_of
+
+    torch.manual_seed(config.seed)
+    torch_model = Qwen2VLForConditionalGeneration._from_config(
+        hf_config_of(model_cfg), attn_implementation=config.torch_attention
+    ).eval()
+    graphdef, abstract = abstract_state(lambda: Qwen2VL(model_cfg, rngs=nnx.Rngs(0)))
+    tensors = (("torch", name, t.numpy()) for name, t in torch_model.state_dict().items())
+    weights = map_weights(abstract, tensors, qwen2vl_name_map(model_cfg.text.tie_word_embeddings))
+    return merge_weights(graphdef, abstract, nest(weights)), torch_model
+
+
+def analytic_prefill_flops(model_cfg, length: int) -> int:
+    """The LLM prefill as Steps.prefill runs it: every layer at `length`, logits at the last token."""
+    return layer_prefill_flops(model_cfg.text, length) * model_cfg.text.num_hidden_layers + lm_head_flops(
+        model_cfg.text
+    )
+
+
+def timing_row(name: str, timing: Timing, analytic: float | None = None, **extra) -> dict:
+    return {
+        "step": name,
+        "median_ms": 1e3 * timing.median_s,
+        "runs_ms": [1e3 * t for t in timing.runs_s],
+        "compile_s": timing.compile_s,
+        "xla_gflops": None if timing.xla_flops is None else timing.xla_flops / 1e9,
+        "analytic_gflops": None if analytic is None else analytic / 1e9,
+        **extra,
+    }
+
+
+def jax_case(steps: Steps, mapper, model_cfg, config, case) -> tuple[dict, dict]:
+    """Timings of one case; also runs its off-size image through every step (compile count)."""
+    buckets = Buckets(text=config.text_bucket, visual=case.visual_bucket)
+    grids = {key: image_grid(model_cfg, *case[key]) for key in ("image", "off_size_image")}
+    batches = {
+        key: random_image_batch(model_cfg, [grid], config.seed, config.text_before, config.text_after)
+        for key, grid in grids.items()
+    }
+    inputs, scoring = prepare_pruning(model_cfg, batches["image"], buckets, mapper=mapper)
+    repeats = config.repeats
+    vision, embeds = measure(steps.embed(), (steps.state, inputs), repeats)
+    args = (steps.state, embeds, inputs, scoring)
+    unpruned, full_state = measure(steps.prefill(None), args, repeats)
+    unpruned_flops = analytic_prefill_flops(model_cfg, buckets.sequence)
+    rows = [
+        timing_row("vision tower + embed", vision),
+        timing_row("prefill unpruned", unpruned, unpruned_flops, tokens=buckets.sequence, speedup=1.0, ideal=1.0),
+    ]
+    score_flops = scoring_flops(model_cfg.text, buckets.sequence, buckets.queries, buckets.visual, mapper.config)
+    scored, _ = measure(steps.score(PruneConfig(config.scorer, config.keep_ratios[0])), args, repeats)
+    pct = 100 * scored.median_s / unpruned.median_s
+    rows.append(timing_row(f"scoring ({config.scorer})", scored, score_flops, pct_of_unpruned=pct))
+    states = {"unpruned": full_state}
+    for keep in config.keep_ratios:
+        timing, states[f"keep {keep}"] = measure(steps.prefill(PruneConfig(config.scorer, keep)), args, repeats)
+        length = buckets.pruned_sequence(keep)
+        flops = analytic_prefill_flops(model_cfg, length) + score_flops
+        speedup, ideal = unpruned.median_s / timing.median_s, unpruned_flops / flops
+        rows.append(
+            timing_row(
+                f"prefill keep {keep}", timing, flops, tokens=length, speedup=speedup, ideal=ideal,
+                pct_of_ideal=100 * speedup / ideal,
+            )
+        )  # fmt: skip
+    decode = []
+    for name, state in states.items():
+        timing, _ = measure(steps.decode(), (steps.state, state), max(1, repeats // 2))
+        kv_bytes = sum(x.nbytes for x in jax.tree.leaves(state.caches))
+        new_tokens = state.token.shape[0] * (steps.max_new_tokens - 1)
+        decode.append({"cache": name, "kv_mib": kv_bytes / 2**20, "tokens_per_s": new_tokens / timing.median_s})
+    off_inputs, off_scoring = prepare_pruning(model_cfg, batches["off_size_image"], buckets, mapper=mapper)
+    off_embeds = steps.embed()(steps.state, off_inputs)
+    steps.score(PruneConfig(config.scorer, config.keep_ratios[0]))(steps.state, off_embeds, off_inputs, off_scoring)
+    for prune in (None, *(PruneConfig(config.scorer, keep) for keep in config.keep_ratios)):
+        off_state = steps.prefill(prune)(steps.state, off_embeds, off_inputs, off_scoring)
+        jax.block_until_ready(steps.decode()(steps.state, off_state))
+    result = {
+        "case": case.name,
+        "visual_tokens": int(inputs.visual_token_mask.sum()),
+        "off_size_visual_tokens": int(off_inputs.visual_token_mask.sum()),
+        "buckets": dataclasses.asdict(buckets),
+        "rows": rows,
+        "decode": decode,
+    }
+    reference = {"batch": batches["image"], "embeds": embeds, "inputs": inputs, "last_logits": full_state.last_logits}
+    return result, reference
+
+
+def torch_case(torch_model, model_cfg, config, reference: dict, jax_rows: list[dict]) -> list[dict]:
+    """transformers' times for the vision tower, the LLM prefill from the same embeddings and the
+    whole forward, on the unpadded batch; and the largest |logit| difference at the last token."""
+    import torch
+
+    from tokcomp_jax.models.positions import token_types
+
+    batch = reference["batch"]
+    length = batch["input_ids"].shape[1]
+    ids, mask = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
+    pixels, grid = torch.from_numpy(batch["pixel_values"]), torch.from_numpy(batch["image_grid_thw"])
+    types = torch.from_numpy(token_types(batch["input_ids"], model_cfg.image_token_id, model_cfg.video_token_id))
+    embeds = torch.from_numpy(np.asarray(reference["embeds"][:, :length]))
+    positions = torch.from_numpy(np.asarray(reference["inputs"].position_ids[:, :, :length]).astype(np.int64))
+    calls = {
+        "vision tower + embed": lambda: torch_model.model.get_image_features(pixels, grid),
+        "prefill unpruned": lambda: torch_model(
+            inputs_embeds=embeds, position_ids=positions, attention_mask=mask, logits_to_keep=1
+        ),
+        "whole forward (vision + prefill)": lambda: torch_model(
+            input_ids=ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=grid, mm_token_type_ids=types,
+            logits_to_keep=1,
+        ),
+    }  # fmt: skip
+    jax_ms = {row["step"]: row["median_ms"] for row in jax_rows}
+    jax_ms["whole forward (vision + prefill)"] = jax_ms["vision tower + embed"] + jax_ms["prefill unpruned"]
+    rows = []
+    with torch.inference_mode():
+        for name, call in calls.items():
+            _, runs, out = time_calls(call, config.repeats)
+            torch_ms = 1e3 * float(np.median(runs))
+            rows.append(
+                {"part": name, "jax_ms": jax_ms[name], "torch_ms": torch_ms, "torch_over_jax": torch_ms / jax_ms[name]}
+            )
+            if name == "prefill unpruned":
+                difference = np.abs(out.logits[:, -1].float().numpy() - np.asarray(reference["last_logits"]))
+                rows[-1]["last_logit_max_abs_diff"] = float(difference.max())
+    return rows
+
+
+def expected_compiles(config, compiles: dict[str, int]) -> dict[str, int]:
+    """One graph per bucket: per case for the embedding, scoring and prefill steps; per decoded
+    cache length (each case's unpruned and pruned sequence buckets) for decode."""
+    lengths = set()
+    for case in config.cases:
+        buckets = Buckets(text=config.text_bucket, visual=case.visual_bucket)
+        lengths |= {buckets.sequence, *(buckets.pruned_sequence(keep) for keep in config.keep_ratios)}
+    return {step: len(lengths) if step == "decode" else len(config.cases) for step in compiles}
+
+
+def environment(config) -> dict:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor()
+    )
+    packages = ["jax", "jaxlib", "flax", "numpy"] + (["torch", "transformers"] if config.torch else [])
+    return {
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s)",
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {name: metadata.version(name) for name in packages},
+    }
+
+
+def _cpuinfo() -> list[str]:
+    path = Path("/proc/cpuinfo")
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def check_targets(results: list[dict], compiles: dict[str, int], torch_rows: dict, expected_compiles: dict) -> dict:
+    """The issue's targets on the largest case."""
+    largest = results[-1]
+    scoring = next(row for row in largest["rows"] if row["step"].startswith("scoring"))
+    half = next(row for row in largest["rows"] if row["step"] == "prefill keep 0.5")
+    targets = {
+        "case": largest["case"],
+        "scoring_pct_of_unpruned": scoring["pct_of_unpruned"],
+        "scoring_ok": scoring["pct_of_unpruned"] <= TARGETS["scoring_pct_max"],
+        "keep_0.5_pct_of_ideal": half["pct_of_ideal"],
+        "keep_0.5_ok": half["pct_of_ideal"] >= TARGETS["pct_of_ideal_at_half_min"],
+        "compiles": compiles,
+        "expected_compiles": expected_compiles,
+        "compiles_ok": all(count == expected_compiles[step] for step, count in compiles.items()),
+    }
+    if largest["case"] in torch_rows:
+        prefill = next(row for row in torch_rows[largest["case"]] if row["part"] == "prefill unpruned")
+        targets["torch_over_jax_prefill"] = prefill["torch_over_jax"]
+        targets["jax_2x_torch_ok"] = prefill["torch_over_jax"] >= TARGETS["jax_over_torch_min"]
+    return targets
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    lines = [
+        f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        "",
+    ]
+    for result in report["results"]:
+        lines += [
+            f"### {result['case']} ({result['visual_tokens']} visual tokens; buckets {result['buckets']})",
+            "",
+            "| step | tokens | median ms | speedup | FLOPs-ideal | % of ideal | analytic GFLOP | XLA GFLOP | compile s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in result["rows"]:
+            cells = [row["step"], row.get("tokens", ""), f"{row['median_ms']:.1f}"]
+            cells += [
+                _fmt(row.get("speedup"), ".2f"),
+                _fmt(row.get("ideal"), ".2f"),
+                _fmt(row.get("pct_of_ideal"), ".0f"),
+            ]
+            cells += [_fmt(row["analytic_gflops"], ".2f"), _fmt(row["xla_gflops"], ".2f"), f"{row['compile_s']:.1f}"]
+            if "pct_of_unpruned" in row:
+                cells[3] = f"{row['pct_of_unpruned']:.2f}% of unpruned"
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+        lines += ["", "| KV cache | KV MiB | decode tokens/s |", "|---|---|---|"]
+        lines += [f"| {d['cache']} | {d['kv_mib']:.1f} | {d['tokens_per_s']:.1f} |" for d in result["decode"]]
+        if result["case"] in report["torch"]:
+            lines += ["", "| part | JAX ms | transformers ms | transformers / JAX |", "|---|---|---|---|"]
+            for row in report["torch"][result["case"]]:
+                note = (
+                    f" (last-token logits max diff {row['last_logit_max_abs_diff']:.1e})"
+                    if "last_logit_max_abs_diff" in row
+                    else ""
+                )
+                lines.append(
+                    f"| {row['part']}{note} | {row['jax_ms']:.1f} | {row['torch_ms']:.1f} | {row['torch_over_jax']:.2f} |"
+                )
+        lines.append("")
+    targets = report["targets"]
+    lines += [f"### Targets ({targets['case']})", "", "| target | measured | holds |", "|---|---|---|"]
+    lines.append(
+        f"| scoring <= 3% of unpruned prefill | {targets['scoring_pct_of_unpruned']:.2f}% | {targets['scoring_ok']} |"
+    )
+    lines.append(
+        f"| keep 0.5 >= 90% of FLOPs-ideal speedup | {targets['keep_0.5_pct_of_ideal']:.0f}% | {targets['keep_0.5_ok']} |"
+    )
+    if "torch_over_jax_prefill" in targets:
+        lines.append(
+            f"| JAX prefill >= 2x transformers | {targets['torch_over_jax_prefill']:.2f}x | {targets['jax_2x_torch_ok']} |"
+        )
+    lines.append(
+        f"| compiles = buckets {targets['expected_compiles']} | {targets['compiles']} | {targets['compiles_ok']} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def main(argv) -> None:
+    del argv
+    config = _CONFIG.value
+    model_cfg = model_config(config)
+    model, torch_model = build_models(config, model_cfg)
+    heads = model_cfg.text.num_attention_heads
+    mapper_config = MapperConfig(num_heads=heads, channels=tuple(config.mapper_channels), family=model_cfg.family)
+    mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))
+    steps = Steps(model, mapper, max_new_tokens=config.decode_tokens)
+    results, torch_rows = [], {}
+    for case in config.cases:
+        result, reference = jax_case(steps, mapper, model_cfg, config, case)
+        results.append(result)
+        if torch_model is not None:
+            torch_rows[case.name] = torch_case(torch_model, model_cfg, config, reference, result["rows"])
+    compiles = steps.compiles()
+    report = {
+        "environment": environment(config),
+        "config": config.to_dict(),
+        "results": results,
+        "torch": torch_rows,
+        "compiles": compiles,
+        "targets": check_targets(results, compiles, torch_rows, expected_compiles(config, compiles)),
+    }
+    out = Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "bench.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    app.run(main)
