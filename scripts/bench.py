@@ -14,6 +14,7 @@ graph is printed beside it. Writes OUT/bench.json and OUT/bench.md and prints th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,7 +29,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from configs.models.qwen2_vl import PRESETS
-from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_image_batch, time_calls
+from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_image_batch, time_together, xla_flops
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
@@ -91,79 +92,128 @@ def timing_row(name: str, timing: Timing, analytic: float | None = None, **extra
     }
 
 
-def jax_case(steps: Steps, mapper, model_cfg, config, case) -> tuple[dict, dict]:
-    """Timings of one case; also runs its off-size image through every step (compile count)."""
+def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict:
+    """Every measurement of one case; also runs its off-size image through every step (compile count)."""
     buckets = Buckets(text=config.text_bucket, visual=case.visual_bucket)
-    grids = {key: image_grid(model_cfg, *case[key]) for key in ("image", "off_size_image")}
     batches = {
-        key: random_image_batch(model_cfg, [grid], config.seed, config.text_before, config.text_after)
-        for key, grid in grids.items()
+        key: random_image_batch(
+            model_cfg, [image_grid(model_cfg, *case[key])], config.seed, config.text_before, config.text_after
+        )
+        for key in ("image", "off_size_image")
     }
     inputs, scoring = prepare_pruning(model_cfg, batches["image"], buckets, mapper=mapper)
-    repeats = config.repeats
-    vision, embeds = measure(steps.embed(), (steps.state, inputs), repeats)
+    embeds = steps.embed()(steps.state, inputs)
     args = (steps.state, embeds, inputs, scoring)
-    unpruned, full_state = measure(steps.prefill(None), args, repeats)
+    prunes = {f"prefill keep {keep}": PruneConfig(config.scorer, keep) for keep in config.keep_ratios}
+    scorer = f"scoring ({config.scorer})"
+    timed = measure(
+        {
+            "prefill unpruned": (steps.prefill(None), args),
+            scorer: (steps.score(PruneConfig(config.scorer, config.keep_ratios[0])), args),
+            **{name: (steps.prefill(prune), args) for name, prune in prunes.items()},
+        },
+        config.repeats,
+    )
+    unpruned = timed["prefill unpruned"][0]
     unpruned_flops = analytic_prefill_flops(model_cfg, buckets.sequence)
-    rows = [
-        timing_row("vision tower + embed", vision),
-        timing_row("prefill unpruned", unpruned, unpruned_flops, tokens=buckets.sequence, speedup=1.0, ideal=1.0),
-    ]
     score_flops = scoring_flops(model_cfg.text, buckets.sequence, buckets.queries, buckets.visual, mapper.config)
-    scored, _ = measure(steps.score(PruneConfig(config.scorer, config.keep_ratios[0])), args, repeats)
-    pct = 100 * scored.median_s / unpruned.median_s
-    rows.append(timing_row(f"scoring ({config.scorer})", scored, score_flops, pct_of_unpruned=pct))
-    states = {"unpruned": full_state}
-    for keep in config.keep_ratios:
-        timing, states[f"keep {keep}"] = measure(steps.prefill(PruneConfig(config.scorer, keep)), args, repeats)
-        length = buckets.pruned_sequence(keep)
+    comparison = compare(steps, torch_model, model_cfg, config, batches["image"], args)
+    rows = [
+        timing_row("vision tower + embed", comparison.pop("timing")),
+        timing_row("prefill unpruned", unpruned, unpruned_flops, tokens=buckets.sequence, speedup=1.0, ideal=1.0),
+        timing_row(
+            scorer, timed[scorer][0], score_flops, pct_of_unpruned=100 * timed[scorer][0].median_s / unpruned.median_s
+        ),
+    ]
+    for name, prune in prunes.items():
+        timing, length = timed[name][0], buckets.pruned_sequence(prune.keep_ratio)
         flops = analytic_prefill_flops(model_cfg, length) + score_flops
         speedup, ideal = unpruned.median_s / timing.median_s, unpruned_flops / flops
         rows.append(
             timing_row(
-                f"prefill keep {keep}", timing, flops, tokens=length, speedup=speedup, ideal=ideal,
-                pct_of_ideal=100 * speedup / ideal,
+                name, timing, flops, tokens=length, speedup=speedup, ideal=ideal, pct_of_ideal=100 * speedup / ideal
             )
-        )  # fmt: skip
-    decode = []
-    for name, state in states.items():
-        timing, _ = measure(steps.decode(), (steps.state, state), max(1, repeats // 2))
-        kv_bytes = sum(x.nbytes for x in jax.tree.leaves(state.caches))
-        new_tokens = state.token.shape[0] * (steps.max_new_tokens - 1)
-        decode.append({"cache": name, "kv_mib": kv_bytes / 2**20, "tokens_per_s": new_tokens / timing.median_s})
+        )
+    states = {name.removeprefix("prefill "): timed[name][1] for name in ("prefill unpruned", *prunes)}
+    decoded = measure({name: (steps.decode(), (steps.state, state)) for name, state in states.items()}, config.repeats)
+    decode = [
+        {
+            "cache": name,
+            "kv_mib": sum(x.nbytes for x in jax.tree.leaves(states[name].caches)) / 2**20,
+            "tokens_per_s": states[name].token.shape[0] * (steps.max_new_tokens - 1) / timing.median_s,
+        }
+        for name, (timing, _) in decoded.items()
+    ]
     off_inputs, off_scoring = prepare_pruning(model_cfg, batches["off_size_image"], buckets, mapper=mapper)
-    off_embeds = steps.embed()(steps.state, off_inputs)
-    steps.score(PruneConfig(config.scorer, config.keep_ratios[0]))(steps.state, off_embeds, off_inputs, off_scoring)
-    for prune in (None, *(PruneConfig(config.scorer, keep) for keep in config.keep_ratios)):
-        off_state = steps.prefill(prune)(steps.state, off_embeds, off_inputs, off_scoring)
-        jax.block_until_ready(steps.decode()(steps.state, off_state))
-    result = {
+    off_args = (steps.state, steps.embed()(steps.state, off_inputs), off_inputs, off_scoring)
+    steps.score(PruneConfig(config.scorer, config.keep_ratios[0]))(*off_args)
+    for prune in (None, *prunes.values()):
+        jax.block_until_ready(steps.decode()(steps.state, steps.prefill(prune)(*off_args)))
+    if torch_model is not None:
+        difference = np.abs(comparison.pop("torch_last_logits") - np.asarray(states["unpruned"].last_logits))
+        comparison["last_logit_max_abs_diff"] = float(difference.max())
+    return {
         "case": case.name,
         "visual_tokens": int(inputs.visual_token_mask.sum()),
         "off_size_visual_tokens": int(off_inputs.visual_token_mask.sum()),
         "buckets": dataclasses.asdict(buckets),
         "rows": rows,
         "decode": decode,
+        "torch": comparison,
     }
-    reference = {"batch": batches["image"], "embeds": embeds, "inputs": inputs, "last_logits": full_state.last_logits}
-    return result, reference
 
 
-def torch_case(torch_model, model_cfg, config, reference: dict, jax_rows: list[dict]) -> list[dict]:
-    """transformers' times for the vision tower, the LLM prefill from the same embeddings and the
-    whole forward, on the unpadded batch; and the largest |logit| difference at the last token."""
+def compare(steps: Steps, torch_model, model_cfg, config, batch: dict, args: tuple) -> dict:
+    """The JAX vision tower and unpruned prefill, timed together with transformers' vision tower, its
+    LLM prefill from the same embeddings and its whole forward on the unpadded batch (if torch is on).
+    Returns the JAX vision Timing, and per part JAX ms, transformers ms and their ratio."""
+    inputs, embeds = args[2], args[1]
+    jax_calls = {
+        "vision tower + embed": (steps.embed(), (steps.state, inputs)),
+        "prefill unpruned": (steps.prefill(None), args),
+    }
+    calls = {name: (lambda j=jitted, a=a: jax.block_until_ready(j(*a))) for name, (jitted, a) in jax_calls.items()}
+    context = contextlib.nullcontext()
+    if torch_model is not None:
+        import torch
+
+        torch_parts = torch_calls(torch_model, model_cfg, batch, embeds, inputs)
+        calls.update({f"torch {name}": call for name, call in torch_parts.items()})
+        context = torch.inference_mode()
+    with context:
+        times, outputs = time_together(calls, config.repeats)
+    vision = Timing(
+        times["vision tower + embed"][0],
+        times["vision tower + embed"][1:],
+        xla_flops(*jax_calls["vision tower + embed"]),
+    )
+    result = {"timing": vision}
+    if torch_model is None:
+        return result
+    median_ms = {name: 1e3 * float(np.median(runs[1:])) for name, runs in times.items()}
+    median_ms["whole forward (vision + prefill)"] = median_ms["vision tower + embed"] + median_ms["prefill unpruned"]
+    result["parts"] = [
+        {"part": part, "jax_ms": median_ms[part], "torch_ms": median_ms[f"torch {part}"],
+         "torch_over_jax": median_ms[f"torch {part}"] / median_ms[part]}
+        for part in ("vision tower + embed", "prefill unpruned", "whole forward (vision + prefill)")
+    ]  # fmt: skip
+    result["torch_last_logits"] = outputs["torch prefill unpruned"].logits[:, -1].float().numpy()
+    return result
+
+
+def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
+    """transformers' vision tower, LLM prefill from `embeds` (cropped to the real length) and whole forward."""
     import torch
 
     from tokcomp_jax.models.positions import token_types
 
-    batch = reference["batch"]
     length = batch["input_ids"].shape[1]
     ids, mask = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
     pixels, grid = torch.from_numpy(batch["pixel_values"]), torch.from_numpy(batch["image_grid_thw"])
     types = torch.from_numpy(token_types(batch["input_ids"], model_cfg.image_token_id, model_cfg.video_token_id))
-    embeds = torch.from_numpy(np.asarray(reference["embeds"][:, :length]))
-    positions = torch.from_numpy(np.asarray(reference["inputs"].position_ids[:, :, :length]).astype(np.int64))
-    calls = {
+    embeds = torch.from_numpy(np.array(embeds[:, :length]))
+    positions = torch.from_numpy(np.asarray(inputs.position_ids[:, :, :length]).astype(np.int64))
+    return {
         "vision tower + embed": lambda: torch_model.model.get_image_features(pixels, grid),
         "prefill unpruned": lambda: torch_model(
             inputs_embeds=embeds, position_ids=positions, attention_mask=mask, logits_to_keep=1
@@ -173,20 +223,6 @@ def torch_case(torch_model, model_cfg, config, reference: dict, jax_rows: list[d
             logits_to_keep=1,
         ),
     }  # fmt: skip
-    jax_ms = {row["step"]: row["median_ms"] for row in jax_rows}
-    jax_ms["whole forward (vision + prefill)"] = jax_ms["vision tower + embed"] + jax_ms["prefill unpruned"]
-    rows = []
-    with torch.inference_mode():
-        for name, call in calls.items():
-            _, runs, out = time_calls(call, config.repeats)
-            torch_ms = 1e3 * float(np.median(runs))
-            rows.append(
-                {"part": name, "jax_ms": jax_ms[name], "torch_ms": torch_ms, "torch_over_jax": torch_ms / jax_ms[name]}
-            )
-            if name == "prefill unpruned":
-                difference = np.abs(out.logits[:, -1].float().numpy() - np.asarray(reference["last_logits"]))
-                rows[-1]["last_logit_max_abs_diff"] = float(difference.max())
-    return rows
 
 
 def expected_compiles(config, compiles: dict[str, int]) -> dict[str, int]:
@@ -218,8 +254,8 @@ def _cpuinfo() -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def check_targets(results: list[dict], compiles: dict[str, int], torch_rows: dict, expected_compiles: dict) -> dict:
-    """The issue's targets on the largest case."""
+def check_targets(results: list[dict], compiles: dict[str, int], expected_compiles: dict[str, int]) -> dict:
+    """The issue's targets, on the largest case."""
     largest = results[-1]
     scoring = next(row for row in largest["rows"] if row["step"].startswith("scoring"))
     half = next(row for row in largest["rows"] if row["step"] == "prefill keep 0.5")
@@ -233,8 +269,8 @@ def check_targets(results: list[dict], compiles: dict[str, int], torch_rows: dic
         "expected_compiles": expected_compiles,
         "compiles_ok": all(count == expected_compiles[step] for step, count in compiles.items()),
     }
-    if largest["case"] in torch_rows:
-        prefill = next(row for row in torch_rows[largest["case"]] if row["part"] == "prefill unpruned")
+    if "parts" in largest["torch"]:
+        prefill = next(part for part in largest["torch"]["parts"] if part["part"] == "prefill unpruned")
         targets["torch_over_jax_prefill"] = prefill["torch_over_jax"]
         targets["jax_2x_torch_ok"] = prefill["torch_over_jax"] >= TARGETS["jax_over_torch_min"]
     return targets
@@ -267,17 +303,14 @@ def markdown(report: dict) -> str:
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         lines += ["", "| KV cache | KV MiB | decode tokens/s |", "|---|---|---|"]
         lines += [f"| {d['cache']} | {d['kv_mib']:.1f} | {d['tokens_per_s']:.1f} |" for d in result["decode"]]
-        if result["case"] in report["torch"]:
+        if "parts" in result["torch"]:
             lines += ["", "| part | JAX ms | transformers ms | transformers / JAX |", "|---|---|---|---|"]
-            for row in report["torch"][result["case"]]:
-                note = (
-                    f" (last-token logits max diff {row['last_logit_max_abs_diff']:.1e})"
-                    if "last_logit_max_abs_diff" in row
-                    else ""
-                )
+            for row in result["torch"]["parts"]:
                 lines.append(
-                    f"| {row['part']}{note} | {row['jax_ms']:.1f} | {row['torch_ms']:.1f} | {row['torch_over_jax']:.2f} |"
+                    f"| {row['part']} | {row['jax_ms']:.1f} | {row['torch_ms']:.1f} | {row['torch_over_jax']:.2f} |"
                 )
+            diff = result["torch"]["last_logit_max_abs_diff"]
+            lines += ["", f"Same weights and inputs: the last-token logits differ by at most {diff:.1e}."]
         lines.append("")
     targets = report["targets"]
     lines += [f"### Targets ({targets['case']})", "", "| target | measured | holds |", "|---|---|---|"]
@@ -310,20 +343,13 @@ def main(argv) -> None:
     mapper_config = MapperConfig(num_heads=heads, channels=tuple(config.mapper_channels), family=model_cfg.family)
     mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))
     steps = Steps(model, mapper, max_new_tokens=config.decode_tokens)
-    results, torch_rows = [], {}
-    for case in config.cases:
-        result, reference = jax_case(steps, mapper, model_cfg, config, case)
-        results.append(result)
-        if torch_model is not None:
-            torch_rows[case.name] = torch_case(torch_model, model_cfg, config, reference, result["rows"])
+    results = [run_case(steps, mapper, torch_model, model_cfg, config, case) for case in config.cases]
     compiles = steps.compiles()
     report = {
         "environment": environment(config),
         "config": config.to_dict(),
         "results": results,
-        "torch": torch_rows,
-        "compiles": compiles,
-        "targets": check_targets(results, compiles, torch_rows, expected_compiles(config, compiles)),
+        "targets": check_targets(results, compiles, expected_compiles(config, compiles)),
     }
     out = Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ first call's time over the median of the later ones is its compile time. scripts
 these on the configs in configs/bench and puts transformers' PyTorch beside them.
 
     steps = Steps(model, mapper, max_new_tokens=16)
-    timing, embeds = measure(steps.embed(), (steps.state, inputs), repeats=5)
+    timings = measure({"embed": (steps.embed(), (steps.state, inputs))}, repeats=5)
 """
 
 from __future__ import annotations
@@ -43,21 +43,39 @@ class Timing:
 def time_calls(call: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
     """Time `call()` (which must return a finished result) once, then `repeats` more times:
     (first seconds, later seconds, last result)."""
+    timings, outputs = time_together({"call": call}, repeats)
+    first, *runs = timings["call"]
+    return first, runs, outputs["call"]
+
+
+def time_together(calls: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Each call once, then `repeats` rounds of every call in turn, so that a machine slowing down or
+    speeding up mid-run moves all of them alike (their ratios are what a benchmark reports).
+    Returns per call [first, *later] seconds, and its last result."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    times, out = [], None
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    outputs = {}
     for _ in range(repeats + 1):
-        start = time.perf_counter()
-        out = call()
-        times.append(time.perf_counter() - start)
-    return times[0], times[1:], out
+        for name, call in calls.items():
+            start = time.perf_counter()
+            outputs[name] = call()
+            times[name].append(time.perf_counter() - start)
+    return times, outputs
 
 
-def measure(jitted, args: tuple, repeats: int) -> tuple[Timing, Any]:
-    """Time `jitted(*args)` to completion: the first call (compiling if needed), then `repeats` more."""
-    flops = (jitted.lower(*args).cost_analysis() or {}).get("flops")
-    first, runs, out = time_calls(lambda: jax.block_until_ready(jitted(*args)), repeats)
-    return Timing(first, runs, flops), out
+def xla_flops(jitted, args: tuple) -> float | None:
+    """XLA's FLOP count of `jitted` lowered for `args` (None where the backend gives none)."""
+    return (jitted.lower(*args).cost_analysis() or {}).get("flops")
+
+
+def measure(steps: dict[str, tuple[Callable, tuple]], repeats: int) -> dict[str, tuple[Timing, Any]]:
+    """Time jitted steps {name: (jitted, args)} together (time_together), each to completion;
+    per name its Timing (XLA's FLOP count of the lowered graph included) and last output."""
+    flops = {name: xla_flops(jitted, args) for name, (jitted, args) in steps.items()}
+    calls = {name: (lambda j=jitted, a=args: jax.block_until_ready(j(*a))) for name, (jitted, args) in steps.items()}
+    times, outputs = time_together(calls, repeats)
+    return {name: (Timing(times[name][0], times[name][1:], flops[name]), outputs[name]) for name in steps}
 
 
 class Steps:
