@@ -28,8 +28,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 bench: $(STAMP)
-	@test -f scripts/bench.py || { echo "scripts/bench.py does not exist yet (the benchmark issue adds it)"; exit 1; }
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --out outputs/bench
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
