@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import runpy
-import sys
-
-import pytest
 
 
-def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path, monkeypatch, capsys):
-    argv = ["bench.py", "--config", "configs/bench/qwen2_vl.py:test", "--out", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as finished:  # absl's app.run exits
-        runpy.run_path("scripts/bench.py", run_name="__main__")
-    assert not finished.value.code
+def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path, run_absl_script, capsys):
+    run_absl_script("bench.py", "--config", "configs/bench/qwen2_vl.py:test", "--out", str(tmp_path))
     report = json.loads((tmp_path / "bench.json").read_text())
     (result,) = report["results"]
     rows = {row["step"]: row for row in result["rows"]}

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 
-import pytest
 from PIL import Image
 
 from tokcomp_jax.miniature.evaluate import METHODS
 
 
-def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, monkeypatch, capsys):
-    argv = ["demo.py", "--config", "configs/miniature.py:test", "--out", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as finished:  # absl's app.run exits
-        runpy.run_path("scripts/demo.py", run_name="__main__")
-    assert not finished.value.code
+def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl_script, capsys):
+    run_absl_script("demo.py", "--config", "configs/miniature.py:test", "--out", str(tmp_path))
     summary = json.loads((tmp_path / "retention.json").read_text())
     assert set(summary["results"]) == {"test", "test_2x"}
     for split in summary["results"].values():
