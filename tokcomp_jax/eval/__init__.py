@@ -1,0 +1,2 @@
+"""Evaluation on standard benchmarks: adapters for their published formats, metrics, a resumable
+batched runner and device-mesh sharding."""

@@ -1,0 +1,184 @@
+"""Benchmark metrics: VQA accuracy with the standard answer normaliser, multiple-choice letters,
+yes/no accuracy and F1 (POPE), and the MME score.
+
+The normaliser is the official VQA evaluation's (punctuation, digits, articles, contractions), so
+GQA / TextVQA numbers compare with published ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+_PUNCTUATION = (
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+)
+_COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
+_PERIOD_NOT_DECIMAL = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+_ARTICLES = frozenset({"a", "an", "the"})
+# The official evaluation's contraction table: apostrophe-less spellings -> the canonical form.
+_CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
+    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
+    "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
+    "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've",
+    "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "maam": "ma'am",
+    "mightnt": "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
+    "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock",
+    "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't",
+    "shed've": "she'd've", "she'dve": "she'd've", "shouldve": "should've", "shouldnt": "shouldn't",
+    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
+    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
+    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've",
+    "someone'dve": "someone'd've", "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd",
+    "somethingd've": "something'd've", "something'dve": "something'd've", "somethingll": "something'll",
+    "thats": "that's", "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've",
+    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've",
+    "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've", "twas": "'twas",
+    "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't",
+    "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's",
+    "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
+    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll",
+    "whyre": "why're", "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll",
+    "y'allll": "y'all'll", "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've",
+    "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll", "youre": "you're",
+    "youve": "you've",
+}  # fmt: skip
+
+
+def normalize_answer(text: str) -> str:
+    """The VQA normaliser: whitespace, punctuation, number words -> digits, articles dropped, contractions."""
+    original = text = text.replace("\n", " ").replace("\t", " ").strip()
+    keep_together = bool(_COMMA_IN_NUMBER.search(original))
+    for mark in _PUNCTUATION:  # judged on the original text, as the official script does
+        spaced = f"{mark} " in original or f" {mark}" in original
+        text = text.replace(mark, "" if spaced or keep_together else " ")
+    text = _PERIOD_NOT_DECIMAL.sub("", text)
+    words = [_NUMBER_WORDS.get(word, word) for word in text.lower().split()]
+    return " ".join(_CONTRACTIONS.get(word, word) for word in words if word not in _ARTICLES)
+
+
+def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
+    """VQA accuracy in [0, 1]: for each of the human answers, min(1, matches among the others / 3),
+    averaged (the official leave-one-out form); a single reference answer is exact match."""
+    if not answers:
+        raise ValueError("vqa_accuracy needs at least one reference answer")
+    predicted = normalize_answer(prediction)
+    references = [normalize_answer(answer) for answer in answers]
+    if len(references) == 1:
+        return float(predicted == references[0])
+    scores = [
+        min(1.0, sum(other == predicted for j, other in enumerate(references) if j != i) / 3.0)
+        for i in range(len(references))
+    ]
+    return sum(scores) / len(scores)
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """GQA's metric: the normalised prediction equals a normalised reference answer."""
+    return float(normalize_answer(prediction) in {normalize_answer(answer) for answer in answers})
+
+
+def extract_choice(text: str, options: dict[str, str]) -> str | None:
+    """The option letter a free-form reply picks, or None.
+
+    In order: a reply that starts with a letter ("B", "B.", "(B) ...", "B: ..."); "answer is B" /
+    "Answer: B"; the one option whose full text the reply contains; a lone letter anywhere.
+    """
+    letters = "".join(options)
+    reply = text.strip()
+    if not reply:
+        return None
+    if match := re.match(rf"^\(?([{letters}])(?:[\).:\s]|$)", reply):
+        return match.group(1)
+    if match := re.search(rf"answer(?: is|:)\s*\(?([{letters}])\b", reply, flags=re.IGNORECASE):
+        return match.group(1)
+    lowered = reply.lower()
+    named = [letter for letter, option in options.items() if option and option.strip().lower() in lowered]
+    if len(named) == 1:
+        return named[0]
+    alone = set(re.findall(rf"\b([{letters}])\b", reply))
+    return alone.pop() if len(alone) == 1 else None
+
+
+def parse_yes_no(text: str) -> str | None:
+    """'yes' or 'no' from a reply (its first yes/no word), None if it has neither."""
+    match = re.search(r"\b(yes|no)\b", text.lower())
+    return match.group(1) if match else None
+
+
+def yes_no_scores(predictions: Iterable[str | None], labels: Iterable[str]) -> dict[str, float]:
+    """POPE's metrics over parsed replies (None counts as neither yes nor a correct no):
+    accuracy, precision, recall and F1 of "yes", and the fraction of "yes" replies (in %)."""
+    pairs = list(zip(predictions, labels, strict=True))
+    if not pairs:
+        raise ValueError("yes_no_scores needs at least one prediction")
+    true_pos = sum(p == "yes" and y == "yes" for p, y in pairs)
+    false_pos = sum(p == "yes" and y == "no" for p, y in pairs)
+    false_neg = sum(p != "yes" and y == "yes" for p, y in pairs)
+    precision = true_pos / max(true_pos + false_pos, 1)
+    recall = true_pos / max(true_pos + false_neg, 1)
+    return {
+        "accuracy": 100.0 * sum(p == y for p, y in pairs) / len(pairs),
+        "precision": 100.0 * precision,
+        "recall": 100.0 * recall,
+        "f1": 100.0 * (2 * precision * recall / max(precision + recall, 1e-12)),
+        "yes_ratio": 100.0 * sum(p == "yes" for p, _ in pairs) / len(pairs),
+    }
+
+
+# MME's two subtask groups; every other category is reported on its own.
+MME_PERCEPTION = (
+    "existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR",
+)  # fmt: skip
+MME_COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+
+
+def mme_scores(rows: Iterable[tuple[str, str, str | None, str]]) -> dict[str, float]:
+    """MME score from (category, image id, parsed reply, label) rows, two questions per image.
+
+    Per category: accuracy over questions + accuracy+ (images with both questions right), each in
+    %, summed (max 200). Returns every category, and `perception` / `cognition` totals.
+    """
+    by_image: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for category, image, reply, label in rows:
+        by_image[category, image].append(reply == label)
+    per_category: dict[str, list[list[bool]]] = defaultdict(list)
+    for (category, _), answers in by_image.items():
+        per_category[category].append(answers)
+    scores = {}
+    for category, images in per_category.items():
+        questions = [right for answers in images for right in answers]
+        accuracy = 100.0 * sum(questions) / len(questions)
+        accuracy_plus = 100.0 * sum(all(answers) for answers in images) / len(images)
+        scores[category] = accuracy + accuracy_plus
+    scores["perception"] = sum(scores.get(c, 0.0) for c in MME_PERCEPTION)
+    scores["cognition"] = sum(scores.get(c, 0.0) for c in MME_COGNITION)
+    return scores
