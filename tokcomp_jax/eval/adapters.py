@@ -1,0 +1,264 @@
+"""Readers for benchmarks in their published formats, from a local directory (nothing downloads).
+
+Each reader takes the benchmark's directory (as unpacked from its release) and returns EvalSamples
+in the file's order; `read_benchmark(name, data_dir)` picks one from ADAPTERS. A missing file or
+field raises a ValueError that names the file and what is missing.
+
+| name      | files under data_dir                                                   | metric  |
+|-----------|------------------------------------------------------------------------|---------|
+| gqa       | questions/testdev_balanced_questions.json, images/<imageId>.jpg        | exact   |
+| textvqa   | TextVQA_0.5.1_val.json, train_images/<image_id>.jpg                    | vqa     |
+| pope      | coco_pope_{random,popular,adversarial}.json (jsonl), val2014/<image>   | yes_no  |
+| mme       | <category>/{images,questions_answers_YN}/ or <category>/<img>+<txt>    | mme     |
+| mmbench   | MMBench_DEV_EN.tsv (VLMEvalKit: base64 image column)                   | choice  |
+| scienceqa | problems.json, images/test/<pid>/image.png (image questions only)      | choice  |
+| seed      | SEED-Bench.json, SEED-Bench-image/<data_id> (image questions only)     | choice  |
+| mmstar    | MMStar.tsv (VLMEvalKit: options inside the question, base64 image)     | choice  |
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, choice_prompt
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def _json(path: Path):
+    if not path.is_file():
+        raise ValueError(f"missing benchmark file {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def _field(record: dict, key: str, where: str):
+    if key not in record:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return record[key]
+
+
+def _tsv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise ValueError(f"missing benchmark file {path}")
+    csv.field_size_limit(sys.maxsize)  # base64 images are long fields
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def read_gqa(data_dir: Path, split: str = "testdev_balanced") -> list[EvalSample]:
+    path = data_dir / "questions" / f"{split}_questions.json"
+    samples = []
+    for qid, record in _json(path).items():
+        where = f"{path}: question {qid}"
+        samples.append(
+            EvalSample(
+                benchmark="gqa", sample_id=str(qid), prompt=f"{_field(record, 'question', where)}\n{SHORT_ANSWER}",
+                answers=(_field(record, "answer", where),), metric="exact",
+                images=(data_dir / "images" / f"{_field(record, 'imageId', where)}.jpg",),
+                category=record.get("types", {}).get("structural", ""),
+            )
+        )  # fmt: skip
+    return samples
+
+
+def read_textvqa(data_dir: Path, split: str = "val") -> list[EvalSample]:
+    path = data_dir / f"TextVQA_0.5.1_{split}.json"
+    samples = []
+    for index, record in enumerate(_field(_json(path), "data", str(path))):
+        where = f"{path}: data[{index}]"
+        samples.append(
+            EvalSample(
+                benchmark="textvqa", sample_id=str(_field(record, "question_id", where)),
+                prompt=f"{_field(record, 'question', where)}\n{SHORT_ANSWER}",
+                answers=tuple(_field(record, "answers", where)), metric="vqa",
+                images=(data_dir / "train_images" / f"{_field(record, 'image_id', where)}.jpg",),
+            )
+        )  # fmt: skip
+    return samples
+
+
+def read_pope(data_dir: Path, splits: tuple[str, ...] = ("random", "popular", "adversarial")) -> list[EvalSample]:
+    samples = []
+    for split in splits:
+        path = data_dir / f"coco_pope_{split}.json"
+        if not path.is_file():
+            raise ValueError(f"missing benchmark file {path}")
+        for line_number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err})") from None
+            samples.append(
+                EvalSample(
+                    benchmark="pope", sample_id=f"{split}/{_field(record, 'question_id', where)}",
+                    prompt=f"{_field(record, 'text', where)}\n{SHORT_ANSWER}",
+                    answers=(_field(record, "label", where).strip().lower(),), metric="yes_no",
+                    images=(data_dir / "val2014" / _field(record, "image", where),), category=split,
+                )
+            )  # fmt: skip
+    return samples
+
+
+def read_mme(data_dir: Path) -> list[EvalSample]:
+    """Every category directory: question files `<image stem>.txt` of "question<TAB>answer" lines,
+    beside the images or in questions_answers_YN/ with the images in images/."""
+    categories = sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
+    if not categories:
+        raise ValueError(f"no MME category directories under {data_dir}")
+    samples = []
+    for category in categories:
+        nested = (category / "questions_answers_YN").is_dir()
+        questions = category / "questions_answers_YN" if nested else category
+        images = category / "images" if nested else category
+        for text_file in sorted(questions.glob("*.txt")):
+            image = next((p for p in sorted(images.glob(f"{text_file.stem}.*")) if p.suffix != ".txt"), None)
+            if image is None:
+                raise ValueError(f"{text_file}: no image {text_file.stem}.* in {images}")
+            for line_number, line in enumerate(text_file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                question, sep, answer = line.rpartition("\t")
+                if not sep:
+                    raise ValueError(f"{text_file}:{line_number}: expected 'question<TAB>answer'")
+                samples.append(
+                    EvalSample(
+                        benchmark="mme", sample_id=f"{category.name}/{text_file.stem}/{line_number}",
+                        prompt=question.strip(), answers=(answer.strip().lower(),), metric="mme",
+                        images=(image,), category=category.name, group=text_file.stem,
+                    )
+                )  # fmt: skip
+    return samples
+
+
+def _options(record: dict) -> list[tuple[str, str]]:
+    """The non-empty option columns A, B, C, ... of a VLMEvalKit row."""
+    return [(letter, record[letter]) for letter in LETTERS if record.get(letter, "").strip() not in ("", "nan")]
+
+
+def _base64_image(record: dict, where: str) -> bytes:
+    try:
+        return base64.b64decode(_field(record, "image", where), validate=True)
+    except ValueError:
+        raise ValueError(f"{where}: the image column is not base64") from None
+
+
+def read_mmbench(data_dir: Path, split: str = "MMBench_DEV_EN") -> list[EvalSample]:
+    path = data_dir / f"{split}.tsv"
+    samples = []
+    for row_number, record in enumerate(_tsv(path), 2):
+        where = f"{path}:{row_number}"
+        options = _options(record)
+        hint = record.get("hint", "")
+        samples.append(
+            EvalSample(
+                benchmark="mmbench", sample_id=str(_field(record, "index", where)),
+                prompt=choice_prompt(_field(record, "question", where), options, "" if hint == "nan" else hint),
+                answers=(_field(record, "answer", where).strip(),), metric="choice",
+                images=(_base64_image(record, where),), options=tuple(options), category=record.get("category", ""),
+            )
+        )  # fmt: skip
+    return samples
+
+
+def read_scienceqa(data_dir: Path, split: str = "test") -> list[EvalSample]:
+    path = data_dir / "problems.json"
+    samples = []
+    for pid, record in _json(path).items():
+        if record.get("split") != split or not record.get("image"):
+            continue
+        where = f"{path}: problem {pid}"
+        options = list(zip(LETTERS, _field(record, "choices", where), strict=False))
+        answer = _field(record, "answer", where)
+        if not 0 <= answer < len(options):
+            raise ValueError(f"{where}: answer index {answer} outside its {len(options)} choices")
+        samples.append(
+            EvalSample(
+                benchmark="scienceqa", sample_id=str(pid),
+                prompt=choice_prompt(_field(record, "question", where), options, record.get("hint", "")),
+                answers=(LETTERS[answer],), metric="choice",
+                images=(data_dir / "images" / split / pid / record["image"],), options=tuple(options),
+                category=record.get("subject", ""),
+            )
+        )  # fmt: skip
+    return samples
+
+
+def read_seed(data_dir: Path) -> list[EvalSample]:
+    path = data_dir / "SEED-Bench.json"
+    data = _json(path)
+    type_names = {number: name for name, number in data.get("question_type", {}).items()}
+    samples = []
+    for index, record in enumerate(_field(data, "questions", str(path))):
+        if record.get("data_type", "image") != "image":
+            continue
+        where = f"{path}: questions[{index}]"
+        options = [(letter, _field(record, f"choice_{letter.lower()}", where)) for letter in "ABCD"]
+        samples.append(
+            EvalSample(
+                benchmark="seed", sample_id=str(_field(record, "question_id", where)),
+                prompt=choice_prompt(_field(record, "question", where), options),
+                answers=(_field(record, "answer", where).strip(),), metric="choice",
+                images=(data_dir / "SEED-Bench-image" / _field(record, "data_id", where),), options=tuple(options),
+                category=type_names.get(record.get("question_type_id"), str(record.get("question_type_id", ""))),
+            )
+        )  # fmt: skip
+    return samples
+
+
+_INLINE_OPTION = re.compile(r"(?:^|,?\s+)([A-F])[:.]\s+")  # splits "A: x, B: y" at each letter
+
+
+def read_mmstar(data_dir: Path) -> list[EvalSample]:
+    """MMStar puts its options in the question ("...\\nOptions: A: x, B: y, C: z, D: w")."""
+    path = data_dir / "MMStar.tsv"
+    samples = []
+    for row_number, record in enumerate(_tsv(path), 2):
+        where = f"{path}:{row_number}"
+        question = _field(record, "question", where)
+        stem, _, listed = question.partition("Options:")
+        parts = _INLINE_OPTION.split(listed.strip())[1:]  # [letter, text, letter, text, ...]
+        options = [(letter, text.strip()) for letter, text in zip(parts[::2], parts[1::2], strict=True)]
+        if len(options) < 2:
+            raise ValueError(f"{where}: cannot find the options (expected 'Options: A: ..., B: ...')")
+        samples.append(
+            EvalSample(
+                benchmark="mmstar", sample_id=str(_field(record, "index", where)),
+                prompt=choice_prompt(stem, options),
+                answers=(_field(record, "answer", where).strip(),), metric="choice",
+                images=(_base64_image(record, where),), options=tuple(options), category=record.get("category", ""),
+            )
+        )  # fmt: skip
+    return samples
+
+
+ADAPTERS: dict[str, Callable[[Path], list[EvalSample]]] = {
+    "gqa": read_gqa,
+    "textvqa": read_textvqa,
+    "pope": read_pope,
+    "mme": read_mme,
+    "mmbench": read_mmbench,
+    "scienceqa": read_scienceqa,
+    "seed": read_seed,
+    "mmstar": read_mmstar,
+}
+
+
+def read_benchmark(name: str, data_dir: str | Path) -> list[EvalSample]:
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown benchmark {name!r}; known: {sorted(ADAPTERS)}")
+    samples = ADAPTERS[name](Path(data_dir))
+    if not samples:
+        raise ValueError(f"{name}: no samples found under {data_dir}")
+    return samples
