@@ -26,7 +26,7 @@ import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import load_mapper
-from tokcomp_jax.preprocess import build_inputs, image_processor
+from tokcomp_jax.preprocess import build_inputs, end_of_turn_id, image_processor
 from tokcomp_jax.prune import SCORERS, Buckets, PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.visualize import kept_overlay, save_panels
 
@@ -72,8 +72,7 @@ def main(argv=None) -> dict:
     buckets = Buckets(text=round_up(num_text, 16), visual=round_up(num_visual, 64), queries=round_up(num_text, 16))
     inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
     prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather")
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    eos = eos if isinstance(eos, int) and eos != tokenizer.unk_token_id else tokenizer.eos_token_id
+    eos = end_of_turn_id(tokenizer)
 
     out = generate(
         model, inputs, max_new_tokens=args.max_new_tokens, eos_token_id=eos, mapper=mapper, scoring=scoring, prune=prune

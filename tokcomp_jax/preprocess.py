@@ -119,3 +119,9 @@ def build_inputs(
     )
     ids = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)[None]
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), **inputs}
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token a chat model ends its reply with: `<|im_end|>` where the vocabulary has it, else EOS."""
+    token = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return token if isinstance(token, int) and token != tokenizer.unk_token_id else tokenizer.eos_token_id

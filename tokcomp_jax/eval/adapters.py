@@ -14,6 +14,7 @@ field raises a ValueError that names the file and what is missing.
 | scienceqa | problems.json, images/test/<pid>/image.png (image questions only)      | choice  |
 | seed      | SEED-Bench.json, SEED-Bench-image/<data_id> (image questions only)     | choice  |
 | mmstar    | MMStar.tsv (VLMEvalKit: options inside the question, base64 image)     | choice  |
+| jsonl     | test.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)               | exact / choice |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tokcomp_jax.data.jsonl_vqa import parse_line
 from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, choice_prompt
 
 LETTERS = "ABCDEFGHIJ"
@@ -243,6 +245,37 @@ def read_mmstar(data_dir: Path) -> list[EvalSample]:
     return samples
 
 
+def read_jsonl(data_dir: Path, split: str = "test") -> list[EvalSample]:
+    """Your own benchmark in the generic jsonl format (tokcomp_jax.data.jsonl_vqa): `<split>.jsonl`.
+    With `options` it is multiple choice (the answer may be the option's text or its letter);
+    otherwise replies are scored by normalised exact match. An optional `category` is kept."""
+    path = data_dir / f"{split}.jsonl"
+    if not path.is_file():
+        raise ValueError(f"missing benchmark file {path}")
+    samples = []
+    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        fields = parse_line(line, data_dir, where)
+        options = list(zip(LETTERS, fields["options"], strict=False))
+        answers = tuple(fields["answers"])
+        if options:
+            by_text = {text: letter for letter, text in options}
+            answers = (by_text.get(answers[0], answers[0]),)
+            if answers[0] not in dict(options):
+                raise ValueError(f"{where}: answer {fields['answers'][0]!r} is neither an option nor its letter")
+        samples.append(
+            EvalSample(
+                benchmark=f"jsonl:{split}", sample_id=fields["sample_id"],
+                prompt=choice_prompt(fields["question"], options) if options else fields["question"],
+                answers=answers, metric="choice" if options else "exact", images=tuple(fields["images"]),
+                options=tuple(options), category=str(json.loads(line).get("category", "")),
+            )
+        )  # fmt: skip
+    return samples
+
+
 ADAPTERS: dict[str, Callable[[Path], list[EvalSample]]] = {
     "gqa": read_gqa,
     "textvqa": read_textvqa,
@@ -252,6 +285,7 @@ ADAPTERS: dict[str, Callable[[Path], list[EvalSample]]] = {
     "scienceqa": read_scienceqa,
     "seed": read_seed,
     "mmstar": read_mmstar,
+    "jsonl": read_jsonl,
 }
 
 

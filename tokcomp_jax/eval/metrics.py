@@ -182,3 +182,37 @@ def mme_scores(rows: Iterable[tuple[str, str, str | None, str]]) -> dict[str, fl
     scores["perception"] = sum(scores.get(c, 0.0) for c in MME_PERCEPTION)
     scores["cognition"] = sum(scores.get(c, 0.0) for c in MME_COGNITION)
     return scores
+
+
+def score_reply(metric: str, reply: str, answers: Sequence[str], options: dict[str, str]) -> float | str | None:
+    """One sample's score: in [0, 1] for vqa / exact / choice; the parsed yes/no (or None) for
+    yes_no and mme, which are scored over the whole benchmark (yes_no_scores, mme_scores)."""
+    if metric == "vqa":
+        return vqa_accuracy(reply, answers)
+    if metric == "exact":
+        return exact_match(reply, answers)
+    if metric == "choice":
+        return float(extract_choice(reply, options) == answers[0])
+    if metric in ("yes_no", "mme"):
+        return parse_yes_no(reply)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def benchmark_score(metric: str, records: Sequence[dict]) -> dict[str, float]:
+    """The benchmark's headline `score` (and its parts) from per-sample records with `score`,
+    `answers`, `category` and `group` fields (tokcomp_jax.eval.runner)."""
+    if not records:
+        raise ValueError("no records to score")
+    if metric == "yes_no":
+        scores = yes_no_scores([r["score"] for r in records], [r["answers"][0] for r in records])
+        return {"score": scores["f1"], **scores}
+    if metric == "mme":
+        scores = mme_scores((r["category"], r["group"], r["score"], r["answers"][0]) for r in records)
+        return {"score": scores["perception"] + scores["cognition"], **scores}
+    by_category: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        by_category[record["category"]].append(record["score"])
+    result = {"score": 100.0 * sum(r["score"] for r in records) / len(records)}
+    if len(by_category) > 1:
+        result.update({f"category/{c}": 100.0 * sum(v) / len(v) for c, v in sorted(by_category.items())})
+    return result

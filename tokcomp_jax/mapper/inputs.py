@@ -93,9 +93,9 @@ def make_batch(
     return MapperBatch(features=padded, mask=mask, neighbour_index=neighbours)
 
 
-def choose_bucket(count: int, buckets: Sequence[int]) -> int:
+def choose_bucket(count: int, buckets: Sequence[int], what: str = "visual tokens") -> int:
     """The smallest bucket holding count tokens."""
     for bucket in sorted(buckets):
         if count <= bucket:
             return bucket
-    raise ValueError(f"{count} visual tokens exceed the largest bucket {max(buckets)}")
+    raise ValueError(f"{count} {what} exceed the largest bucket {max(buckets)}")

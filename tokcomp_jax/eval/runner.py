@@ -1,0 +1,174 @@
+"""Batched, resumable evaluation of one model on one benchmark's samples, pruned or not.
+
+Samples are grouped by (text, visual) bucket in their given order and run `batch_size` at a time
+(the last batch of a bucket is filled with copies of its last row, which are dropped), so the
+generate graph compiles once per bucket. The host encodes the next batch while the device runs
+the current one. Each finished batch is appended to a ResultsFile before the next starts; a run
+started again on the same file skips the samples already there.
+
+    records = evaluate(model, samples, codec, RunSettings(prune=PruneConfig("mapper", 0.5)),
+                       ResultsFile("out/gqa.jsonl"), mapper=mapper)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from tokcomp_jax.eval.metrics import score_reply
+from tokcomp_jax.eval.results import ResultsFile
+from tokcomp_jax.eval.samples import EvalSample
+from tokcomp_jax.flops import prefill_flops
+from tokcomp_jax.generate import generate
+from tokcomp_jax.mapper.inputs import choose_bucket
+from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
+
+PLAN_WINDOW = 16  # batches encoded and bucketed together
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    batch_size: int = 8
+    text_buckets: tuple[int, ...] = (64, 128, 256, 512)
+    visual_buckets: tuple[int, ...] = (64, 256, 1024, 4096)
+    max_new_tokens: int = 16
+    prune: PruneConfig | None = None  # None: the unpruned model
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+def stack_rows(rows: Sequence[dict]) -> dict[str, np.ndarray]:
+    """One-row transformers-style batches -> one right-padded batch (media packed in row order)."""
+    length = max(row["input_ids"].shape[1] for row in rows)
+    batch = {
+        key: np.concatenate([np.pad(row[key], ((0, 0), (0, length - row[key].shape[1]))) for row in rows])
+        for key in ("input_ids", "attention_mask")
+    }
+    for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
+        present = [row[key] for row in rows if key in row]
+        if present:
+            batch[key] = np.concatenate(present)
+    return batch
+
+
+def _token_counts(config, row: dict) -> tuple[int, int]:
+    """(text, visual) tokens of a one-row batch."""
+    ids = row["input_ids"][0]
+    visual = int(np.isin(ids, (config.image_token_id, config.video_token_id)).sum())
+    return len(ids) - visual, visual
+
+
+def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list[tuple[Buckets, list[int]]]:
+    """Indices of `encoded` grouped by bucket, in order of first appearance, `batch_size` at a time."""
+    groups: dict[Buckets, list[int]] = {}
+    merge = config.vision.spatial_merge_size
+    for index, row in enumerate(encoded):
+        text, visual = _token_counts(config, row)
+        visual_bucket = choose_bucket(max(visual, 1), settings.visual_buckets)
+        buckets = Buckets(
+            text=choose_bucket(text, settings.text_buckets, "text tokens"), visual=visual_bucket,
+            frame_patches=visual_bucket * merge**2,
+        )  # fmt: skip
+        groups.setdefault(buckets, []).append(index)
+    size = settings.batch_size
+    return [(b, indices[i : i + size]) for b, indices in groups.items() for i in range(0, len(indices), size)]
+
+
+def prepared_batches(config, samples: Sequence[EvalSample], codec, settings: RunSettings, mapper=None) -> Iterator:
+    """(samples, model inputs, ScoringInputs) per batch. Samples are encoded a window of
+    PLAN_WINDOW batches at a time (bounded memory) and bucketed within it."""
+    window = settings.batch_size * PLAN_WINDOW
+    for start in range(0, len(samples), window):
+        chunk = samples[start : start + window]
+        encoded = [codec.encode(sample) for sample in chunk]
+        for buckets, indices in plan_batches(config, encoded, settings):
+            rows = [encoded[i] for i in indices]
+            rows += [rows[-1]] * (settings.batch_size - len(rows))  # a full batch: one compile per bucket
+            yield [chunk[i] for i in indices], *prepare_pruning(config, stack_rows(rows), buckets, mapper=mapper)
+
+
+def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run `iterator` on a background thread, `depth` items ahead; its exceptions surface here."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def fill():
+        try:
+            for item in iterator:
+                items.put(item)
+            items.put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            items.put(err)
+
+    threading.Thread(target=fill, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def evaluate(
+    model,
+    samples: Sequence[EvalSample],
+    codec,
+    settings: RunSettings,
+    results: ResultsFile,
+    *,
+    mapper=None,
+    place=None,
+    stop_after_batches: int | None = None,
+) -> list[dict]:
+    """Replies and scores for every sample not yet in `results`; returns all records of the file
+    that belong to `samples`, in sample order. `place(inputs, scoring)` puts a batch on devices
+    (tokcomp_jax.eval.sharding); `stop_after_batches` ends early, as a killed run would."""
+    config = model.config
+    finished = results.finished_ids()
+    todo = [sample for sample in samples if sample.sample_id not in finished]
+    progress = tqdm(total=len(todo), desc=samples[0].benchmark if samples else "eval", unit="sample")
+    batches = prefetch(prepared_batches(config, todo, codec, settings, mapper))
+    for number, (batch_samples, inputs, scoring) in enumerate(batches):
+        if stop_after_batches is not None and number >= stop_after_batches:
+            break
+        if place is not None:
+            inputs, scoring = place(inputs, scoring)
+        generation = generate(
+            model, inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id,
+            mapper=mapper if settings.prune is not None else None, scoring=scoring, prune=settings.prune,
+        )  # fmt: skip
+        generation = jax.device_get(generation)
+        real_lengths = np.asarray(inputs.attention_mask).sum(-1)
+        records = [
+            _record(config, sample, codec, generation, row, int(real_lengths[row]))
+            for row, sample in enumerate(batch_samples)
+        ]
+        results.append(records)
+        progress.update(len(records))
+    progress.close()
+    order = {sample.sample_id: position for position, sample in enumerate(samples)}
+    return sorted((r for r in results.read() if r["sample_id"] in order), key=lambda r: order[r["sample_id"]])
+
+
+def _record(config, sample: EvalSample, codec, generation, row: int, length: int) -> dict:
+    tokens = np.asarray(generation.tokens[row, : int(generation.lengths[row])])
+    reply = codec.decode(tokens)
+    prefilled = int(generation.prefill_length[row])
+    return {
+        "sample_id": sample.sample_id,
+        "benchmark": sample.benchmark,
+        "reply": reply,
+        "score": score_reply(sample.metric, reply, sample.answers, dict(sample.options)),
+        "answers": list(sample.answers),
+        "category": sample.category,
+        "group": sample.group,
+        "prefill_tokens": prefilled,
+        "unpruned_tokens": length,
+        "flops_pct": 100.0 * prefill_flops(config.text, prefilled) / prefill_flops(config.text, length),
+    }
