@@ -49,4 +49,6 @@ class MiniatureCodec:
                 "image_grid_thw": grid}  # fmt: skip
 
     def decode(self, tokens: np.ndarray) -> str:
-        return vqa.decode(t for t in tokens if t not in (vqa.EOS_ID, vqa.PAD_ID))
+        """Words up to EOS; an id outside the words (a vision token) reads as <id>, never a word."""
+        words = [vqa.VOCAB[t] if t < len(vqa.VOCAB) else f"<{t}>" for t in map(int, tokens)]
+        return " ".join(word for word in words if word not in ("<eos>", "<pad>"))
