@@ -8,7 +8,8 @@
    held-out splits (the explanation oracle);
 4. train the paper's mapper on the training labels;
 5. evaluate the mapper and every baseline at each keep ratio, at training image size (test) and
-   at 2x the tokens per side (test_2x): OUT/retention.json, OUT/retention.md, OUT/pictures/.
+   at 2x the tokens per side (test_2x): OUT/retention.json, OUT/retention.md, OUT/pictures/,
+   and the test splits as jsonl benchmarks in OUT/jsonl/ (scripts/evaluate.py reads them).
 
 Nothing from an earlier run is reused unless --resume is given (every stage then continues
 where it stopped: checkpoints, label shards and generated data are kept).
@@ -29,6 +30,7 @@ from ml_collections import config_flags
 
 from configs.mapper.paper import get_config as mapper_config
 from tokcomp_jax.data import vqa
+from tokcomp_jax.data.jsonl_vqa import export_jsonl
 from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.mapper.checkpoint import load_mapper
@@ -137,6 +139,7 @@ def main(argv) -> None:
     for split in EVAL_SPLITS:  # every sample's answers and kept tokens, for later analysis
         lines = [json.dumps(_jsonable(record)) for record in records[split]]
         (out / f"records-{split}.jsonl").write_text("\n".join(lines) + "\n")
+        export_jsonl(splits[split], out / "jsonl", split)  # for scripts/evaluate.py (configs/eval/miniature.py)
     pictures = out / "pictures"
     pictures.mkdir(exist_ok=True)
     for split in EVAL_SPLITS:

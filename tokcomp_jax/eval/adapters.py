@@ -14,7 +14,7 @@ field raises a ValueError that names the file and what is missing.
 | scienceqa | problems.json, images/test/<pid>/image.png (image questions only)      | choice  |
 | seed      | SEED-Bench.json, SEED-Bench-image/<data_id> (image questions only)     | choice  |
 | mmstar    | MMStar.tsv (VLMEvalKit: options inside the question, base64 image)     | choice  |
-| jsonl     | test.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)               | exact / choice |
+| jsonl     | <name>.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)             | exact / choice |
 """
 
 from __future__ import annotations
@@ -245,11 +245,12 @@ def read_mmstar(data_dir: Path) -> list[EvalSample]:
     return samples
 
 
-def read_jsonl(data_dir: Path, split: str = "test") -> list[EvalSample]:
-    """Your own benchmark in the generic jsonl format (tokcomp_jax.data.jsonl_vqa): `<split>.jsonl`.
+def read_jsonl(data_dir: Path) -> list[EvalSample]:
+    """Your own benchmark in the generic jsonl format (tokcomp_jax.data.jsonl_vqa): `data_dir` is the
+    jsonl file itself or a directory holding `test.jsonl`; media paths are relative to the file.
     With `options` it is multiple choice (the answer may be the option's text or its letter);
     otherwise replies are scored by normalised exact match. An optional `category` is kept."""
-    path = data_dir / f"{split}.jsonl"
+    path = data_dir if data_dir.suffix == ".jsonl" else data_dir / "test.jsonl"
     if not path.is_file():
         raise ValueError(f"missing benchmark file {path}")
     samples = []
@@ -257,7 +258,7 @@ def read_jsonl(data_dir: Path, split: str = "test") -> list[EvalSample]:
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
-        fields = parse_line(line, data_dir, where)
+        fields = parse_line(line, path.parent, where)
         options = list(zip(LETTERS, fields["options"], strict=False))
         answers = tuple(fields["answers"])
         if options:
@@ -267,7 +268,7 @@ def read_jsonl(data_dir: Path, split: str = "test") -> list[EvalSample]:
                 raise ValueError(f"{where}: answer {fields['answers'][0]!r} is neither an option nor its letter")
         samples.append(
             EvalSample(
-                benchmark=f"jsonl:{split}", sample_id=fields["sample_id"],
+                benchmark=path.stem, sample_id=fields["sample_id"],
                 prompt=choice_prompt(fields["question"], options) if options else fields["question"],
                 answers=answers, metric="choice" if options else "exact", images=tuple(fields["images"]),
                 options=tuple(options), category=str(json.loads(line).get("category", "")),

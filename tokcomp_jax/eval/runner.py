@@ -82,7 +82,9 @@ def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list
     return [(b, indices[i : i + size]) for b, indices in groups.items() for i in range(0, len(indices), size)]
 
 
-def prepared_batches(config, samples: Sequence[EvalSample], codec, settings: RunSettings, mapper=None) -> Iterator:
+def prepared_batches(
+    config, samples: Sequence[EvalSample], codec, settings: RunSettings, mapper_config=None
+) -> Iterator:
     """(samples, model inputs, ScoringInputs) per batch. Samples are encoded a window of
     PLAN_WINDOW batches at a time (bounded memory) and bucketed within it."""
     window = settings.batch_size * PLAN_WINDOW
@@ -92,7 +94,7 @@ def prepared_batches(config, samples: Sequence[EvalSample], codec, settings: Run
         for buckets, indices in plan_batches(config, encoded, settings):
             rows = [encoded[i] for i in indices]
             rows += [rows[-1]] * (settings.batch_size - len(rows))  # a full batch: one compile per bucket
-            yield [chunk[i] for i in indices], *prepare_pruning(config, stack_rows(rows), buckets, mapper=mapper)
+            yield [chunk[i] for i in indices], *prepare_pruning(config, stack_rows(rows), buckets, mapper=mapper_config)
 
 
 def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
@@ -133,7 +135,8 @@ def evaluate(
     finished = results.finished_ids()
     todo = [sample for sample in samples if sample.sample_id not in finished]
     progress = tqdm(total=len(todo), desc=samples[0].benchmark if samples else "eval", unit="sample")
-    batches = prefetch(prepared_batches(config, todo, codec, settings, mapper))
+    mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
+    batches = prefetch(prepared_batches(config, todo, codec, settings, mapper_config))
     for number, (batch_samples, inputs, scoring) in enumerate(batches):
         if stop_after_batches is not None and number >= stop_after_batches:
             break

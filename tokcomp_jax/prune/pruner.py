@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx, struct
 
 from tokcomp_jax.mapper.inputs import neighbour_table
+from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models.qwen2vl import prepare_inputs
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
@@ -62,11 +63,14 @@ def prepare_pruning(
 ):
     """Pad a transformers-style batch to the buckets; return (model inputs, ScoringInputs).
 
-    `mapper` (for its layout and kernel) builds the conv neighbour tables from each sample's token
-    grids; `relevance` (per-sample [n_b] arrays) feeds the oracle scorer; `seed` the random one.
+    `mapper` (the Mapper or its MapperConfig, for the layout and kernel) builds the conv neighbour
+    tables from each sample's token grids; `relevance` (per-sample [n_b] arrays) feeds the oracle
+    scorer; `seed` the random one. Pass the MapperConfig when this runs on another thread than the
+    model: NNX modules are not to be read while a jitted call on another thread holds them.
     """
-    if mapper is not None and mapper.config.family not in (None, config.family):
-        raise ValueError(f"the mapper was trained on {mapper.config.family!r} attention, not {config.family!r}")
+    mapper = mapper.config if isinstance(mapper, Mapper) else mapper
+    if mapper is not None and mapper.family not in (None, config.family):
+        raise ValueError(f"the mapper was trained on {mapper.family!r} attention, not {config.family!r}")
     input_ids = np.asarray(batch["input_ids"])
     attention_mask = np.asarray(batch.get("attention_mask", np.ones_like(input_ids)))
     if input_ids.shape[1] > buckets.sequence:
@@ -88,7 +92,7 @@ def prepare_pruning(
     counts = np.asarray(layout.visual_count)
     if mapper is not None:
         grids = token_grids(input_ids, *visual_ids, media["image_grid_thw"], media["video_grid_thw"], merge)
-        tables = [neighbour_table(mapper.config.layout, g, mapper.config.kernel_size, buckets.visual) for g in grids]
+        tables = [neighbour_table(mapper.layout, g, mapper.kernel_size, buckets.visual) for g in grids]
         scoring = scoring.replace(neighbour_index=jnp.asarray(np.stack(tables)))
     if relevance is not None:
         padded = np.zeros((input_ids.shape[0], buckets.visual), np.float32)

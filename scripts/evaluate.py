@@ -1,0 +1,152 @@
+"""Evaluate a model on a suite of benchmarks, unpruned and pruned, in jit-compiled batches:
+
+    python scripts/evaluate.py --config configs/eval/images.py --data_dir /data/benchmarks \\
+        --model checkpoints/qwen2-vl-2b --mapper outputs/mapper/mapper --keep 0.5 --scorer mapper
+
+For each benchmark of the suite (adapters: tokcomp_jax.eval.adapters) it runs the unpruned model
+and the scorer at each keep ratio, appending every batch's replies to OUT/<benchmark>/<run>.jsonl;
+run the same command again and it continues where it stopped. Writes OUT/results.json and
+OUT/results.md (score, retention = pruned / unpruned score, LLM prefill FLOPs as % of unpruned,
+wall time of this invocation) and prints the table.
+
+Devices: with several local devices the model is sharded over a (data, model) mesh
+(`--mesh_model` devices per model copy). On a TPU VM pod, run the same command on every host with
+`--distributed`: each host takes every n-th sample and its own results files, host 0 writes the
+report after all are done (see README, "Evaluating").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags
+from jax.experimental import multihost_utils
+from ml_collections import config_flags
+
+import tokcomp_jax
+from tokcomp_jax.eval.adapters import read_benchmark
+from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
+from tokcomp_jax.eval.metrics import benchmark_score
+from tokcomp_jax.eval.results import ResultsFile
+from tokcomp_jax.eval.runner import RunSettings, evaluate
+from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
+from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.prune import SCORERS, PruneConfig
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "suite config, e.g. configs/eval/images.py", lock_config=False
+)
+_MODEL = flags.DEFINE_string("model", None, "orbax model directory (conversion) or HF directory", required=True)
+_MAPPER = flags.DEFINE_string("mapper", None, "trained mapper directory (scorer mapper)")
+_TOKENIZER = flags.DEFINE_string("tokenizer", None, "tokenizer directory for chat models (default: --model)")
+_DATA_DIR = flags.DEFINE_string("data_dir", ".", "root of the benchmarks' local copies")
+_KEEP = flags.DEFINE_list("keep", ["0.5"], "keep ratios, comma-separated")
+_SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s not in ("oracle", "fastv")], "scorer")
+_OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
+_MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
+
+
+def make_codec(config, model):
+    if config.codec == "miniature":
+        return MiniatureCodec(model.config)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER.value or _MODEL.value, local_files_only=True)
+    return ChatCodec(model.config, tokenizer)
+
+
+def run_settings(config, prune: PruneConfig | None) -> RunSettings:
+    return RunSettings(
+        batch_size=config.batch_size, text_buckets=tuple(config.text_buckets),
+        visual_buckets=tuple(config.visual_buckets), max_new_tokens=config.max_new_tokens, prune=prune,
+    )  # fmt: skip
+
+
+def summarise(name: str, metric: str, runs: dict[str, dict]) -> list[dict]:
+    """Table rows of one benchmark: every run's score, retention against the unpruned run, FLOPs."""
+    rows = []
+    for run, result in runs.items():
+        score = benchmark_score(metric, result["records"])
+        unpruned = benchmark_score(metric, runs["unpruned"]["records"])["score"]
+        rows.append({
+            "benchmark": name, "run": run, "metric": metric, "samples": len(result["records"]),
+            "score": score["score"], "retention": 100.0 * score["score"] / unpruned if unpruned else float("nan"),
+            "flops_pct": float(np.mean([r["flops_pct"] for r in result["records"]])),
+            "wall_s": result["wall_s"], "details": score,
+        })  # fmt: skip
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| benchmark | run | metric | score | retention % | LLM prefill FLOPs % | samples | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['benchmark']} | {r['run']} | {r['metric']} | {r['score']:.2f} | {r['retention']:.1f} | "
+            f"{r['flops_pct']:.1f} | {r['samples']} | {r['wall_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv) -> None:
+    del argv
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
+    host, hosts = jax.process_index(), jax.process_count()
+    model = tokcomp_jax.load(_MODEL.value)
+    mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
+    if _SCORER.value == "mapper" and mapper is None:
+        raise app.UsageError("--scorer mapper needs --mapper DIR")
+    codec = make_codec(config, model)
+    place = None
+    if jax.local_device_count() > 1:
+        mesh = make_mesh(model=_MESH_MODEL.value, devices=jax.local_devices())
+        shard_model(model, mesh)
+        if mapper is not None:
+            shard_model(mapper, mesh)
+        place = functools.partial(place_batch, mesh)
+    runs = {"unpruned": None} | {
+        f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep)) for keep in _KEEP.value
+    }
+    out = Path(_OUT.value)
+    completed, metrics = {}, {}
+    for benchmark in config.benchmarks:
+        samples = read_benchmark(benchmark.adapter, Path(_DATA_DIR.value) / benchmark.data_dir)
+        metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
+        completed[benchmark.name] = {}
+        for run, prune in runs.items():
+            start = time.perf_counter()
+            results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
+            evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
+            completed[benchmark.name][run] = time.perf_counter() - start
+    if hosts > 1:
+        multihost_utils.sync_global_devices("evaluation done")
+    if host != 0:
+        return
+    rows = []
+    for benchmark in config.benchmarks:
+        per_run = {}
+        for run in runs:
+            records = [
+                r for h in range(hosts) for r in ResultsFile(out / benchmark.name / f"{run}.host{h}.jsonl").read()
+            ]
+            per_run[run] = {"records": records, "wall_s": completed[benchmark.name][run]}
+        rows += summarise(benchmark.name, metrics[benchmark.name], per_run)
+    (out / "results.json").write_text(json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2))
+    (out / "results.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    app.run(main)
