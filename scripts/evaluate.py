@@ -143,7 +143,9 @@ def main(argv) -> None:
             ]
             per_run[run] = {"records": records, "wall_s": completed[benchmark.name][run]}
         rows += summarise(benchmark.name, metrics[benchmark.name], per_run)
-    (out / "results.json").write_text(json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
+    )
     (out / "results.md").write_text(markdown(rows))
     print(markdown(rows))
 

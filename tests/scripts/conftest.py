@@ -6,16 +6,23 @@ import runpy
 import sys
 
 import pytest
+from absl import flags
 
 
 @pytest.fixture
 def run_absl_script(monkeypatch):
-    """run(script, *args): run scripts/<script> as __main__ and check that absl's app.run exited 0."""
+    """run(script, *args): run scripts/<script> as __main__ and check that absl's app.run exited 0.
+    The flags the script defines are removed afterwards, so a script can run more than once."""
+    before = set(flags.FLAGS)
 
     def run(script: str, *args: str) -> None:
         monkeypatch.setattr(sys, "argv", [script, *args])
-        with pytest.raises(SystemExit) as finished:  # absl's app.run always exits
-            runpy.run_path(f"scripts/{script}", run_name="__main__")
+        try:
+            with pytest.raises(SystemExit) as finished:  # absl's app.run always exits
+                runpy.run_path(f"scripts/{script}", run_name="__main__")
+        finally:
+            for name in set(flags.FLAGS) - before:
+                delattr(flags.FLAGS, name)
         assert not finished.value.code
 
     return run

@@ -1,0 +1,55 @@
+"""scripts/evaluate.py end to end: a saved tiny miniature model and mapper on a jsonl benchmark,
+unpruned and pruned, then the same command again (it resumes: nothing is run twice)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from tokcomp_jax.mapper import Mapper, MapperConfig, save_mapper
+from tokcomp_jax.miniature.samples import miniature_config
+from tokcomp_jax.models import Qwen2VL
+from tokcomp_jax.models.checkpoint import save
+from tokcomp_jax.models.families import FAMILIES
+
+
+def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_script, capsys):
+    config = miniature_config(width=32, layers=1, heads=2, kv_heads=1, mlp=64, vision_width=16, vision_depth=1,
+                              vision_heads=2)  # fmt: skip
+    model = Qwen2VL(config, rngs=nnx.Rngs(0))
+    save(tmp_path / "model", FAMILIES["qwen2_vl"], config, "float32", nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    mapper = Mapper(MapperConfig(num_heads=2, channels=(8,), family="qwen2_vl"), rngs=nnx.Rngs(1))
+    save_mapper(tmp_path / "mapper", mapper)
+    bench = tmp_path / "data"
+    (bench / "img").mkdir(parents=True)
+    lines = []
+    for index in range(4):
+        Image.fromarray(np.full((56, 84, 3), 40 * index, np.uint8)).save(bench / "img" / f"{index}.png")
+        lines.append(json.dumps({"id": f"q{index}", "question": "what colour is the square ?", "answer": "red",
+                                 "image": f"img/{index}.png"}))  # fmt: skip
+    for split in ("test", "test_2x"):  # the two benchmarks of configs/eval/miniature.py
+        (bench / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    args = ["--config", "configs/eval/miniature.py", "--config.batch_size=2", "--data_dir", str(bench),
+            "--model", str(tmp_path / "model"), "--mapper", str(tmp_path / "mapper"), "--keep", "0.5,0.25",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    run_absl_script("evaluate.py", *args)
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [(r["benchmark"], r["run"]) for r in rows] == [
+        (split, run) for split in ("test", "test_2x") for run in ("unpruned", "mapper@0.5", "mapper@0.25")
+    ]
+    by_run = {r["run"]: r for r in rows if r["benchmark"] == "test"}
+    unpruned = by_run["unpruned"]
+    assert unpruned["flops_pct"] == 100.0
+    # Retention is pruned / unpruned score: 100 for the unpruned run, undefined (nan) if it scored 0.
+    assert unpruned["retention"] == 100.0 if unpruned["score"] > 0 else math.isnan(unpruned["retention"])
+    assert 100.0 > by_run["mapper@0.5"]["flops_pct"] > by_run["mapper@0.25"]["flops_pct"] > 0
+    assert all(r["samples"] == 4 for r in rows)
+    assert "| test | mapper@0.5 |" in capsys.readouterr().out
+    results = tmp_path / "out" / "test" / "mapper@0.5.host0.jsonl"
+    before = results.read_text()
+    run_absl_script("evaluate.py", *args)  # resumes: every sample is done, nothing is appended
+    assert results.read_text() == before
