@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from tokcomp_jax.eval.adapters import read_benchmark
-from tokcomp_jax.eval.samples import LETTER_ANSWER, load_image
+from tokcomp_jax.eval.samples import LETTER_ANSWER, VideoClip, load_image, load_video
 
 
-def _png(path=None, colour=(200, 30, 30)) -> bytes:
+def _png(path=None, colour=(200, 30, 30), size=(8, 12)) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.full((8, 12, 3), colour, np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(np.full((*size, 3), colour, np.uint8)).save(buffer, format="PNG")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(buffer.getvalue())
@@ -129,9 +129,56 @@ def write_mmstar(root):
     return {"count": 1, "first_answers": ("B",), "metric": "choice", "category": "coarse perception", "options": 4}
 
 
+def _mp4(path, frames=24, fps=8):
+    """A small H.264 video whose frame i is filled with grey level 10 * i."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def write_mvbench(root):
+    (root / "json").mkdir()
+    (root / "json" / "object_shuffle.json").write_text(json.dumps([
+        {"video": "clip.mp4", "question": "Where is the ball?", "candidates": ["left", "middle", "right"],
+         "answer": "right"},
+    ]))  # fmt: skip
+    _mp4(root / "video" / "perception" / "videos" / "clip.mp4")
+    (root / "json" / "episodic_reasoning.json").write_text(json.dumps([
+        {"video": "show_1", "question": "Who speaks?", "candidates": ["Ann", "Bob"], "answer": "Ann",
+         "start": 1.0, "end": 3.0},
+    ]))  # fmt: skip
+    for i in range(15):  # 5 s of frames at 3 fps
+        _png(root / "video" / "tvqa" / "frames_fps3_hq" / "show_1" / f"{i:05d}.jpg", colour=(i, i, i), size=(32, 32))
+    return {"count": 2, "first_answers": ("C",), "metric": "choice", "category": "object_shuffle", "options": 3}
+
+
+def write_video_mme(root):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "videomme").mkdir()
+    table = pa.table({
+        "video_id": ["001"], "duration": ["short"], "domain": ["Knowledge"], "sub_category": ["Humanity"],
+        "videoID": ["fFjv93ACGo8"], "question_id": ["001-1"], "task_type": ["Counting Problem"],
+        "question": ["How many frames are grey?"],
+        "options": [["A. One.", "B. Two.", "C. All of them.", "D. None."]], "answer": ["C"],
+    })  # fmt: skip
+    pq.write_table(table, root / "videomme" / "test-00000-of-00001.parquet")
+    _mp4(root / "data" / "fFjv93ACGo8.mp4")
+    return {"count": 1, "first_answers": ("C",), "metric": "choice", "category": "short", "options": 4}
+
+
 WRITERS = {
     "gqa": write_gqa, "textvqa": write_textvqa, "pope": write_pope, "mme": write_mme, "mmbench": write_mmbench,
-    "scienceqa": write_scienceqa, "seed": write_seed, "mmstar": write_mmstar,
+    "scienceqa": write_scienceqa, "seed": write_seed, "mmstar": write_mmstar, "mvbench": write_mvbench,
+    "video_mme": write_video_mme,
 }  # fmt: skip
 
 
@@ -145,8 +192,11 @@ def test_adapter_reads_the_published_format(tmp_path, name):
     assert first.answers == expected["first_answers"]
     assert first.category == expected["category"]
     assert len({s.sample_id for s in samples}) == len(samples)
-    assert load_image(first.images[0]).shape == (8, 12, 3)
-    if expected["metric"] == "choice":
+    if first.video is not None:
+        assert load_video(first.video).shape == (16, 32, 32, 3)
+    else:
+        assert load_image(first.images[0]).shape == (8, 12, 3)
+    if expected["metric"] == "choice" and name != "video_mme":
         assert len(first.options) == expected["options"]
         assert first.prompt.endswith(LETTER_ANSWER) and f"{first.options[-1][0]}. " in first.prompt
         assert first.answers[0] in dict(first.options)
@@ -180,3 +230,19 @@ def test_unknown_benchmark_and_unreadable_image(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.jpg"):
         load_image(tmp_path / "broken.jpg")
+
+
+def test_video_frames_are_sampled_uniformly_inside_the_clip_bounds(tmp_path):
+    _mp4(tmp_path / "v.mp4", frames=24, fps=8)  # frame i is grey 10 * i, at i / 8 seconds
+    whole = load_video(VideoClip(tmp_path / "v.mp4", num_frames=4))
+    assert [int(round(f.mean() / 10)) for f in whole] == [3, 9, 15, 21]  # segment middles of 24 frames
+    bounded = load_video(VideoClip(tmp_path / "v.mp4", num_frames=2, start=1.0, end=2.0))  # frames 8..15
+    assert [int(round(f.mean() / 10)) for f in bounded] == [10, 14]
+    (tmp_path / "mv").mkdir()
+    write_mvbench(tmp_path / "mv")
+    episodic = read_benchmark("mvbench", tmp_path / "mv")[1]
+    assert (episodic.video.start, episodic.video.end) == (1.0, 3.0)
+    frames = load_video(VideoClip(episodic.video.path, num_frames=3, start=1.0, end=3.0))  # frames 3..8 at 3 fps
+    assert [int(f.mean()) for f in frames] == [4, 6, 8]
+    with pytest.raises(ValueError, match="does not exist"):
+        load_video(VideoClip(tmp_path / "missing.mp4"))

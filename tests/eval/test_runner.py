@@ -93,3 +93,24 @@ def test_pruned_run_prefills_fewer_tokens_and_scores_per_category(tmp_path, samp
     summary = benchmark_score("exact", records)
     assert set(summary) == {"score", "category/colour", "category/other"}
     assert summary["score"] == pytest.approx(100 * np.mean([r["score"] for r in records]))
+
+
+def test_video_benchmark_runs_through_the_chat_codec_pruned_and_not(tmp_path, tiny_qwen2vl, tokenizer):
+    """MVBench-format videos (an mp4 and a frame directory), the real chat template and processor, one
+    block of patches per frame group; pruning by layer-1 attention keeps ceil(n / 2) visual tokens."""
+    from tests.eval.test_adapters import write_mvbench
+    from tokcomp_jax.eval.codecs import ChatCodec
+
+    write_mvbench(tmp_path)
+    samples = read_benchmark("mvbench", tmp_path)
+    model = tiny_qwen2vl[2]
+    codec = ChatCodec(model.config, tokenizer, max_pixels=56 * 56)
+    settings = RunSettings(batch_size=2, text_buckets=(64, 128), visual_buckets=(64, 256), max_new_tokens=2)
+    unpruned = evaluate(model, samples, codec, settings, ResultsFile(tmp_path / "u.jsonl"))
+    pruned_settings = RunSettings(**{**settings.__dict__, "prune": PruneConfig("attention", 0.5)})
+    pruned = evaluate(model, samples, codec, pruned_settings, ResultsFile(tmp_path / "p.jsonl"))
+    for full, cut in zip(unpruned, pruned, strict=True):
+        visual = full["visual_tokens"]
+        assert visual > 16 and full["prefill_tokens"] == full["unpruned_tokens"]
+        assert full["prefill_tokens"] - cut["prefill_tokens"] == visual - -(-visual // 2)
+    assert {r["category"] for r in unpruned} == {"object_shuffle", "episodic_reasoning"}

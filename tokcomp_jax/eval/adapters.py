@@ -14,6 +14,8 @@ field raises a ValueError that names the file and what is missing.
 | scienceqa | problems.json, images/test/<pid>/image.png (image questions only)      | choice  |
 | seed      | SEED-Bench.json, SEED-Bench-image/<data_id> (image questions only)     | choice  |
 | mmstar    | MMStar.tsv (VLMEvalKit: options inside the question, base64 image)     | choice  |
+| mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, uniform)         | choice  |
+| video_mme | videomme/*.parquet, data/<videoID>.mp4 (16 frames, uniform)             | choice  |
 | jsonl     | <name>.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)             | exact / choice |
 """
 
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tokcomp_jax.data.jsonl_vqa import parse_line
-from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, choice_prompt
+from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, VideoClip, choice_prompt
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -245,6 +247,101 @@ def read_mmstar(data_dir: Path) -> list[EvalSample]:
     return samples
 
 
+# MVBench's 20 tasks: json file -> (video directory under video/, frames-directory task, has start/end).
+MVBENCH_TASKS = {
+    "action_sequence": ("star/Charades_v1_480", False, True),
+    "action_prediction": ("star/Charades_v1_480", False, True),
+    "action_antonym": ("ssv2_video", False, False),
+    "fine_grained_action": ("Moments_in_Time_Raw/videos", False, False),
+    "unexpected_action": ("FunQA_test/test", False, False),
+    "object_existence": ("clevrer/video_validation", False, False),
+    "object_interaction": ("star/Charades_v1_480", False, True),
+    "object_shuffle": ("perception/videos", False, False),
+    "moving_direction": ("clevrer/video_validation", False, False),
+    "action_localization": ("sta/sta_video", False, True),
+    "scene_transition": ("scene_qa/video", False, False),
+    "action_count": ("perception/videos", False, False),
+    "moving_count": ("clevrer/video_validation", False, False),
+    "moving_attribute": ("clevrer/video_validation", False, False),
+    "state_change": ("perception/videos", False, False),
+    "fine_grained_pose": ("nturgbd", False, False),
+    "character_order": ("perception/videos", False, False),
+    "egocentric_navigation": ("vlnqa", False, False),
+    "episodic_reasoning": ("tvqa/frames_fps3_hq", True, True),
+    "counterfactual_inference": ("clevrer/video_validation", False, False),
+}
+
+
+def read_mvbench(data_dir: Path, num_frames: int = 16) -> list[EvalSample]:
+    """The tasks whose json/<task>.json is present (at least one); videos under video/<directory>."""
+    present = [task for task in MVBENCH_TASKS if (data_dir / "json" / f"{task}.json").is_file()]
+    if not present:
+        raise ValueError(f"missing benchmark files: no MVBench task json under {data_dir / 'json'}")
+    samples = []
+    for task in present:
+        directory, frames, bounded = MVBENCH_TASKS[task]
+        path = data_dir / "json" / f"{task}.json"
+        for index, record in enumerate(_json(path)):
+            where = f"{path}[{index}]"
+            candidates = _field(record, "candidates", where)
+            options = list(zip(LETTERS, candidates, strict=False))
+            answer = _field(record, "answer", where)
+            if answer not in candidates:
+                raise ValueError(f"{where}: answer {answer!r} is not one of the candidates")
+            clip = VideoClip(
+                data_dir / "video" / directory / _field(record, "video", where), num_frames,
+                start=record.get("start") if bounded else None, end=record.get("end") if bounded else None,
+            )  # fmt: skip
+            if frames != clip.path.is_dir() and clip.path.exists():
+                raise ValueError(f"{where}: {clip.path} should be a {'frame directory' if frames else 'video file'}")
+            samples.append(
+                EvalSample(
+                    benchmark="mvbench", sample_id=f"{task}/{index}",
+                    prompt=choice_prompt(_field(record, "question", where), options),
+                    answers=(LETTERS[candidates.index(answer)],), metric="choice", video=clip,
+                    options=tuple(options), category=task,
+                )
+            )  # fmt: skip
+    return samples
+
+
+VIDEO_MME_PROMPT = (
+    "Select the best answer to the following multiple-choice question based on the video. "
+    "Respond with only the letter (A, B, C, or D) of the correct option."
+)
+
+
+def read_video_mme(data_dir: Path, num_frames: int = 16) -> list[EvalSample]:
+    """Questions from videomme/*.parquet (the release's file), videos data/<videoID>.mp4; reported
+    per duration (short / medium / long)."""
+    import pyarrow.parquet as pq
+
+    files = sorted((data_dir / "videomme").glob("*.parquet"))
+    if not files:
+        raise ValueError(f"missing benchmark file: no parquet under {data_dir / 'videomme'}")
+    samples = []
+    for path in files:
+        for index, record in enumerate(pq.read_table(path).to_pylist()):
+            where = f"{path}: row {index}"
+            options = []
+            for option in _field(record, "options", where):
+                letter, sep, text = option.partition(".")
+                if not sep or letter.strip() not in LETTERS:
+                    raise ValueError(f"{where}: option {option!r} is not 'X. text'")
+                options.append((letter.strip(), text.strip()))
+            listed = "\n".join(f"{letter}. {text}" for letter, text in options)
+            samples.append(
+                EvalSample(
+                    benchmark="video_mme", sample_id=str(_field(record, "question_id", where)),
+                    prompt=f"{VIDEO_MME_PROMPT}\n{_field(record, 'question', where)}\n{listed}\nThe best answer is:",
+                    answers=(_field(record, "answer", where).strip(),), metric="choice",
+                    video=VideoClip(data_dir / "data" / f"{_field(record, 'videoID', where)}.mp4", num_frames),
+                    options=tuple(options), category=str(record.get("duration", "")),
+                )
+            )  # fmt: skip
+    return samples
+
+
 def read_jsonl(data_dir: Path) -> list[EvalSample]:
     """Your own benchmark in the generic jsonl format (tokcomp_jax.data.jsonl_vqa): `data_dir` is the
     jsonl file itself or a directory holding `test.jsonl`; media paths are relative to the file.
@@ -286,6 +383,8 @@ ADAPTERS: dict[str, Callable[[Path], list[EvalSample]]] = {
     "scienceqa": read_scienceqa,
     "seed": read_seed,
     "mmstar": read_mmstar,
+    "mvbench": read_mvbench,
+    "video_mme": read_video_mme,
     "jsonl": read_jsonl,
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tokcomp_jax.data import vqa
-from tokcomp_jax.eval.samples import EvalSample, load_image
+from tokcomp_jax.eval.samples import EvalSample, load_image, load_video
 from tokcomp_jax.miniature.samples import prompt_ids
 from tokcomp_jax.models.config import Qwen2VLConfig
 from tokcomp_jax.preprocess import build_inputs, end_of_turn_id, image_processor, process_images
@@ -25,7 +25,8 @@ class ChatCodec:
 
     def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:
         images = [load_image(source) for source in sample.images]
-        return build_inputs(self.config, self.tokenizer, self.processor, sample.prompt, images=images)
+        video = load_video(sample.video) if sample.video is not None else None
+        return build_inputs(self.config, self.tokenizer, self.processor, sample.prompt, images=images, video=video)
 
     def decode(self, tokens: np.ndarray) -> str:
         return self.tokenizer.decode([t for t in tokens if t != self.eos_token_id], skip_special_tokens=True).strip()
@@ -41,8 +42,8 @@ class MiniatureCodec:
         self.processor = image_processor(config, max_pixels=28 * 28 * 4096)
 
     def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:
-        if len(sample.images) != 1:
-            raise ValueError(f"{sample.sample_id}: the miniature model reads exactly one image")
+        if len(sample.images) != 1 or sample.video is not None:
+            raise ValueError(f"{sample.sample_id}: the miniature model reads exactly one image and no video")
         pixels, grid = process_images(self.processor, [load_image(sample.images[0])])
         ids = prompt_ids(self.config, sample.prompt, int(grid.prod()) // self.config.vision.spatial_merge_size**2)
         return {"input_ids": ids[None], "attention_mask": np.ones((1, len(ids)), np.int64), "pixel_values": pixels,

@@ -59,23 +59,28 @@ def stack_rows(rows: Sequence[dict]) -> dict[str, np.ndarray]:
     return batch
 
 
-def _token_counts(config, row: dict) -> tuple[int, int]:
-    """(text, visual) tokens of a one-row batch."""
+def _token_counts(config, row: dict) -> tuple[int, int, int]:
+    """(text tokens, visual tokens, vision segments: one per image and per video frame group) of a one-row batch."""
     ids = row["input_ids"][0]
     visual = int(np.isin(ids, (config.image_token_id, config.video_token_id)).sum())
-    return len(ids) - visual, visual
+    segments = sum(int(np.asarray(row[key])[:, 0].sum()) for key in ("image_grid_thw", "video_grid_thw") if key in row)
+    return len(ids) - visual, visual, max(segments, 1)
 
 
 def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list[tuple[Buckets, list[int]]]:
-    """Indices of `encoded` grouped by bucket, in order of first appearance, `batch_size` at a time."""
+    """Indices of `encoded` grouped by bucket, in order of first appearance, `batch_size` at a time.
+
+    The vision tower sees one block of patches per image / video frame group (Buckets.frame_patches):
+    a row of G segments in visual bucket N gets G blocks of N // G tokens' patches.
+    """
     groups: dict[Buckets, list[int]] = {}
     merge = config.vision.spatial_merge_size
     for index, row in enumerate(encoded):
-        text, visual = _token_counts(config, row)
+        text, visual, segments = _token_counts(config, row)
         visual_bucket = choose_bucket(max(visual, 1), settings.visual_buckets)
         buckets = Buckets(
             text=choose_bucket(text, settings.text_buckets, "text tokens"), visual=visual_bucket,
-            frame_patches=visual_bucket * merge**2,
+            frame_patches=max(visual_bucket // segments, 1) * merge**2,
         )  # fmt: skip
         groups.setdefault(buckets, []).append(index)
     size = settings.batch_size
@@ -148,8 +153,9 @@ def evaluate(
         )  # fmt: skip
         generation = jax.device_get(generation)
         real_lengths = np.asarray(inputs.attention_mask).sum(-1)
+        visual_counts = np.asarray(scoring.layout.visual_count)
         records = [
-            _record(config, sample, codec, generation, row, int(real_lengths[row]))
+            _record(config, sample, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]))
             for row, sample in enumerate(batch_samples)
         ]
         results.append(records)
@@ -159,7 +165,7 @@ def evaluate(
     return sorted((r for r in results.read() if r["sample_id"] in order), key=lambda r: order[r["sample_id"]])
 
 
-def _record(config, sample: EvalSample, codec, generation, row: int, length: int) -> dict:
+def _record(config, sample: EvalSample, codec, generation, row: int, length: int, visual: int) -> dict:
     tokens = np.asarray(generation.tokens[row, : int(generation.lengths[row])])
     reply = codec.decode(tokens)
     prefilled = int(generation.prefill_length[row])
@@ -173,5 +179,6 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
         "group": sample.group,
         "prefill_tokens": prefilled,
         "unpruned_tokens": length,
+        "visual_tokens": visual,
         "flops_pct": 100.0 * prefill_flops(config.text, prefilled) / prefill_flops(config.text, length),
     }

@@ -22,6 +22,22 @@ ImageSource = Path | bytes
 
 
 @dataclasses.dataclass(frozen=True)
+class VideoClip:
+    """A video to sample `num_frames` frames from, uniformly over [start, end) seconds (the whole
+    video when not given): a file PyAV decodes, or a directory of frame images taken at `fps`."""
+
+    path: Path
+    num_frames: int = 16
+    start: float | None = None
+    end: float | None = None
+    fps: float = 3.0  # frame directories only
+
+    def __post_init__(self):
+        if self.num_frames < 1:
+            raise ValueError(f"{self.path}: num_frames must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalSample:
     benchmark: str
     sample_id: str
@@ -29,6 +45,7 @@ class EvalSample:
     answers: tuple[str, ...]  # references: human answers (vqa), the answer (exact, yes_no, mme), a letter (choice)
     metric: str  # one of METRICS: how a reply is scored
     images: tuple[ImageSource, ...] = ()
+    video: VideoClip | None = None
     options: tuple[tuple[str, str], ...] = ()  # (letter, text) for multiple choice
     category: str = ""  # reported per category (MMBench, SEED, MME, POPE split ...)
     group: str = ""  # MME: the image whose two questions make accuracy+
@@ -57,3 +74,42 @@ def load_image(source: ImageSource) -> np.ndarray:
     except (OSError, ValueError) as err:
         where = "embedded image bytes" if isinstance(source, bytes) else str(source)
         raise ValueError(f"cannot read image {where}: {err}") from None
+
+
+def uniform_indices(count: int, num_frames: int, first: int = 0) -> np.ndarray:
+    """`num_frames` indices in [first, first + count): the middle of as many equal segments."""
+    if count < 1:
+        raise ValueError("no frames to sample from")
+    return first + np.minimum(((np.arange(num_frames) + 0.5) * count / num_frames).astype(int), count - 1)
+
+
+def load_video(clip: VideoClip) -> np.ndarray:
+    """The clip's frames, RGB uint8 [num_frames, H, W, 3]."""
+    if clip.path.is_dir():
+        files = sorted(p for p in clip.path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        first = 0 if clip.start is None else min(int(clip.start * clip.fps), len(files) - 1)
+        last = len(files) if clip.end is None else min(max(int(clip.end * clip.fps), first + 1), len(files))
+        return np.stack([load_image(files[i]) for i in uniform_indices(last - first, clip.num_frames, first)])
+    if not clip.path.is_file():
+        raise ValueError(f"video {clip.path} does not exist")
+    import av  # imported here: only the video benchmarks need it
+
+    try:
+        with av.open(str(clip.path)) as container:  # pass 1: timestamps only, frames dropped as decoded
+            times = np.array([float(f.time or 0.0) for f in container.decode(video=0)])
+        inside = np.flatnonzero(
+            (times >= (clip.start if clip.start is not None else -np.inf))
+            & (times < (clip.end if clip.end is not None else np.inf))
+        )
+        inside = inside if inside.size else np.arange(len(times))
+        wanted = inside[uniform_indices(len(inside), clip.num_frames)]
+        kept = {}
+        with av.open(str(clip.path)) as container:  # pass 2: keep the wanted frames
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    kept[index] = frame.to_ndarray(format="rgb24")
+                if index >= wanted.max():
+                    break
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot decode video {clip.path}: {err}") from None
+    return np.stack([kept[i] for i in wanted])
