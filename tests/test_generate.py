@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conversion.verify import random_batch
+from tokcomp_jax.eval.runner import stack_rows
 from tokcomp_jax.generate import generate
 from tokcomp_jax.models import prepare_inputs
 from tokcomp_jax.models.positions import token_types
@@ -16,21 +17,6 @@ from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, prune_embed
 
 ROWS = [[("image", 112, 84)], [("video", 2, 56, 84)], [("image", 56, 56), ("image", 84, 56)]]
 NEW_TOKENS = 8
-
-
-def _combine(samples: list[dict]) -> dict:
-    """One right-padded batch from single-sample batches (media packed in sample order)."""
-    length = max(s["input_ids"].shape[1] for s in samples)
-    pad = [((0, 0), (0, length - s["input_ids"].shape[1])) for s in samples]
-    batch = {
-        key: np.concatenate([np.pad(s[key], p) for s, p in zip(samples, pad, strict=True)])
-        for key in ("input_ids", "attention_mask")
-    }
-    for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
-        present = [s[key] for s in samples if key in s]
-        if present:
-            batch[key] = np.concatenate(present)
-    return batch
 
 
 def _hf_generate(torch_model, config, sample: dict, eos: int | None) -> list[int]:
@@ -52,7 +38,7 @@ def samples(tiny_qwen2vl):
 
 @pytest.fixture(scope="module")
 def batch(samples):
-    return _combine(samples)
+    return stack_rows(samples)
 
 
 def test_greedy_tokens_equal_transformers_generate(tiny_qwen2vl, samples, batch):
