@@ -105,9 +105,9 @@ def main(argv) -> None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
     host, hosts = jax.process_index(), jax.process_count()
     model = tokcomp_jax.load(_MODEL.value)
+    if _SCORER.value == "mapper" and not _MAPPER.value:
+        raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
     mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
-    if _SCORER.value == "mapper" and mapper is None:
-        raise app.UsageError("--scorer mapper needs --mapper DIR")
     codec = make_codec(config, model)
     place = None
     if jax.local_device_count() > 1:
