@@ -78,6 +78,40 @@ class Qwen2VisionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SiglipVisionConfig:
+    """The SigLIP vision tower of LLaVA-OneVision and VILA1.5 (transformers' `SiglipVisionConfig`)."""
+
+    hidden_size: int = 1152
+    intermediate_size: int = 4304
+    num_hidden_layers: int = 26  # siglip-so400m has 27; LLaVA-OneVision and VILA1.5 keep 26
+    num_attention_heads: int = 16
+    image_size: int = 384
+    patch_size: int = 14
+    num_channels: int = 3
+    layer_norm_eps: float = 1e-6
+    hidden_act: str = "gelu_pytorch_tanh"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+
+    @property
+    def grid_side(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_side**2
+
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any]) -> SiglipVisionConfig:
+        """From a transformers `vision_config` dict (fields it lacks keep SigLIP's defaults)."""
+        return cls(**{field.name: hf[field.name] for field in dataclasses.fields(cls) if field.name in hf})
+
+
+@dataclasses.dataclass(frozen=True)
 class Qwen2VLConfig:
     """Qwen2-VL: vision tower + merger + Qwen2 decoder with M-RoPE."""
 

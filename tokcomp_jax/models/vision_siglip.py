@@ -1,0 +1,97 @@
+"""The SigLIP vision tower (LLaVA-OneVision, VILA1.5): patch embedding, learned positions, pre-norm
+ViT layers. Images are fixed-size tiles, [B, C, H, W] as the image processors return them.
+
+    tower = SiglipVisionTower(config, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    features = tower(pixel_values, feature_layer=-1)   # [B, N, D], hidden state of the last layer
+
+`feature_layer` indexes transformers' `hidden_states` (0: embeddings, i: after layer i, -1: the last
+layer, before the post-layernorm), which is what the MLLMs' projectors read.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tokcomp_jax.models.attention import dot_product_attention
+from tokcomp_jax.models.config import SiglipVisionConfig
+from tokcomp_jax.models.layers import MLP, LayerNorm, linear
+
+
+def patchify(pixel_values: jax.Array, patch: int) -> jax.Array:
+    """[B, C, H, W] -> [B, (H / p) * (W / p), C * p * p], patches row by row, each flattened (c, y, x)
+    as torch's Conv2d weight is."""
+    batch, channels, height, width = pixel_values.shape
+    x = pixel_values.reshape(batch, channels, height // patch, patch, width // patch, patch)
+    return x.transpose(0, 2, 4, 1, 3, 5).reshape(batch, (height // patch) * (width // patch), -1)
+
+
+class SiglipEmbeddings(nnx.Module):
+    def __init__(self, config: SiglipVisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.patch = config.patch_size
+        patch_dim = config.num_channels * config.patch_size**2
+        self.patch_embedding = linear(patch_dim, config.hidden_size, bias=True, dtype=dtype, rngs=rngs)
+        self.position_embedding = nnx.Embed(
+            config.num_patches, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs
+        )
+
+    def __call__(self, pixel_values: jax.Array) -> jax.Array:
+        patches = patchify(pixel_values.astype(self.patch_embedding.kernel.dtype), self.patch)
+        if patches.shape[1] != self.position_embedding.num_embeddings:
+            raise ValueError(
+                f"{patches.shape[1]} patches, but the tower has {self.position_embedding.num_embeddings} positions"
+            )
+        return self.patch_embedding(patches) + self.position_embedding.embedding[...][None]
+
+
+class SiglipAttention(nnx.Module):
+    def __init__(self, config: SiglipVisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        dim, self.num_heads = config.hidden_size, config.num_attention_heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (
+            linear(dim, dim, bias=True, dtype=dtype, rngs=rngs) for _ in range(4)
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, length, dim = x.shape
+        heads = [proj(x).reshape(batch, length, self.num_heads, -1) for proj in (self.q_proj, self.k_proj, self.v_proj)]
+        output, _ = dot_product_attention(*heads, jnp.ones((batch, length, length), bool))
+        return self.out_proj(output.reshape(batch, length, dim))
+
+
+class SiglipEncoderLayer(nnx.Module):
+    """x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, config: SiglipVisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        dim, eps = config.hidden_size, config.layer_norm_eps
+        self.layer_norm1 = LayerNorm(dim, eps=eps, dtype=dtype)
+        self.self_attn = SiglipAttention(config, dtype=dtype, rngs=rngs)
+        self.layer_norm2 = LayerNorm(dim, eps=eps, dtype=dtype)
+        self.mlp = MLP(dim, config.intermediate_size, dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class SiglipVisionTower(nnx.Module):
+    """transformers' `SiglipVisionModel` without the pooling head."""
+
+    def __init__(self, config: SiglipVisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.config = config
+        self.embeddings = SiglipEmbeddings(config, dtype=dtype, rngs=rngs)
+        self.layers = nnx.List(
+            [SiglipEncoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)]
+        )
+        self.post_layernorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)
+
+    def __call__(self, pixel_values: jax.Array, feature_layer: int = -1, post_norm: bool = False) -> jax.Array:
+        """pixel_values [B, C, H, W] -> hidden states [B, N, D] after `feature_layer` layers (python
+        indexing of hidden_states: 0 = embeddings, -1 = last); post_norm applies the post-layernorm
+        (transformers' last_hidden_state, with feature_layer=-1)."""
+        depth = len(self.layers)
+        stop = feature_layer % (depth + 1)
+        x = self.embeddings(pixel_values)
+        for layer in list(self.layers)[:stop]:
+            x = layer(x)
+        return self.post_layernorm(x) if post_norm else x
