@@ -221,3 +221,94 @@ class Qwen2VLConfig:
             vision_start_token_id=hf.get("vision_start_token_id", 151652),
             vision_end_token_id=hf.get("vision_end_token_id", 151653),
         )
+
+
+ANYRES_PINPOINTS = tuple((384 * rows, 384 * cols) for rows in range(1, 7) for cols in range(1, 7))
+
+
+@dataclasses.dataclass(frozen=True)
+class LlavaOnevisionConfig:
+    """LLaVA-OneVision (transformers' `LlavaOnevisionConfig`): SigLIP tiles -> 2-layer MLP -> Qwen2."""
+
+    text: DecoderConfig
+    vision: SiglipVisionConfig
+    image_token_id: int = 151646
+    video_token_id: int = 151647
+    image_grid_pinpoints: tuple[tuple[int, int], ...] = ANYRES_PINPOINTS
+    vision_feature_layer: int = -1
+    vision_aspect_ratio: str = "anyres_max_9"
+    projector_hidden_act: str = "gelu"
+    multimodal_projector_bias: bool = True
+    family: str = "llava_onevision"
+
+    def __post_init__(self):
+        if self.text.mrope_section is not None:
+            raise ValueError("LLaVA-OneVision's Qwen2 decoder uses 1-D RoPE; mrope_section must be None")
+        if not self.vision_aspect_ratio.startswith("anyres_max_"):
+            raise ValueError(f"vision_aspect_ratio {self.vision_aspect_ratio!r}: only anyres_max_N is supported")
+        object.__setattr__(self, "image_grid_pinpoints", tuple(tuple(p) for p in self.image_grid_pinpoints))
+
+    @property
+    def max_tiles(self) -> int:
+        return int(self.vision_aspect_ratio.removeprefix("anyres_max_"))
+
+    @classmethod
+    def llava_onevision_0_5b(cls) -> LlavaOnevisionConfig:
+        """llava-hf/llava-onevision-qwen2-0.5b-ov-hf."""
+        return cls(
+            text=DecoderConfig(
+                vocab_size=152000, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                num_attention_heads=14, num_key_value_heads=2, rope_theta=1_000_000.0, tie_word_embeddings=True,
+            ),
+            vision=SiglipVisionConfig(),
+        )  # fmt: skip
+
+    @classmethod
+    def llava_onevision_7b(cls) -> LlavaOnevisionConfig:
+        """llava-hf/llava-onevision-qwen2-7b-ov-hf."""
+        return cls(
+            text=DecoderConfig(
+                vocab_size=152128, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                num_attention_heads=28, num_key_value_heads=4, rope_theta=1_000_000.0, tie_word_embeddings=False,
+            ),
+            vision=SiglipVisionConfig(),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LlavaOnevisionConfig:
+        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
+        return cls(text=DecoderConfig(**data["text"]), vision=SiglipVisionConfig(**data["vision"]), **fields)
+
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any]) -> LlavaOnevisionConfig:
+        """From a transformers LLaVA-OneVision `config.json` dict."""
+        if hf.get("model_type") != "llava_onevision":
+            raise ValueError(f"config.json has model_type {hf.get('model_type')!r}, expected 'llava_onevision'")
+        text_hf = hf["text_config"]
+        rope = text_hf.get("rope_parameters") or {}
+        text = DecoderConfig(
+            vocab_size=text_hf["vocab_size"], hidden_size=text_hf["hidden_size"],
+            intermediate_size=text_hf["intermediate_size"], num_hidden_layers=text_hf["num_hidden_layers"],
+            num_attention_heads=text_hf["num_attention_heads"],
+            num_key_value_heads=text_hf.get("num_key_value_heads") or text_hf["num_attention_heads"],
+            rms_norm_eps=text_hf.get("rms_norm_eps", 1e-6),
+            rope_theta=rope.get("rope_theta", text_hf.get("rope_theta", 1_000_000.0)),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings") or text_hf.get("tie_word_embeddings")),
+            hidden_act=text_hf.get("hidden_act", "silu"),
+        )  # fmt: skip
+        if hf.get("vision_feature_select_strategy", "full") != "full":
+            raise ValueError("only vision_feature_select_strategy='full' (SigLIP has no CLS token) is supported")
+        layer = hf.get("vision_feature_layer", -1)
+        if not isinstance(layer, int):
+            raise ValueError(f"vision_feature_layer {layer!r}: only one layer is supported")
+        return cls(
+            text=text, vision=SiglipVisionConfig.from_hf_config(hf["vision_config"]),
+            image_token_id=hf.get("image_token_index", 151646), video_token_id=hf.get("video_token_index", 151647),
+            image_grid_pinpoints=tuple(tuple(p) for p in hf.get("image_grid_pinpoints", ANYRES_PINPOINTS)),
+            vision_feature_layer=layer, vision_aspect_ratio=hf.get("vision_aspect_ratio", "anyres_max_9"),
+            projector_hidden_act=hf.get("projector_hidden_act", "gelu"),
+            multimodal_projector_bias=hf.get("multimodal_projector_bias", True),
+        )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokcomp_jax.models.loading import NameMap, Rule, Transform
+from tokcomp_jax.models.params_decoder import decoder_rules, lm_head_rule
 
 _LM = r"(?:model\.language_model|model)"  # transformers 5 nests the decoder; released checkpoints do not
 _VIS = r"(?:model\.visual|visual)"
@@ -12,12 +13,7 @@ L = Transform.LINEAR
 def qwen2vl_name_map(tie_word_embeddings: bool) -> NameMap:
     """The table for one checkpoint; a tied model ignores a stored `lm_head.weight` copy."""
     rules = (
-        Rule(rf"{_LM}\.embed_tokens\.weight", "language_model.embed_tokens.embedding"),
-        Rule(rf"{_LM}\.layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", r"language_model.layers.\1.self_attn.\2_proj.kernel", L),
-        Rule(rf"{_LM}\.layers\.(\d+)\.self_attn\.([qkv])_proj\.bias", r"language_model.layers.\1.self_attn.\2_proj.bias"),
-        Rule(rf"{_LM}\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", r"language_model.layers.\1.mlp.\2_proj.kernel", L),
-        Rule(rf"{_LM}\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight", r"language_model.layers.\1.\2.scale"),
-        Rule(rf"{_LM}\.norm\.weight", "language_model.norm.scale"),
+        *decoder_rules(rf"{_LM}\."),
         Rule(rf"{_VIS}\.patch_embed\.proj\.weight", "visual.patch_embed.proj.kernel", Transform.CONV_AS_LINEAR),
         Rule(rf"{_VIS}\.blocks\.(\d+)\.(norm[12])\.weight", r"visual.blocks.\1.\2.scale"),
         Rule(rf"{_VIS}\.blocks\.(\d+)\.(norm[12])\.bias", r"visual.blocks.\1.\2.bias"),
@@ -30,7 +26,6 @@ def qwen2vl_name_map(tie_word_embeddings: bool) -> NameMap:
         Rule(rf"{_VIS}\.merger\.mlp\.2\.weight", "visual.merger.mlp.fc2.kernel", L),
         Rule(rf"{_VIS}\.merger\.mlp\.2\.bias", "visual.merger.mlp.fc2.bias"),
     )  # fmt: skip
-    lm_head = Rule(r"lm_head\.weight", "lm_head.proj.kernel", L)
     if tie_word_embeddings:
         return NameMap(rules, ignored=(r"lm_head\.weight",))
-    return NameMap((*rules, lm_head))
+    return NameMap((*rules, lm_head_rule("")))

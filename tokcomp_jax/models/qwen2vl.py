@@ -18,7 +18,8 @@ from flax import nnx, struct
 
 from tokcomp_jax.models import positions
 from tokcomp_jax.models.config import Qwen2VLConfig
-from tokcomp_jax.models.decoder import Decoder, LMHead, causal_mask
+from tokcomp_jax.models.decoder import Decoder, LMHead
+from tokcomp_jax.models.mllm import DecoderMLLM, MLLMOutput
 from tokcomp_jax.models.rope import multimodal_rope
 from tokcomp_jax.models.vision_qwen2vl import Qwen2VisionTransformer
 
@@ -43,10 +44,7 @@ class Qwen2VLInputs:
         return self.visual_token_index >= 0
 
 
-@struct.dataclass
-class Qwen2VLOutput:
-    logits: jax.Array  # [B, T, V]
-    first_layer_attention: jax.Array | None = None  # [B, N, T, T]
+Qwen2VLOutput = MLLMOutput
 
 
 def _check_pixels(name: str, pixels: np.ndarray, grid_thw: np.ndarray | None, config: Qwen2VLConfig) -> None:
@@ -186,7 +184,7 @@ def _block_frames(pixels, patch_pos, segments, frame_patches: int, patch_bucket:
     return *blocked, np.concatenate(token_slot).astype(np.int32)
 
 
-class Qwen2VL(nnx.Module):
+class Qwen2VL(DecoderMLLM):
     """Qwen2-VL for conditional generation (transformers' `Qwen2VLForConditionalGeneration`)."""
 
     def __init__(self, config: Qwen2VLConfig, *, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
@@ -218,29 +216,3 @@ class Qwen2VL(nnx.Module):
         """M-RoPE tables [B, T, head_dim] for position ids [3, B, T]."""
         text = self.config.text
         return multimodal_rope(position_ids, text.head_dim, text.rope_theta, text.mrope_section, dtype)
-
-    def forward_embeddings(
-        self,
-        embeds: jax.Array,
-        position_ids: jax.Array,
-        attention_mask: jax.Array,
-        return_first_layer_attention: bool = False,
-        hook=None,
-        probes=None,
-    ) -> Qwen2VLOutput:
-        """The decoder and LM head on embeddings [B, T, D] at M-RoPE ids [3, B, T] with padding mask [B, T].
-
-        Pruned inputs come in here: a shorter sequence that keeps its tokens' original positions.
-        `hook`/`probes`: an attention-probability hook per layer (see dot_product_attention).
-        """
-        cos, sin = self.rope(position_ids, embeds.dtype)
-        mask = causal_mask(attention_mask)
-        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, mask, hook=hook, probes=probes)
-        logits = self.lm_head(hidden, self.language_model.embed_tokens)
-        return Qwen2VLOutput(logits, first_layer_attention if return_first_layer_attention else None)
-
-    def __call__(self, inputs: Qwen2VLInputs, return_first_layer_attention: bool = False) -> Qwen2VLOutput:
-        """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
-        return self.forward_embeddings(
-            self.embed(inputs), inputs.position_ids, inputs.attention_mask, return_first_layer_attention
-        )

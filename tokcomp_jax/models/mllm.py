@@ -1,0 +1,45 @@
+"""What every MLLM family shares once its visual tokens are embedded: the decoder, the LM head and
+the forward pass. A family subclass provides `embed(inputs)` and `rope(position_ids, dtype)`."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx, struct
+
+from tokcomp_jax.models.decoder import causal_mask
+
+
+@struct.dataclass
+class MLLMOutput:
+    logits: jax.Array  # [B, T, V]
+    first_layer_attention: jax.Array | None = None  # [B, N, T, T]
+
+
+class DecoderMLLM(nnx.Module):
+    """Subclasses set `language_model` (Decoder) and `lm_head` (LMHead) and define embed / rope."""
+
+    def forward_embeddings(
+        self,
+        embeds: jax.Array,
+        position_ids: jax.Array,
+        attention_mask: jax.Array,
+        return_first_layer_attention: bool = False,
+        hook=None,
+        probes=None,
+    ) -> MLLMOutput:
+        """The decoder and LM head on embeddings [B, T, D] at the family's position ids, padding mask [B, T].
+
+        Pruned inputs come in here: a shorter sequence that keeps its tokens' original positions.
+        `hook`/`probes`: an attention-probability hook per layer (see dot_product_attention).
+        """
+        cos, sin = self.rope(position_ids, embeds.dtype)
+        mask = causal_mask(attention_mask)
+        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, mask, hook=hook, probes=probes)
+        logits = self.lm_head(hidden, self.language_model.embed_tokens)
+        return MLLMOutput(logits, first_layer_attention if return_first_layer_attention else None)
+
+    def __call__(self, inputs, return_first_layer_attention: bool = False) -> MLLMOutput:
+        """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
+        return self.forward_embeddings(
+            self.embed(inputs), inputs.position_ids, inputs.attention_mask, return_first_layer_attention
+        )
