@@ -1,6 +1,7 @@
 """The SigLIP vision tower (LLaVA-OneVision, VILA1.5) against transformers' SiglipVisionModel on
 the same tiny random weights, float32 at highest precision. Tolerance 1e-5: only the summation
-order differs; a transposed patch kernel or a misplaced norm moves values by > 1e-2."""
+order differs; a transposed patch kernel or a misplaced norm moves values by > 1e-2. Tiles of 60
+pixels with 14-pixel patches leave 4 pixels unused, as SigLIP's 384-pixel tiles leave 6."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def towers():
 @pytest.mark.parametrize("feature_layer", [-1, 1, 0])
 def test_hidden_states_match_transformers(towers, feature_layer):
     reference, tower = towers
-    pixels = np.random.default_rng(1).standard_normal((2, 3, 56, 56)).astype(np.float32)
+    pixels = np.random.default_rng(1).standard_normal((2, 3, 60, 60)).astype(np.float32)
     with torch.no_grad():
         out = reference(torch.from_numpy(pixels), output_hidden_states=True)
     expected = out.hidden_states[feature_layer].numpy()

@@ -94,11 +94,11 @@ class SiglipVisionConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads")
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
 
     @property
     def grid_side(self) -> int:
+        """Patches per side; like the stride-p convolution, pixels past the last whole patch are unused
+        (384-pixel tiles, 14-pixel patches: 27)."""
         return self.image_size // self.patch_size
 
     @property

@@ -9,8 +9,10 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.config import LlavaOnevisionConfig, Qwen2VLConfig
+from tokcomp_jax.models.llava_onevision import LlavaOnevision
 from tokcomp_jax.models.loading import NameMap
+from tokcomp_jax.models.params_llava import llava_onevision_name_map
 from tokcomp_jax.models.params_qwen2vl import qwen2vl_name_map
 from tokcomp_jax.models.qwen2vl import Qwen2VL
 
@@ -30,6 +32,14 @@ class Family:
 
 
 FAMILIES = {
+    "llava_onevision": Family(
+        name="llava_onevision",
+        hf_model_types=("llava_onevision",),
+        config_from_hf=LlavaOnevisionConfig.from_hf_config,
+        config_from_dict=LlavaOnevisionConfig.from_dict,
+        model=LlavaOnevision,
+        name_map=lambda config: llava_onevision_name_map(config.text.tie_word_embeddings),
+    ),
     "qwen2_vl": Family(
         name="qwen2_vl",
         hf_model_types=("qwen2_vl",),

@@ -20,11 +20,12 @@ from tokcomp_jax.models.layers import MLP, LayerNorm, linear
 
 
 def patchify(pixel_values: jax.Array, patch: int) -> jax.Array:
-    """[B, C, H, W] -> [B, (H / p) * (W / p), C * p * p], patches row by row, each flattened (c, y, x)
-    as torch's Conv2d weight is."""
+    """[B, C, H, W] -> [B, (H // p) * (W // p), C * p * p], patches row by row, each flattened (c, y, x)
+    as torch's Conv2d weight is; pixels past the last whole patch are dropped, as the stride-p conv does."""
     batch, channels, height, width = pixel_values.shape
-    x = pixel_values.reshape(batch, channels, height // patch, patch, width // patch, patch)
-    return x.transpose(0, 2, 4, 1, 3, 5).reshape(batch, (height // patch) * (width // patch), -1)
+    rows, cols = height // patch, width // patch
+    x = pixel_values[:, :, : rows * patch, : cols * patch].reshape(batch, channels, rows, patch, cols, patch)
+    return x.transpose(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, -1)
 
 
 class SiglipEmbeddings(nnx.Module):

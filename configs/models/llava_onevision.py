@@ -1,0 +1,40 @@
+"""LLaVA-OneVision model presets as ml_collections configs: `--config configs/models/llava_onevision.py:0.5b`.
+
+Variants: 0.5b, 7b (published config.json values of llava-hf/llava-onevision-qwen2-*-ov-hf) and
+tiny (tests: 56-pixel SigLIP tiles, a 2-layer Qwen2).
+"""
+
+from ml_collections import ConfigDict
+
+from tokcomp_jax.models.config import DecoderConfig, LlavaOnevisionConfig, SiglipVisionConfig
+
+
+def tiny() -> LlavaOnevisionConfig:
+    return LlavaOnevisionConfig(
+        text=DecoderConfig(
+            vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, rope_theta=10_000.0,
+        ),
+        vision=SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=56,
+        ),
+        image_token_id=250, video_token_id=251,
+        image_grid_pinpoints=((56, 56), (56, 112), (112, 56), (112, 112), (56, 168), (168, 56)),
+    )  # fmt: skip
+
+
+PRESETS = {
+    "0.5b": LlavaOnevisionConfig.llava_onevision_0_5b,
+    "7b": LlavaOnevisionConfig.llava_onevision_7b,
+    "tiny": tiny,
+}
+
+
+def get_config(variant: str = "tiny") -> ConfigDict:
+    if variant not in PRESETS:
+        raise ValueError(f"unknown LLaVA-OneVision preset {variant!r}; choose one of {sorted(PRESETS)}")
+    return ConfigDict(PRESETS[variant]().to_dict())
+
+
+def model_config(config: ConfigDict) -> LlavaOnevisionConfig:
+    return LlavaOnevisionConfig.from_dict(config.to_dict())
