@@ -57,14 +57,31 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     checkpoint.save(dst, family, config, dtype, params)
 
 
-def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
-    """Diffs of the converted model against transformers on one generated image + text prompt."""
+def _qwen2vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     from conversion.verify import load_torch_model, max_diffs, random_batch
+
+    return max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
+
+
+def _llava_onevision_diffs(model, src: Path, dtype: str) -> dict[str, float]:
+    from conversion.verify_llava import llava_batch, llava_max_diffs, load_llava_torch
+
+    torch_model = load_llava_torch(src, dtype)
+    tile = model.config.vision.image_size
+    batch = llava_batch(torch_model, images=[(tile * 3 // 2, tile * 5 // 2)], frames=2)  # a wide, tiled image
+    return llava_max_diffs(model, torch_model, batch)
+
+
+VERIFIERS = {"qwen2_vl": _qwen2vl_diffs, "llava_onevision": _llava_onevision_diffs}
+
+
+def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
+    """Diffs of the converted model against transformers on generated media and text."""
     from tokcomp_jax import load
 
     jax.config.update("jax_default_matmul_precision", "highest")
     model = load(dst, dtype=dtype)
-    diffs = max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
+    diffs = VERIFIERS[model.config.family](model, src, dtype)
     logits_tolerance, attention_tolerance = TOLERANCE[dtype]
     if dtype == "bfloat16":
         logits_tolerance *= max(1.0, diffs["logits_max_abs"])

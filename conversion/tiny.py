@@ -11,8 +11,9 @@ import argparse
 import os
 
 import torch
+from transformers import LlavaOnevisionConfig as HFLlavaOnevisionConfig
+from transformers import LlavaOnevisionForConditionalGeneration, Qwen2VLForConditionalGeneration
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
-from transformers import Qwen2VLForConditionalGeneration
 
 from tokcomp_jax.models.config import Qwen2VLConfig
 
@@ -78,6 +79,43 @@ def save_tiny_model(directory: str | os.PathLike, seed: int = 0, **config_overri
                 param.add_(0.1 * torch.randn_like(param))
     model.eval().save_pretrained(directory)
     return model
+
+
+LLAVA_PINPOINTS = ((56, 56), (56, 112), (112, 56), (112, 112), (56, 168), (168, 56), (112, 168), (168, 112))
+
+
+def tiny_llava_hf_config(
+    hidden: int = 64, heads: int = 4, kv_heads: int = 2, layers: int = 2, tie: bool = False,
+    aspect_ratio: str = "anyres_max_9", vision_layers: int = 2,
+) -> HFLlavaOnevisionConfig:  # fmt: skip
+    """A tiny LLaVA-OneVision: 56-pixel SigLIP tiles of 14-pixel patches, a Qwen2 over 256 ids (250 image, 251 video)."""
+    return HFLlavaOnevisionConfig(
+        text_config=dict(
+            model_type="qwen2", vocab_size=256, hidden_size=hidden, intermediate_size=2 * hidden,
+            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=tie,
+        ),
+        vision_config=dict(
+            model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=vision_layers,
+            num_attention_heads=4, image_size=56, patch_size=14,
+        ),
+        image_token_index=250, video_token_index=251, image_grid_pinpoints=[list(p) for p in LLAVA_PINPOINTS],
+        vision_feature_layer=-1, vision_feature_select_strategy="full", vision_aspect_ratio=aspect_ratio,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+
+
+def tiny_llava_model(seed: int = 0, **config_overrides):
+    """A random-init tiny transformers LLaVA-OneVision (eager attention) with perturbed norms."""
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration._from_config(
+        tiny_llava_hf_config(**config_overrides), attn_implementation="eager"
+    )
+    with torch.no_grad():  # random init leaves norms at 1 and 0; a dropped norm must not pass
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> None:

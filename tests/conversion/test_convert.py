@@ -15,7 +15,7 @@ from flax import nnx
 
 import tokcomp_jax
 from conversion.convert import main
-from conversion.tiny import hf_config_of, save_tiny_model
+from conversion.tiny import hf_config_of, save_tiny_model, tiny_llava_model
 from conversion.verify import flax_forward, random_batch
 from tokcomp_jax.models.config import Qwen2VLConfig
 from tokcomp_jax.models.safetensors_io import CheckpointError
@@ -33,6 +33,18 @@ def test_convert_then_verify_passes_and_prints_diffs(gqa4_tied_dir, tmp_path, ca
     assert main(["--src", str(gqa4_tied_dir), "--dst", str(tmp_path / "out"), "--verify"]) == 0
     diffs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert diffs["passed"] and diffs["logits_max_abs_diff"] < 1e-4 and diffs["attn1_max_abs_diff"] < 1e-4
+
+
+def test_llava_onevision_converts_by_auto_detection_and_verifies(tmp_path, capsys):
+    """A tiny LLaVA-OneVision of a shape the parity tests do not use (tied embeddings, one KV head,
+    one vision layer): model_type picks the family, --verify compares a tiled wide image + a video."""
+    src = tmp_path / "llava"
+    tiny_llava_model(seed=3, heads=4, kv_heads=1, tie=True, vision_layers=1).save_pretrained(src)
+    assert main(["--src", str(src), "--dst", str(tmp_path / "out"), "--verify"]) == 0
+    diffs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert diffs["passed"] and diffs["logits_max_abs"] > 0.1, diffs
+    assert tokcomp_jax.load(tmp_path / "out").config.family == "llava_onevision"
+    assert main(["--src", str(src), "--dst", str(tmp_path / "x"), "--family", "qwen2_vl"]) == 2
 
 
 def test_orbax_and_hf_directories_load_to_the_same_model(tiny_qwen2vl, tmp_path):
