@@ -16,14 +16,16 @@ from flax import struct
 
 @dataclasses.dataclass(frozen=True)
 class Buckets:
-    """Static sizes of a batch of B rows: each row is padded to text + visual tokens, and the
+    """Static sizes of a batch of B rows: each row is padded to text + visual tokens. Qwen2-VL: the
     patches of the batch to B * visual * merge^2, packed, or, with `frame_patches`, as blocks of
-    that many patches, one per image / video frame (models.qwen2vl.prepare_inputs)."""
+    that many patches, one per image / video frame (models.qwen2vl.prepare_inputs). LLaVA-OneVision:
+    the batch's tiles to `tiles` (models.llava_onevision.prepare_llava_inputs)."""
 
     text: int
     visual: int
     queries: int = 32  # instruction tokens read by the first-layer features
     frame_patches: int | None = None
+    tiles: int | None = None  # LLaVA-OneVision: image tiles + video frames of the batch
 
     @property
     def sequence(self) -> int:
@@ -63,11 +65,20 @@ class VisualLayout:
 
 
 def visual_layout(
-    input_ids: np.ndarray, attention_mask: np.ndarray, visual_token_ids: tuple[int, ...], buckets: Buckets
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    visual_token_ids: tuple[int, ...],
+    buckets: Buckets,
+    kept: np.ndarray | None = None,
 ) -> VisualLayout:
-    """Find each sample's visual tokens and instruction tokens; raise if they exceed the buckets."""
+    """Find each sample's visual tokens and instruction tokens; raise if they exceed the buckets.
+
+    `kept` [B, T] marks visual positions that are never pruned (LLaVA-OneVision's row newlines):
+    they are neither candidates for pruning nor instruction text.
+    """
     input_ids, attention_mask = np.asarray(input_ids), np.asarray(attention_mask).astype(bool)
-    is_visual = np.isin(input_ids, visual_token_ids) & attention_mask
+    is_media = np.isin(input_ids, visual_token_ids) & attention_mask
+    is_visual = is_media & ~(np.zeros_like(is_media) if kept is None else np.asarray(kept, bool))
     batch = input_ids.shape[0]
     visual = np.full((batch, buckets.visual), -1, np.int32)
     queries = np.full((batch, buckets.queries), -1, np.int32)
@@ -75,10 +86,12 @@ def visual_layout(
         positions = np.flatnonzero(is_visual[row])
         if positions.size > buckets.visual:
             raise ValueError(f"sample {row} has {positions.size} visual tokens, more than the bucket {buckets.visual}")
-        text = np.flatnonzero(attention_mask[row] & ~is_visual[row])
-        if text.size > buckets.text:
-            raise ValueError(f"sample {row} has {text.size} text tokens, more than the bucket {buckets.text}")
-        instruction = text[text > positions.max()] if positions.size else text
+        unpruned = int((attention_mask[row] & ~is_visual[row]).sum())  # text and never-pruned visual tokens
+        if unpruned > buckets.text:
+            raise ValueError(f"sample {row} has {unpruned} text tokens, more than the bucket {buckets.text}")
+        text = np.flatnonzero(attention_mask[row] & ~is_media[row])
+        last_media = np.flatnonzero(is_media[row])
+        instruction = text[text > last_media.max()] if last_media.size else text
         if positions.size and instruction.size == 0:
             raise ValueError(f"sample {row} has no text after its visual tokens to score them with")
         instruction = instruction[-buckets.queries :]  # the last tokens, nearest to the answer
