@@ -312,3 +312,58 @@ class LlavaOnevisionConfig:
             projector_hidden_act=hf.get("projector_hidden_act", "gelu"),
             multimodal_projector_bias=hf.get("multimodal_projector_bias", True),
         )  # fmt: skip
+
+
+VILA_IMAGE_PLACEHOLDER = -200  # VILA's IMAGE_TOKEN_INDEX: one per image in the prompt, expanded on the host
+
+
+@dataclasses.dataclass(frozen=True)
+class VilaConfig:
+    """VILA1.5 (`llava_llama`): SigLIP -> mlp_downsample projector (2x2 token concat, LayerNorm, Linear,
+    GELU, Linear) -> Llama. Each image is one 384-pixel tile; a video is a sequence of frames."""
+
+    text: DecoderConfig
+    vision: SiglipVisionConfig
+    image_token_id: int = VILA_IMAGE_PLACEHOLDER
+    video_token_id: int = VILA_IMAGE_PLACEHOLDER  # frames are images to VILA
+    vision_feature_layer: int = -2  # mm_vision_select_layer
+    family: str = "vila"
+
+    def __post_init__(self):
+        if self.text.mrope_section is not None or self.text.attention_bias:
+            raise ValueError("VILA's Llama decoder has 1-D RoPE and no attention biases")
+
+    @property
+    def tokens_per_image(self) -> int:
+        """27 x 27 SigLIP features, padded to even sides and folded 2 x 2: 196."""
+        return ((self.vision.grid_side + 1) // 2) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VilaConfig:
+        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
+        return cls(text=DecoderConfig(**data["text"]), vision=SiglipVisionConfig(**data["vision"]), **fields)
+
+    @classmethod
+    def from_vila_configs(cls, top: dict[str, Any], llm: dict[str, Any], vision: dict[str, Any]) -> VilaConfig:
+        """From a VILA1.5 directory's config.json, llm/config.json and vision_tower/config.json."""
+        projector = (top.get("mm_projector_cfg") or {}).get("mm_projector_type", top.get("mm_projector_type"))
+        if projector not in (None, "mlp_downsample"):
+            raise ValueError(f"mm_projector_type {projector!r}: only mlp_downsample (VILA1.5) is supported")
+        rope = llm.get("rope_parameters") or llm.get("rope_scaling") or {}
+        if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
+            raise ValueError(f"llm rope scaling {rope!r} is not supported")
+        text = DecoderConfig(
+            vocab_size=llm["vocab_size"], hidden_size=llm["hidden_size"], intermediate_size=llm["intermediate_size"],
+            num_hidden_layers=llm["num_hidden_layers"], num_attention_heads=llm["num_attention_heads"],
+            num_key_value_heads=llm.get("num_key_value_heads") or llm["num_attention_heads"],
+            rms_norm_eps=llm.get("rms_norm_eps", 1e-5), rope_theta=rope.get("rope_theta", llm.get("rope_theta", 10_000.0)),
+            attention_bias=bool(llm.get("attention_bias", False)), tie_word_embeddings=bool(llm.get("tie_word_embeddings")),
+            hidden_act=llm.get("hidden_act", "silu"),
+        )  # fmt: skip
+        return cls(
+            text=text, vision=SiglipVisionConfig.from_hf_config(vision),
+            vision_feature_layer=top.get("mm_vision_select_layer", -2),
+        )  # fmt: skip
