@@ -2,6 +2,11 @@
 
     python -m conversion.convert --src HF_DIR --dst OUT_DIR [--dtype float32|bfloat16] [--verify]
 
+The family (Qwen2-VL, LLaVA-OneVision, VILA1.5) is read from config.json's model_type; `--family`
+makes a mismatch an error. A VILA1.5 directory's llm/, vision_tower/ and mm_projector/ are read
+directly; --verify compares with transformers' model, or for VILA1.5 with a reference assembled
+from transformers' Llama and SigLIP and the projector (conversion/verify_vila.py).
+
 Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read with
 `torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
 against the shapes the config implies and cast, so the model is held once, in the target dtype.
@@ -51,7 +56,10 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
-    tensors = checkpoint.hf_safetensors(src) if safetensors_files(src) else iter_torch_bin(src)
+    if family.name == "vila" or safetensors_files(src):
+        tensors = checkpoint.hf_tensors(src, family)
+    else:
+        tensors = iter_torch_bin(src)
     _, abstract = abstract_state(family.builder(config, checkpoint.jax_dtype(dtype)))
     params = nest(map_weights(abstract, tensors, family.name_map(config)))
     checkpoint.save(dst, family, config, dtype, params)
@@ -72,7 +80,13 @@ def _llava_onevision_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     return llava_max_diffs(model, torch_model, batch)
 
 
-VERIFIERS = {"qwen2_vl": _qwen2vl_diffs, "llava_onevision": _llava_onevision_diffs}
+def _vila_diffs(model, src: Path, dtype: str) -> dict[str, float]:
+    from conversion.verify_vila import load_vila_reference, vila_batch, vila_max_diffs
+
+    return vila_max_diffs(model, load_vila_reference(src, dtype), vila_batch(model.config, images=2))
+
+
+VERIFIERS = {"qwen2_vl": _qwen2vl_diffs, "llava_onevision": _llava_onevision_diffs, "vila": _vila_diffs}
 
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ import tokcomp_jax
 from conversion.convert import main
 from conversion.tiny import hf_config_of, save_tiny_model, tiny_llava_model
 from conversion.verify import flax_forward, random_batch
+from conversion.verify_vila import save_tiny_vila
 from tokcomp_jax.models.config import Qwen2VLConfig
 from tokcomp_jax.models.safetensors_io import CheckpointError
 
@@ -45,6 +46,18 @@ def test_llava_onevision_converts_by_auto_detection_and_verifies(tmp_path, capsy
     assert diffs["passed"] and diffs["logits_max_abs"] > 0.1, diffs
     assert tokcomp_jax.load(tmp_path / "out").config.family == "llava_onevision"
     assert main(["--src", str(src), "--dst", str(tmp_path / "x"), "--family", "qwen2_vl"]) == 2
+
+
+def test_vila_converts_by_auto_detection_and_verifies(tmp_path, capsys):
+    """A tiny VILA1.5 directory of a shape the parity tests do not use (tied embeddings, one KV head,
+    an even 4 x 4 patch grid): llava_llama picks the family, --verify runs two images."""
+    src = tmp_path / "vila"
+    save_tiny_vila(src, seed=4, llm={"num_key_value_heads": 1, "tie_word_embeddings": True},
+                   vision={"image_size": 56, "num_hidden_layers": 2})  # fmt: skip
+    assert main(["--src", str(src), "--dst", str(tmp_path / "out"), "--verify"]) == 0
+    diffs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert diffs["passed"] and diffs["logits_max_abs"] > 0.1, diffs
+    assert tokcomp_jax.load(tmp_path / "out").config.tokens_per_image == 4
 
 
 def test_orbax_and_hf_directories_load_to_the_same_model(tiny_qwen2vl, tmp_path):

@@ -20,6 +20,7 @@ from flax import nnx
 
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
+from tokcomp_jax.models.params_vila import PARTS as VILA_PARTS
 from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
 
 MODEL_FILE = "tokcomp_model.json"
@@ -47,6 +48,17 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
         return family, family.config_from_hf(hf_config)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot build a {family.name} config ({err!r})") from None
+
+
+def hf_tensors(directory: str | os.PathLike, family: Family) -> Iterator[tuple[str, str, np.ndarray]]:
+    """A HF directory's tensors as the family's name map expects them. VILA1.5 keeps its parts in
+    subdirectories (llm/, vision_tower/, mm_projector/): their names get the part as a prefix."""
+    if family.name != "vila":
+        yield from hf_safetensors(directory)
+        return
+    for part in VILA_PARTS:
+        for source, name, tensor in hf_safetensors(Path(directory) / part):
+            yield f"{part}/{source}", f"{part}/{name}", tensor
 
 
 def hf_safetensors(directory: str | os.PathLike) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -106,6 +118,6 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
     if (path / "config.json").exists():
         family, config = read_hf_config(path)
         graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
-        params = map_weights(abstract, hf_safetensors(path), family.name_map(config))
+        params = map_weights(abstract, hf_tensors(path, family), family.name_map(config))
         return merge_weights(graphdef, abstract, nest(params))
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")

@@ -347,6 +347,13 @@ class VilaConfig:
         return cls(text=DecoderConfig(**data["text"]), vision=SiglipVisionConfig(**data["vision"]), **fields)
 
     @classmethod
+    def from_vila_top_config(cls, top: dict[str, Any]) -> VilaConfig:
+        """From a VILA1.5 config.json, which carries its parts' configs (llm_cfg, vision_tower_cfg)."""
+        if not isinstance(top.get("llm_cfg"), dict) or not isinstance(top.get("vision_tower_cfg"), dict):
+            raise ValueError("a VILA1.5 config.json needs the llm_cfg and vision_tower_cfg dicts of its parts")
+        return cls.from_vila_configs(top, top["llm_cfg"], top["vision_tower_cfg"])
+
+    @classmethod
     def from_vila_configs(cls, top: dict[str, Any], llm: dict[str, Any], vision: dict[str, Any]) -> VilaConfig:
         """From a VILA1.5 directory's config.json, llm/config.json and vision_tower/config.json."""
         projector = (top.get("mm_projector_cfg") or {}).get("mm_projector_type", top.get("mm_projector_type"))

@@ -9,12 +9,14 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.config import LlavaOnevisionConfig, Qwen2VLConfig
+from tokcomp_jax.models.config import LlavaOnevisionConfig, Qwen2VLConfig, VilaConfig
 from tokcomp_jax.models.llava_onevision import LlavaOnevision
 from tokcomp_jax.models.loading import NameMap
 from tokcomp_jax.models.params_llava import llava_onevision_name_map
 from tokcomp_jax.models.params_qwen2vl import qwen2vl_name_map
+from tokcomp_jax.models.params_vila import vila_name_map
 from tokcomp_jax.models.qwen2vl import Qwen2VL
+from tokcomp_jax.models.vila import Vila
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,14 @@ class Family:
 
 
 FAMILIES = {
+    "vila": Family(
+        name="vila",
+        hf_model_types=("llava_llama",),
+        config_from_hf=VilaConfig.from_vila_top_config,
+        config_from_dict=VilaConfig.from_dict,
+        model=Vila,
+        name_map=lambda config: vila_name_map(config.text.tie_word_embeddings),
+    ),
     "llava_onevision": Family(
         name="llava_onevision",
         hf_model_types=("llava_onevision",),

@@ -18,6 +18,7 @@ from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models.llava_onevision import prepare_llava_inputs
 from tokcomp_jax.models.qwen2vl import prepare_inputs
+from tokcomp_jax.models.vila import prepare_vila_inputs
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
 from tokcomp_jax.prune.layout import Buckets, check_keep_ratio, token_grids, visual_layout
@@ -104,6 +105,9 @@ def _inputs_and_layout(config, input_ids, attention_mask, batch: dict, buckets: 
     tiled image. Qwen2-VL's layout is checked first, its bucket errors being the clearer ones.
     """
     visual_ids = (config.image_token_id, config.video_token_id)
+    if config.family == "vila":
+        inputs = prepare_vila_inputs(config, input_ids, attention_mask, batch.get("pixel_values"), buckets.tiles)
+        return inputs, visual_layout(input_ids, attention_mask, visual_ids, buckets)
     if config.family == "llava_onevision":
         media = {k: batch.get(k) for k in ("pixel_values", "image_sizes", "pixel_values_videos", "batch_num_images")}
         inputs = prepare_llava_inputs(config, input_ids, attention_mask, **media, tile_bucket=buckets.tiles)
@@ -121,7 +125,12 @@ def _inputs_and_layout(config, input_ids, attention_mask, batch: dict, buckets: 
 
 
 def _token_grids(config, input_ids, batch: dict, counts: np.ndarray, layout: str) -> list[np.ndarray]:
-    """Per sample, the (frames, rows, cols) grids the mapper's convolutions run over."""
+    """Per sample, the (frames, rows, cols) grids the mapper's convolutions run over. VILA1.5: one
+    square grid of folded tokens per image / frame (stored column by column: the transposed grid,
+    with the same neighbourhoods)."""
+    if config.family == "vila":
+        side = int(round(config.tokens_per_image**0.5))
+        return [np.array([[count // config.tokens_per_image, side, side]]) for count in counts]
     if config.family == "llava_onevision":
         if layout != "sequence":
             raise ValueError(
