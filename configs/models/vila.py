@@ -1,0 +1,58 @@
+"""VILA1.5 model presets as ml_collections configs: `--config configs/models/vila.py:3b`.
+
+Variants: 3b (Sheared-LLaMA-2.7B), 8b (Llama-3-8B), both with SigLIP-so400m-384 (27 layers, features
+from the second-to-last) and the mlp_downsample projector; tiny (tests). The LLM and vision values
+are those of Efficient-Large-Model/VILA1.5-3b / Llama-3-VILA1.5-8b as recalled offline: a converted
+checkpoint always takes them from its own config.json, so only the eval_shape sizes depend on them.
+"""
+
+from ml_collections import ConfigDict
+
+from tokcomp_jax.models.config import DecoderConfig, SiglipVisionConfig, VilaConfig
+
+SIGLIP_SO400M_384 = SiglipVisionConfig(num_hidden_layers=27)
+
+
+def vila_3b() -> VilaConfig:
+    return VilaConfig(
+        text=DecoderConfig(
+            vocab_size=32000, hidden_size=2560, intermediate_size=6912, num_hidden_layers=32, num_attention_heads=20,
+            num_key_value_heads=20, rms_norm_eps=1e-5, rope_theta=10_000.0, attention_bias=False,
+        ),
+        vision=SIGLIP_SO400M_384,
+    )  # fmt: skip
+
+
+def vila_8b() -> VilaConfig:
+    return VilaConfig(
+        text=DecoderConfig(
+            vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+            num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0, attention_bias=False,
+        ),
+        vision=SIGLIP_SO400M_384,
+    )  # fmt: skip
+
+
+def tiny() -> VilaConfig:
+    return VilaConfig(
+        text=DecoderConfig(
+            vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10_000.0, attention_bias=False,
+        ),
+        vision=SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=70,
+        ),
+    )  # fmt: skip
+
+
+PRESETS = {"3b": vila_3b, "8b": vila_8b, "tiny": tiny}
+
+
+def get_config(variant: str = "tiny") -> ConfigDict:
+    if variant not in PRESETS:
+        raise ValueError(f"unknown VILA1.5 preset {variant!r}; choose one of {sorted(PRESETS)}")
+    return ConfigDict(PRESETS[variant]().to_dict())
+
+
+def model_config(config: ConfigDict) -> VilaConfig:
+    return VilaConfig.from_dict(config.to_dict())
