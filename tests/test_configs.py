@@ -30,18 +30,26 @@ def test_2b_preset_has_the_published_values():
     assert config.text.tie_word_embeddings and config.text.mrope_section == (16, 24, 24)
 
 
-@pytest.mark.parametrize("variant,parameters", [("0.5b", 0.894e9), ("7b", 8.031e9), ("tiny", None)])
-def test_llava_onevision_presets_build_abstractly_with_the_published_sizes(variant, parameters):
-    """jax.eval_shape over each preset: no weights are allocated; sizes match the released models."""
+@pytest.mark.parametrize(
+    "family,variant,parameters",
+    [("llava_onevision", "0.5b", 0.894e9), ("llava_onevision", "7b", 8.031e9), ("llava_onevision", "tiny", None),
+     ("vila", "3b", 3.133e9), ("vila", "8b", 8.479e9), ("vila", "tiny", None)],
+)  # fmt: skip
+def test_presets_build_abstractly(family, variant, parameters):
+    """jax.eval_shape over each preset of the other two families: no weights are allocated. The
+    LLaVA-OneVision sizes are the released models' (0.89B, 8.03B); VILA1.5's follow from its
+    recalled config values (configs/models/vila.py)."""
+    import importlib
+
     import jax
     from flax import nnx
 
-    from configs.models import llava_onevision
-    from tokcomp_jax.models.llava_onevision import LlavaOnevision
+    from tokcomp_jax.models.families import FAMILIES
 
-    config = llava_onevision.model_config(llava_onevision.get_config(variant))
-    assert config == llava_onevision.PRESETS[variant]()
-    model = nnx.eval_shape(lambda: LlavaOnevision(config, rngs=nnx.Rngs(0)))
+    presets = importlib.import_module(f"configs.models.{family}")
+    config = presets.model_config(presets.get_config(variant))
+    assert config == presets.PRESETS[variant]() and config.family == family
+    model = nnx.eval_shape(lambda: FAMILIES[family].model(config, rngs=nnx.Rngs(0)))
     count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     if parameters is not None:
         assert abs(count - parameters) / parameters < 1e-3
