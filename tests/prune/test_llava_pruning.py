@@ -6,14 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flax import nnx
-from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
-    LlavaOnevisionImageProcessorPil,
-)
 
 from configs.models.llava_onevision import tiny
+from tests.prune.family_batches import llava_batch
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models import llava_layout
 from tokcomp_jax.models.llava_onevision import LlavaOnevision
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
 
@@ -26,24 +23,8 @@ SIZES = [(40, 100), (100, 60)]  # a wide and a tall image, one per row
 def setup():
     config = tiny()
     model = LlavaOnevision(config, rngs=nnx.Rngs(0))
-    processor = LlavaOnevisionImageProcessorPil(
-        size={"height": 56, "width": 56}, image_grid_pinpoints=[list(p) for p in config.image_grid_pinpoints]
-    )
-    rng = np.random.default_rng(0)
-    out = processor([rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in SIZES], return_tensors="np")
-    rows = []
-    for size in SIZES:
-        plan = llava_layout.image_plan(size, config.image_grid_pinpoints, 56, 4, config.max_tiles, tiled=True)
-        rows.append([5, 6] + [config.image_token_id] * len(plan[0]) + [7, 8, 9])
-    length = max(map(len, rows))
-    batch = {
-        "input_ids": np.array([r + [0] * (length - len(r)) for r in rows]),
-        "attention_mask": np.array([[1] * len(r) + [0] * (length - len(r)) for r in rows]),
-        "pixel_values": out["pixel_values"],
-        "image_sizes": out["image_sizes"],
-    }
     mapper = Mapper(MapperConfig(num_heads=4, channels=(8,), family="llava_onevision"), rngs=nnx.Rngs(1))
-    return model, mapper, batch
+    return model, mapper, llava_batch(config, SIZES)
 
 
 def test_newlines_are_never_pruned_and_gather_equals_mask(setup):
