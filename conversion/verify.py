@@ -109,6 +109,18 @@ def max_diffs(model, torch_model, batch: dict[str, np.ndarray]) -> dict[str, flo
     }
 
 
+def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float]:
+    """Max abs differences of a Flax MLLMOutput against PyTorch logits [B, T, V] and first-layer
+    attention [B, N, T, T] over every position (unpadded single-sample batches)."""
+    reference_logits = reference_logits.float().numpy()
+    attention = np.asarray(ours.first_layer_attention, np.float32)
+    return {
+        "logits_max_abs_diff": float(np.abs(np.asarray(ours.logits, np.float32) - reference_logits).max()),
+        "attn1_max_abs_diff": float(np.abs(attention - reference_attention.float().numpy()).max()),
+        "logits_max_abs": float(np.abs(reference_logits).max()),
+    }
+
+
 def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
     """transformers' Qwen2-VL from a local directory, eager attention so attentions come back."""
     from transformers import Qwen2VLForConditionalGeneration

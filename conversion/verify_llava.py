@@ -17,6 +17,7 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
     LlavaOnevisionImageProcessorPil,
 )
 
+from conversion.verify import output_diffs
 from tokcomp_jax.models.llava_onevision import prepare_llava_inputs
 
 
@@ -64,14 +65,7 @@ def llava_max_diffs(model, torch_model, batch: dict) -> dict[str, float]:
     with torch.no_grad():
         out = torch_model(**args, output_attentions=True)
     ours = model(prepare_llava_inputs(model.config, **batch), return_first_layer_attention=True)
-    reference = out.logits.float().numpy()
-    return {
-        "logits_max_abs_diff": float(np.abs(np.asarray(ours.logits, np.float32) - reference).max()),
-        "attn1_max_abs_diff": float(
-            np.abs(np.asarray(ours.first_layer_attention, np.float32) - out.attentions[0].float().numpy()).max()
-        ),
-        "logits_max_abs": float(np.abs(reference).max()),
-    }
+    return output_diffs(ours, out.logits, out.attentions[0])
 
 
 def load_llava_torch(hf_dir: str | os.PathLike, dtype: str = "float32"):

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
+from conversion.verify import output_diffs
 from tokcomp_jax.models.config import VILA_IMAGE_PLACEHOLDER
 from tokcomp_jax.models.vila import expand_image_placeholders, prepare_vila_inputs
 
@@ -125,11 +126,4 @@ def vila_max_diffs(model, reference, batch: dict) -> dict[str, float]:
             inputs_embeds=embeds, attention_mask=torch.from_numpy(batch["attention_mask"]), output_attentions=True
         )
     ours = model(prepare_vila_inputs(model.config, **batch), return_first_layer_attention=True)
-    reference_logits = out.logits.float().numpy()
-    return {
-        "logits_max_abs_diff": float(np.abs(np.asarray(ours.logits, np.float32) - reference_logits).max()),
-        "attn1_max_abs_diff": float(
-            np.abs(np.asarray(ours.first_layer_attention, np.float32) - out.attentions[0].float().numpy()).max()
-        ),
-        "logits_max_abs": float(np.abs(reference_logits).max()),
-    }
+    return output_diffs(ours, out.logits, out.attentions[0])

@@ -6,6 +6,7 @@ tiny (tests: 56-pixel SigLIP tiles, a 2-layer Qwen2).
 
 from ml_collections import ConfigDict
 
+from configs.models import preset_config
 from tokcomp_jax.models.config import DecoderConfig, LlavaOnevisionConfig, SiglipVisionConfig
 
 
@@ -31,9 +32,7 @@ PRESETS = {
 
 
 def get_config(variant: str = "tiny") -> ConfigDict:
-    if variant not in PRESETS:
-        raise ValueError(f"unknown LLaVA-OneVision preset {variant!r}; choose one of {sorted(PRESETS)}")
-    return ConfigDict(PRESETS[variant]().to_dict())
+    return preset_config(PRESETS, variant, "LLaVA-OneVision")
 
 
 def model_config(config: ConfigDict) -> LlavaOnevisionConfig:

@@ -5,15 +5,14 @@ Variants: 2b, 7b (published config.json values of Qwen/Qwen2-VL-*-Instruct) and 
 
 from ml_collections import ConfigDict
 
+from configs.models import preset_config
 from tokcomp_jax.models.config import Qwen2VLConfig
 
 PRESETS = {"2b": Qwen2VLConfig.qwen2_vl_2b, "7b": Qwen2VLConfig.qwen2_vl_7b, "tiny": Qwen2VLConfig.tiny}
 
 
 def get_config(variant: str = "tiny") -> ConfigDict:
-    if variant not in PRESETS:
-        raise ValueError(f"unknown Qwen2-VL preset {variant!r}; choose one of {sorted(PRESETS)}")
-    return ConfigDict(PRESETS[variant]().to_dict())
+    return preset_config(PRESETS, variant, "Qwen2-VL")
 
 
 def model_config(config: ConfigDict) -> Qwen2VLConfig:

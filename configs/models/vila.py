@@ -8,6 +8,7 @@ checkpoint always takes them from its own config.json, so only the eval_shape si
 
 from ml_collections import ConfigDict
 
+from configs.models import preset_config
 from tokcomp_jax.models.config import DecoderConfig, SiglipVisionConfig, VilaConfig
 
 SIGLIP_SO400M_384 = SiglipVisionConfig(num_hidden_layers=27)
@@ -49,9 +50,7 @@ PRESETS = {"3b": vila_3b, "8b": vila_8b, "tiny": tiny}
 
 
 def get_config(variant: str = "tiny") -> ConfigDict:
-    if variant not in PRESETS:
-        raise ValueError(f"unknown VILA1.5 preset {variant!r}; choose one of {sorted(PRESETS)}")
-    return ConfigDict(PRESETS[variant]().to_dict())
+    return preset_config(PRESETS, variant, "VILA1.5")
 
 
 def model_config(config: ConfigDict) -> VilaConfig:
