@@ -56,7 +56,7 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
-    if family.name == "vila" or safetensors_files(src):
+    if family.checkpoint_parts or safetensors_files(src):
         tensors = checkpoint.hf_tensors(src, family)
     else:
         tensors = iter_torch_bin(src)

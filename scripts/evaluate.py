@@ -70,10 +70,10 @@ def run_settings(config, prune: PruneConfig | None) -> RunSettings:
 
 def summarise(name: str, metric: str, runs: dict[str, dict]) -> list[dict]:
     """Table rows of one benchmark: every run's score, retention against the unpruned run, FLOPs."""
+    unpruned = benchmark_score(metric, runs["unpruned"]["records"])["score"]
     rows = []
     for run, result in runs.items():
         score = benchmark_score(metric, result["records"])
-        unpruned = benchmark_score(metric, runs["unpruned"]["records"])["score"]
         rows.append({
             "benchmark": name, "run": run, "metric": metric, "samples": len(result["records"]),
             "score": score["score"], "retention": 100.0 * score["score"] / unpruned if unpruned else float("nan"),

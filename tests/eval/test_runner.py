@@ -3,6 +3,7 @@ batch size, prunes, and scores through the generic jsonl adapter."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,19 +71,15 @@ def test_a_killed_run_resumes_without_redoing_or_losing_samples(tmp_path, sample
 
 def test_replies_do_not_depend_on_batch_size(tmp_path, samples, model):
     codec = MiniatureCodec(model.config)
-    one = evaluate(
-        model, samples, codec, RunSettings(**{**SETTINGS.__dict__, "batch_size": 1}), ResultsFile(tmp_path / "1")
-    )
-    three = evaluate(
-        model, samples, codec, RunSettings(**{**SETTINGS.__dict__, "batch_size": 3}), ResultsFile(tmp_path / "3")
-    )
+    one = evaluate(model, samples, codec, dataclasses.replace(SETTINGS, batch_size=1), ResultsFile(tmp_path / "1"))
+    three = evaluate(model, samples, codec, dataclasses.replace(SETTINGS, batch_size=3), ResultsFile(tmp_path / "3"))
     assert _replies(one) == _replies(three)
 
 
 def test_pruned_run_prefills_fewer_tokens_and_scores_per_category(tmp_path, samples, model):
     config = MapperConfig(num_heads=model.config.text.num_attention_heads, channels=(8,), family="qwen2_vl")
     mapper = Mapper(config, rngs=nnx.Rngs(1))
-    settings = RunSettings(**{**SETTINGS.__dict__, "prune": PruneConfig("mapper", 0.5)})
+    settings = dataclasses.replace(SETTINGS, prune=PruneConfig("mapper", 0.5))
     records = evaluate(
         model, samples, MiniatureCodec(model.config), settings, ResultsFile(tmp_path / "p"), mapper=mapper
     )
@@ -107,7 +104,7 @@ def test_video_benchmark_runs_through_the_chat_codec_pruned_and_not(tmp_path, ti
     codec = ChatCodec(model.config, tokenizer, max_pixels=56 * 56)
     settings = RunSettings(batch_size=2, text_buckets=(64, 128), visual_buckets=(64, 256), max_new_tokens=2)
     unpruned = evaluate(model, samples, codec, settings, ResultsFile(tmp_path / "u.jsonl"))
-    pruned_settings = RunSettings(**{**settings.__dict__, "prune": PruneConfig("attention", 0.5)})
+    pruned_settings = dataclasses.replace(settings, prune=PruneConfig("attention", 0.5))
     pruned = evaluate(model, samples, codec, pruned_settings, ResultsFile(tmp_path / "p.jsonl"))
     for full, cut in zip(unpruned, pruned, strict=True):
         visual = full["visual_tokens"]

@@ -20,7 +20,6 @@ from flax import nnx
 
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.params_vila import PARTS as VILA_PARTS
 from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
 
 MODEL_FILE = "tokcomp_model.json"
@@ -51,12 +50,12 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
 
 
 def hf_tensors(directory: str | os.PathLike, family: Family) -> Iterator[tuple[str, str, np.ndarray]]:
-    """A HF directory's tensors as the family's name map expects them. VILA1.5 keeps its parts in
-    subdirectories (llm/, vision_tower/, mm_projector/): their names get the part as a prefix."""
-    if family.name != "vila":
+    """A HF directory's tensors as the family's name map expects them. A family whose weights are in
+    parts (VILA1.5: llm/, vision_tower/, mm_projector/) gets each part's names prefixed "<part>/"."""
+    if not family.checkpoint_parts:
         yield from hf_safetensors(directory)
         return
-    for part in VILA_PARTS:
+    for part in family.checkpoint_parts:
         for source, name, tensor in hf_safetensors(Path(directory) / part):
             yield f"{part}/{source}", f"{part}/{name}", tensor
 

@@ -9,7 +9,7 @@ checkpoints use as well as the nested `text_config` layout transformers 5 writes
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,8 @@ class DecoderConfig:
                 f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {self.num_key_value_heads}"
             )
+        if self.mrope_section is not None:
+            object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON stores a list
         if self.mrope_section is not None and 2 * sum(self.mrope_section) != self.head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim // 2 = {self.head_dim // 2}")
 
@@ -111,8 +113,24 @@ class SiglipVisionConfig:
         return cls(**{field.name: hf[field.name] for field in dataclasses.fields(cls) if field.name in hf})
 
 
+class MultimodalConfig:
+    """to_dict / from_dict of a family config made of `text` (DecoderConfig), `vision` (the family's
+    VISION config class) and flat fields: the form stored beside converted checkpoints."""
+
+    VISION: ClassVar[type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of `to_dict`."""
+        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
+        return cls(text=DecoderConfig(**data["text"]), vision=cls.VISION(**data["vision"]), **fields)
+
+
 @dataclasses.dataclass(frozen=True)
-class Qwen2VLConfig:
+class Qwen2VLConfig(MultimodalConfig):
     """Qwen2-VL: vision tower + merger + Qwen2 decoder with M-RoPE."""
 
     text: DecoderConfig
@@ -122,6 +140,7 @@ class Qwen2VLConfig:
     vision_start_token_id: int = 151652
     vision_end_token_id: int = 151653
     family: str = "qwen2_vl"
+    VISION: ClassVar[type] = Qwen2VisionConfig
 
     def __post_init__(self):
         if self.vision.out_hidden_size != self.text.hidden_size:
@@ -165,18 +184,6 @@ class Qwen2VLConfig:
             vision=Qwen2VisionConfig(depth=2, embed_dim=32, num_heads=4, out_hidden_size=64),
             image_token_id=310, video_token_id=311, vision_start_token_id=312, vision_end_token_id=313,
         )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Qwen2VLConfig:
-        """Inverse of `to_dict` (the form stored beside converted checkpoints)."""
-        text = dict(data["text"])
-        if text.get("mrope_section") is not None:
-            text["mrope_section"] = tuple(text["mrope_section"])
-        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
-        return cls(text=DecoderConfig(**text), vision=Qwen2VisionConfig(**data["vision"]), **fields)
 
     @classmethod
     def from_hf_config(cls, hf: dict[str, Any]) -> Qwen2VLConfig:
@@ -227,7 +234,7 @@ ANYRES_PINPOINTS = tuple((384 * rows, 384 * cols) for rows in range(1, 7) for co
 
 
 @dataclasses.dataclass(frozen=True)
-class LlavaOnevisionConfig:
+class LlavaOnevisionConfig(MultimodalConfig):
     """LLaVA-OneVision (transformers' `LlavaOnevisionConfig`): SigLIP tiles -> 2-layer MLP -> Qwen2."""
 
     text: DecoderConfig
@@ -240,6 +247,7 @@ class LlavaOnevisionConfig:
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
     family: str = "llava_onevision"
+    VISION: ClassVar[type] = SiglipVisionConfig
 
     def __post_init__(self):
         if self.text.mrope_section is not None:
@@ -273,14 +281,6 @@ class LlavaOnevisionConfig:
             ),
             vision=SiglipVisionConfig(),
         )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LlavaOnevisionConfig:
-        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
-        return cls(text=DecoderConfig(**data["text"]), vision=SiglipVisionConfig(**data["vision"]), **fields)
 
     @classmethod
     def from_hf_config(cls, hf: dict[str, Any]) -> LlavaOnevisionConfig:
@@ -318,7 +318,7 @@ VILA_IMAGE_PLACEHOLDER = -200  # VILA's IMAGE_TOKEN_INDEX: one per image in the 
 
 
 @dataclasses.dataclass(frozen=True)
-class VilaConfig:
+class VilaConfig(MultimodalConfig):
     """VILA1.5 (`llava_llama`): SigLIP -> mlp_downsample projector (2x2 token concat, LayerNorm, Linear,
     GELU, Linear) -> Llama. Each image is one 384-pixel tile; a video is a sequence of frames."""
 
@@ -328,6 +328,7 @@ class VilaConfig:
     video_token_id: int = VILA_IMAGE_PLACEHOLDER  # frames are images to VILA
     vision_feature_layer: int = -2  # mm_vision_select_layer
     family: str = "vila"
+    VISION: ClassVar[type] = SiglipVisionConfig
 
     def __post_init__(self):
         if self.text.mrope_section is not None or self.text.attention_bias:
@@ -337,14 +338,6 @@ class VilaConfig:
     def tokens_per_image(self) -> int:
         """27 x 27 SigLIP features, padded to even sides and folded 2 x 2: 196."""
         return ((self.vision.grid_side + 1) // 2) ** 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VilaConfig:
-        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
-        return cls(text=DecoderConfig(**data["text"]), vision=SiglipVisionConfig(**data["vision"]), **fields)
 
     @classmethod
     def from_vila_top_config(cls, top: dict[str, Any]) -> VilaConfig:

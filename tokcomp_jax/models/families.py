@@ -14,6 +14,7 @@ from tokcomp_jax.models.llava_onevision import LlavaOnevision
 from tokcomp_jax.models.loading import NameMap
 from tokcomp_jax.models.params_llava import llava_onevision_name_map
 from tokcomp_jax.models.params_qwen2vl import qwen2vl_name_map
+from tokcomp_jax.models.params_vila import PARTS as VILA_PARTS
 from tokcomp_jax.models.params_vila import vila_name_map
 from tokcomp_jax.models.qwen2vl import Qwen2VL
 from tokcomp_jax.models.vila import Vila
@@ -27,6 +28,7 @@ class Family:
     config_from_dict: Callable[[dict[str, Any]], Any]
     model: Callable[..., nnx.Module]
     name_map: Callable[[Any], NameMap]
+    checkpoint_parts: tuple[str, ...] = ()  # subdirectories holding the weights, their names prefixed "<part>/"
 
     def builder(self, config: Any, dtype: jnp.dtype) -> Callable[[], nnx.Module]:
         """A zero-argument constructor (for `nnx.eval_shape`)."""
@@ -41,6 +43,7 @@ FAMILIES = {
         config_from_dict=VilaConfig.from_dict,
         model=Vila,
         name_map=lambda config: vila_name_map(config.text.tie_word_embeddings),
+        checkpoint_parts=VILA_PARTS,
     ),
     "llava_onevision": Family(
         name="llava_onevision",

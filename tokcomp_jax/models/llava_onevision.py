@@ -21,7 +21,7 @@ from tokcomp_jax.models.decoder import Decoder, LMHead
 from tokcomp_jax.models.layers import activation, linear
 from tokcomp_jax.models.mllm import DecoderMLLM
 from tokcomp_jax.models.rope import text_rope
-from tokcomp_jax.models.vision_siglip import SiglipVisionTower
+from tokcomp_jax.models.vision_siglip import SiglipVisionTower, pad_tiles
 
 
 @struct.dataclass
@@ -145,11 +145,7 @@ def prepare_llava_inputs(
                 f"the {name}s make {len(plan_sources)} tokens but input_ids holds {where.sum()} {name} tokens"
             )
         sources[where], weights[where], newline[where] = plan_sources, plan_weights, plan_newline
-    tiles = np.stack(tiles)
-    if tile_bucket is not None:
-        if len(tiles) > tile_bucket:
-            raise ValueError(f"{len(tiles)} tiles do not fit tile_bucket {tile_bucket}")
-        tiles = np.pad(tiles, ((0, tile_bucket - len(tiles)), (0, 0), (0, 0), (0, 0)))
+    tiles = pad_tiles(np.stack(tiles), tile_bucket)
     return inputs.replace(
         pixel_values=jnp.asarray(tiles),
         visual_sources=jnp.asarray(sources),

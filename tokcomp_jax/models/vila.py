@@ -20,7 +20,7 @@ from tokcomp_jax.models.decoder import Decoder, LMHead
 from tokcomp_jax.models.layers import LayerNorm, activation, linear
 from tokcomp_jax.models.mllm import DecoderMLLM
 from tokcomp_jax.models.rope import text_rope
-from tokcomp_jax.models.vision_siglip import SiglipVisionTower
+from tokcomp_jax.models.vision_siglip import SiglipVisionTower, pad_tiles
 
 PROJECTOR_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, as VILA builds it
 
@@ -134,8 +134,5 @@ def prepare_vila_inputs(
         )
     index = np.full(input_ids.shape, -1, np.int32)
     index[is_image] = np.arange(expected)
-    if tile_bucket is not None:
-        if len(pixels) > tile_bucket:
-            raise ValueError(f"{len(pixels)} tiles do not fit tile_bucket {tile_bucket}")
-        pixels = np.pad(pixels, ((0, tile_bucket - len(pixels)), (0, 0), (0, 0), (0, 0)))
+    pixels = pad_tiles(pixels, tile_bucket)
     return inputs.replace(pixel_values=jnp.asarray(pixels), visual_token_index=jnp.asarray(index))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from tokcomp_jax.models.attention import dot_product_attention
@@ -26,6 +27,16 @@ def patchify(pixel_values: jax.Array, patch: int) -> jax.Array:
     rows, cols = height // patch, width // patch
     x = pixel_values[:, :, : rows * patch, : cols * patch].reshape(batch, channels, rows, patch, cols, patch)
     return x.transpose(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, -1)
+
+
+def pad_tiles(tiles: np.ndarray, bucket: int | None) -> np.ndarray:
+    """Host side: tiles [P, C, S, S] zero-padded to `bucket` tiles (None: as they are), so batches of
+    different tile counts share one compiled graph."""
+    if bucket is None:
+        return tiles
+    if len(tiles) > bucket:
+        raise ValueError(f"{len(tiles)} tiles do not fit tile_bucket {bucket}")
+    return np.pad(tiles, ((0, bucket - len(tiles)), (0, 0), (0, 0), (0, 0)))
 
 
 class SiglipEmbeddings(nnx.Module):
