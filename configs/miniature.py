@@ -19,9 +19,12 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     # Datasets (tokcomp_jax.data.vqa.GridConfig names): both builders, train/validation/test/test_2x.
     config.data = ml_collections.ConfigDict()
     config.data.config = {"demo": "demo", "full": "full", "test": "tiny"}[variant]
-    config.data.builders = ("synthetic_scenes_vqa", "digits_grid_vqa")
+    config.data.builders = ("cluttered_digits_vqa",)
 
     config.mllm = ml_collections.ConfigDict()
+    # A trained miniature to start from instead of training one (its manifest.json says how it was
+    # made); "" trains from scratch, as the full run does.
+    config.mllm.pretrained = ""
     config.mllm.seed = 0
     config.mllm.model = ml_collections.ConfigDict(
         {
@@ -49,9 +52,15 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.labels.batch_size = 16
     config.labels.shard_size = 256
 
-    # Overrides of configs/mapper/paper.py (the paper mapper) for this run.
+    # Overrides of configs/mapper/paper.py for this run, then one mapper per variant, all on the same labels.
     config.mapper = ml_collections.ConfigDict({"num_steps": 3000, "batch_size": 64, "checkpoint_every": 1000})
-    config.mapper.model = ml_collections.ConfigDict({"layout": "sequence", "input_channels": "mean"})  # the paper
+    config.mapper.model = ml_collections.ConfigDict()
+    config.mapper_variants = ml_collections.ConfigDict(
+        {
+            "mapper": {"model": {"layout": "sequence", "input_channels": "mean"}},  # the paper
+            "mapper_grid": {"model": {"layout": "grid", "input_channels": "heads"}},
+        }
+    )
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 16

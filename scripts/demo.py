@@ -37,10 +37,9 @@ from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.mapper.train import train as train_mapper
 from tokcomp_jax.miniature import report
 from tokcomp_jax.miniature.datasets import load_splits
-from tokcomp_jax.miniature.evaluate import METHODS, EvalSettings, evaluate_split, summarise
-from tokcomp_jax.miniature.samples import Samples, token_grid
-from tokcomp_jax.miniature.train import bucket_indices, train_mllm
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_of, summarise
+from tokcomp_jax.miniature.samples import Group, Samples, group_indices, token_grid
+from tokcomp_jax.miniature.train import load_pretrained, train_mllm
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parents[1] / "configs" / "miniature.py"), "miniature config (variant after ':')"
@@ -48,26 +47,26 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUT = flags.DEFINE_string("out", "outputs/miniature-demo", "run directory")
 _RESUME = flags.DEFINE_bool("resume", False, "continue the run in --out instead of starting afresh")
 
-EVAL_SPLITS = ("test", "test_2x")
+EVAL_SPLITS = ("test", "test_2x", "test_clips")
+HELD_OUT_SPLITS = ("validation", "validation_2x", "validation_clips")  # the learning curve's
+log = logging.getLogger(__name__)
 
 
-def label_settings(config, bucket: int, split: str) -> LabelSettings:
-    buckets = Buckets(
-        text=config.mllm.text_bucket, visual=bucket, queries=config.mllm.text_bucket, frame_patches=4 * bucket
-    )
+def label_settings(config, group: Group, split: str) -> LabelSettings:
     return LabelSettings(
-        buckets=buckets, batch_size=config.labels.batch_size, shard_size=config.labels.shard_size,
+        buckets=group.buckets(config.mllm.text_bucket), batch_size=config.labels.batch_size, shard_size=config.labels.shard_size,
         method=config.labels.method, max_new_tokens=2, eos_token_id=vqa.EOS_ID, split=split,
     )  # fmt: skip
 
 
 def write_split_labels(model, config, examples: list[dict], out: Path, split: str) -> list[Path]:
-    """Relevance labels for examples, one label dataset per visual bucket (labels are bucket-padded)."""
+    """Relevance labels for examples, one label dataset per group (labels are bucket-padded)."""
     directories = []
-    for bucket, indices in bucket_indices(examples, config.mllm.visual_buckets).items():
+    for group, indices in group_indices(examples, config.mllm.visual_buckets).items():
         chosen = [examples[i] for i in indices]
-        settings = label_settings(config, bucket, split)
-        directories.append(write_labels(model, Samples(model.config, chosen), out / f"{split}-{bucket}", settings))
+        settings = label_settings(config, group, split)
+        name = f"{split}-{group.visual}" + (f"x{group.frames}f" if group.frames > 1 else "")
+        directories.append(write_labels(model, Samples(model.config, chosen), out / name, settings))
     return directories
 
 
@@ -76,13 +75,38 @@ def _jsonable(record: dict) -> dict:
     return {**record, "evidence": np.flatnonzero(record["evidence"]).tolist(), "kept": kept}
 
 
-def _picture_records(records: list[dict], count: int) -> list[dict]:
-    """About `count` records, the first ones of each dataset in turn."""
-    by_dataset: dict[str, list[dict]] = {}
+def _picture_pairs(records: list[dict], count: int) -> list[list[dict]]:
+    """About `count` groups of records, each the questions asked of one image, dataset by dataset."""
+    by_image: dict[str, list[dict]] = {}
     for record in records:
-        by_dataset.setdefault(record["kind"].split("/")[0], []).append(record)
+        by_image.setdefault(image_of(record["sample_id"]), []).append(record)
+    by_dataset: dict[str, list[list[dict]]] = {}
+    for group in by_image.values():
+        by_dataset.setdefault(group[0]["kind"].split("/")[0], []).append(group)
     per_dataset = -(-count // len(by_dataset))
-    return [record for chosen in by_dataset.values() for record in chosen[:per_dataset]]
+    return [group for chosen in by_dataset.values() for group in chosen[:per_dataset]]
+
+
+def mapper_variant(config, name: str, overrides, labels: Path, family: str, workdir: Path):
+    """Train one mapper variant on the training labels (configs/mapper/paper.py + overrides); load it."""
+    settings = mapper_config("")
+    settings.data.dir = str(labels)
+    settings.data.family = family
+    settings.data.eval_splits = ()
+    settings.update(config.mapper)
+    settings.update(overrides)
+    log.info("mapper %s: layout %s, input channels %s", name, settings.model.layout, settings.model.input_channels)
+    train_mapper(settings, workdir / name)
+    return load_mapper(workdir / name / "mapper")
+
+
+def renamed(records: list[dict], old: str, new: str) -> list[dict]:
+    """Records with method `old`'s answers and kept tokens filed under `new`."""
+    rename = lambda key: new + key[len(old) :] if key.startswith(f"{old}@") else key  # noqa: E731
+    return [
+        {**r, "correct": {rename(k): v for k, v in r["correct"].items()}, "kept": {rename(k): v for k, v in r["kept"].items()}}
+        for r in records
+    ]
 
 
 def main(argv) -> None:
@@ -97,32 +121,35 @@ def main(argv) -> None:
 
     start = time.perf_counter()
     splits = load_splits(config.data.builders, config.data.config, out / "data")
+    eval_splits = [split for split in EVAL_SPLITS if split in splits]
     seconds["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    held_out = {split: splits[split] for split in ("validation", "validation_2x")}
-    model = train_mllm(config.mllm, splits["train"], held_out, out / "mllm")
+    if config.mllm.pretrained:
+        model = load_pretrained(config.mllm.pretrained, config.mllm.model)
+    else:
+        held_out = {split: splits[split] for split in HELD_OUT_SPLITS if split in splits}
+        model = train_mllm(config.mllm, splits["train"], held_out, out / "mllm")
     seconds["mllm"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    small = [e for e in splits["train"] if np.prod(token_grid(e)) <= config.mllm.visual_buckets[0]]
-    order = np.random.default_rng(config.seed).permutation(len(small))  # both datasets, every question kind
+    small = [
+        e for e in splits["train"] if token_grid(e)[0] == 1 and np.prod(token_grid(e)) <= config.mllm.visual_buckets[0]
+    ]
+    order = np.random.default_rng(config.seed).permutation(len(small))  # every dataset and question kind
     small = [small[i] for i in np.sort(order[: config.labels.train_count])]
     (train_labels,) = write_split_labels(model, config, small, out / "labels", "train")
     oracle = {}
-    for split in EVAL_SPLITS:
+    for split in eval_splits:
         for directory in write_split_labels(model, config, splits[split], out / "labels", split):
             oracle.update({e["sample_id"]: e["relevance"] for e in read_split(directory, split)})
     seconds["labels"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mapper_settings = mapper_config("")
-    mapper_settings.data.dir = str(train_labels)
-    mapper_settings.data.family = model.config.family
-    mapper_settings.data.eval_splits = ()
-    mapper_settings.update(config.mapper)
-    train_mapper(mapper_settings, out / "mapper")
-    mapper = load_mapper(out / "mapper" / "mapper")
+    mappers = {
+        name: mapper_variant(config, name, overrides, train_labels, model.config.family, out / "mappers")
+        for name, overrides in config.mapper_variants.items()
+    }
     seconds["mapper"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -131,22 +158,30 @@ def main(argv) -> None:
         batch_size=config.eval.batch_size, fastv_layer=config.eval.fastv_layer, seed=config.seed,
     )  # fmt: skip
     results, records = {}, {}
-    for split in EVAL_SPLITS:
-        records[split] = evaluate_split(model, mapper, splits[split], oracle, settings, desc=split)
+    (first, mapper), *others = mappers.items()
+    for split in eval_splits:
+        records[split] = renamed(evaluate_split(model, mapper, splits[split], oracle, settings, desc=split), "mapper", first)
+        for name, variant in others:  # the other variants: their own row only
+            variant_settings = dataclasses.replace(settings, methods=("mapper",))
+            extra = evaluate_split(model, variant, splits[split], oracle, variant_settings, desc=f"{split} {name}")
+            for record, more in zip(records[split], renamed(extra, "mapper", name), strict=True):
+                record["correct"].update({k: v for k, v in more["correct"].items() if k != "unpruned"})
+                record["kept"].update(more["kept"])
         results[split] = summarise(records[split], model.config, settings)
     seconds["evaluation"] = time.perf_counter() - start
 
-    for split in EVAL_SPLITS:  # every sample's answers and kept tokens, for later analysis
+    for split in eval_splits:  # every sample's answers and kept tokens, for later analysis
         lines = [json.dumps(_jsonable(record)) for record in records[split]]
         (out / f"records-{split}.jsonl").write_text("\n".join(lines) + "\n")
         export_jsonl(splits[split], out / "jsonl", split)  # for scripts/evaluate.py (configs/eval/miniature.py)
     pictures = out / "pictures"
     pictures.mkdir(exist_ok=True)
-    for split in EVAL_SPLITS:
+    methods = list(results[eval_splits[0]]["methods"])
+    for split in eval_splits:
         examples = {e["sample_id"]: e for e in splits[split]}
-        for record in _picture_records(records[split], config.eval.pictures):
-            path = pictures / f"{record['sample_id']}.png"
-            report.kept_pictures(record, examples[record["sample_id"]], 0.25, METHODS, path)
+        for group in _picture_pairs(records[split], config.eval.pictures):
+            path = pictures / f"{image_of(group[0]['sample_id'])}.png"
+            report.kept_pictures(group, [examples[r["sample_id"]] for r in group], 0.25, methods, path)
 
     summary = {
         "config": config.to_dict(),

@@ -125,3 +125,12 @@ def end_of_turn_id(tokenizer) -> int:
     """The token a chat model ends its reply with: `<|im_end|>` where the vocabulary has it, else EOS."""
     token = tokenizer.convert_tokens_to_ids("<|im_end|>")
     return token if isinstance(token, int) and token != tokenizer.unk_token_id else tokenizer.eos_token_id
+
+
+MEDIA_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
+
+
+def batch_media(samples: Sequence[dict]) -> dict[str, np.ndarray]:
+    """The images' and videos' pixels and grids of samples, concatenated in sample order (transformers' layout)."""
+    return {key: np.concatenate(values) for key in MEDIA_KEYS if (values := [s[key] for s in samples if key in s])}
+

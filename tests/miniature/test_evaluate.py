@@ -11,6 +11,7 @@ from tokcomp_jax.miniature.evaluate import (
     answers_after_selection,
     evaluate_split,
     last_token_answers,
+    retention_error,
     score_all,
     summarise,
 )
@@ -62,20 +63,39 @@ def test_missing_oracle_labels_are_named(mini_model, mini_mapper, mini_splits):
         evaluate_split(mini_model, mini_mapper, mini_splits["test"], {}, SETTINGS)
 
 
-def test_summary_retention_recall_and_flops(mini_model):
-    def record(correct_unpruned, correct_pruned, kept):
+def test_summary_retention_recall_coverage_and_flops(mini_model):
+    def record(sample_id, correct_unpruned, correct_pruned, evidence, kept):
         keys = [f"{m}@{k}" for m in METHODS for k in SETTINGS.keep_ratios]
         return {
-            "kind": "colour", "visual_tokens": 4, "text_tokens": 6, "evidence": np.array([1, 1, 0, 0], bool),
+            "sample_id": sample_id, "kind": "colour", "visual_tokens": 4, "text_tokens": 6,
+            "evidence": np.array(evidence, bool),
             "correct": {"unpruned": correct_unpruned, **dict.fromkeys(keys, correct_pruned)},
             "kept": dict.fromkeys(keys, np.array(kept, bool)),
         }  # fmt: skip
 
-    records = [record(True, True, [1, 0, 1, 0]), record(True, False, [0, 0, 1, 1]), record(False, False, [1, 1, 0, 0])]
+    records = [  # image 0: both questions' evidence kept; image 1: only its first question's
+        record("d-test-000000-a", True, True, [1, 0, 0, 0], [1, 0, 1, 0]),
+        record("d-test-000000-b", True, False, [0, 0, 1, 0], [1, 0, 1, 0]),
+        record("d-test-000001-a", False, False, [1, 1, 0, 0], [1, 1, 0, 0]),
+        record("d-test-000001-b", True, True, [0, 0, 1, 1], [1, 1, 0, 0]),
+    ]
     summary = summarise(records, mini_model.config, SETTINGS)
     row = summary["methods"]["mapper"]["0.5"]
-    assert summary["unpruned_accuracy"] == pytest.approx(2 / 3)
-    assert row["accuracy"] == pytest.approx(1 / 3) and row["retention"] == pytest.approx(50.0)
-    assert row["ground_truth_recall"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert summary["unpruned_accuracy"] == pytest.approx(3 / 4)
+    assert row["accuracy"] == pytest.approx(2 / 4) and row["retention"] == pytest.approx(100 * 2 / 3)
+    assert row["ground_truth_recall"] == pytest.approx((1 + 1 + 1 + 0) / 4)
+    assert row["paired_coverage"] == pytest.approx(1 / 2)
     assert 50.0 < row["flops"] < 100.0  # 8 of 10 tokens: linear terms at 80%, attention at 64%
     assert summary["methods"]["fastv"]["0.5"]["flops"] > row["flops"]  # FastV runs its first layer in full
+
+
+def test_retention_error_is_the_spread_of_retention_over_resampled_questions():
+    rng = np.random.default_rng(0)
+    unpruned = (rng.random(400) < 0.9).astype(float)
+    pruned = unpruned * (rng.random(400) < 0.9)  # pruning loses about a tenth of the right answers
+    resampled = []
+    for _ in range(2000):
+        pick = rng.integers(400, size=400)
+        resampled.append(100 * pruned[pick].mean() / unpruned[pick].mean())
+    assert retention_error(pruned, unpruned) == pytest.approx(np.std(resampled), rel=0.1)
+    assert np.isnan(retention_error(pruned[:1], unpruned[:1]))

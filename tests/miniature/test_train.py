@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 import tokcomp_jax
-from tokcomp_jax.miniature.samples import Samples
+from tokcomp_jax.miniature.samples import Group, Samples
 from tokcomp_jax.miniature.train import StepBatches, train_mllm
 
 
@@ -34,11 +34,14 @@ def test_resumed_training_equals_uninterrupted(mini_config, mini_splits, tmp_pat
         np.testing.assert_array_equal(a, b)
 
 
-def test_larger_buckets_get_fewer_rows(mini_config, mini_model, mini_splits):
+def test_larger_buckets_get_fewer_rows_and_clips_their_own_group(mini_config, mini_model, mini_splits):
     config = mini_config.mllm.copy_and_resolve_references()
     config.batch_size, config.min_batch_size, config.visual_buckets = 16, 2, (9, 36)
-    batches = StepBatches(Samples(mini_model.config, mini_splits["train"]), config)
-    assert batches.buckets == [9, 36]
-    assert [batches.batch_size(bucket) for bucket in batches.buckets] == [16, 4]
-    inputs, targets = batches(0)
-    assert inputs.input_ids.shape[0] in (16, 4) and targets.shape == inputs.input_ids.shape
+    examples = mini_splits["train"] + mini_splits["test_clips"]
+    batches = StepBatches(Samples(mini_model.config, examples), config)
+    assert batches.groups == [Group(9), Group(36), Group(36, frames=4)]
+    assert [batches.batch_size(group) for group in batches.groups] == [16, 4, 4]
+    assert batches.groups[2].buckets(20).frame_patches == 9 * 4  # one vision block per clip frame
+    for step in range(6):
+        inputs, targets = batches(step)
+        assert inputs.input_ids.shape[0] in (16, 4) and targets.shape == inputs.input_ids.shape

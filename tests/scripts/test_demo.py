@@ -12,20 +12,22 @@ from tokcomp_jax.miniature.evaluate import METHODS
 def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl_script, capsys):
     run_absl_script("demo.py", "--config", "configs/miniature.py:test", "--out", str(tmp_path))
     summary = json.loads((tmp_path / "retention.json").read_text())
-    assert set(summary["results"]) == {"test", "test_2x"}
+    assert set(summary["results"]) == {"test", "test_2x", "test_clips"}
     for split in summary["results"].values():
-        assert set(split["methods"]) == set(METHODS)
+        assert set(split["methods"]) == {*METHODS, "mapper_grid"}  # both mapper variants, on the same labels
         for rows in split["methods"].values():
             assert set(rows) == {"0.5", "0.25", "0.111"}
             assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
+            assert all(0.0 <= row["paired_coverage"] <= 1.0 for row in rows.values())
     assert set(summary["seconds"]) == {"data", "mllm", "labels", "mapper", "evaluation"}
     records = [json.loads(line) for line in (tmp_path / "records-test_2x.jsonl").read_text().splitlines()]
-    assert len(records) == summary["results"]["test_2x"]["samples"] == 8
+    assert len(records) == summary["results"]["test_2x"]["samples"] == 4  # 2 images, 2 questions each
     assert all(len(r["kept"]["mapper@0.5"]) == -(-r["visual_tokens"] // 2) for r in records)
     table = (tmp_path / "retention.md").read_text()
-    assert table.count("| mapper (paper) |") == 2 and "keep 0.111" in table
+    assert table.count("| mapper (paper) |") == table.count("| mapper (heads + grid) |") == 3 and "keep 0.111" in table
     assert "| mapper (paper) |" in capsys.readouterr().out
     pictures = sorted((tmp_path / "pictures").glob("*.png"))
-    assert len(pictures) == 4 and Image.open(pictures[0]).size[0] > 10 * 56
+    assert len(pictures) == 3  # one paired image (both questions) per split
+    assert Image.open(pictures[0]).size[0] > 11 * 96
     assert Image.open(tmp_path / "mllm" / "learning_curve.png").size[0] > 0
     assert (tmp_path / "mllm" / "model" / "tokcomp_model.json").exists()

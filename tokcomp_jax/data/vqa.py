@@ -37,7 +37,7 @@ SHAPES = ("square", "circle", "triangle", "cross")
 NUMBERS = tuple(str(n) for n in range(19))
 QUESTION_WORDS = (
     "what colour is the shape object how many objects are there a left of above which digit in box sum boxed "
-    "digits of ?"
+    "digits of ? and boxes orange cyan white"
 ).split()
 ANSWER_WORDS = ("yes", "no", *COLOURS, *SHAPES, *NUMBERS)
 PAD, EOS = "<pad>", "<eos>"
@@ -190,6 +190,7 @@ def _grounded_example(raw) -> dict:
         "kind": text(raw["kind"]),
         "evidence": np.asarray(raw["evidence"], np.int32).reshape(-1, 4),
         "sample_id": text(raw["sample_id"]),
+        "frames": int(raw.get("frames", 1)),
     }
 
 

@@ -26,6 +26,7 @@ from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import greedy_decode
 from tokcomp_jax.prune.features import first_layer_features
 from tokcomp_jax.prune.layout import Buckets, token_grids
+from tokcomp_jax.preprocess import batch_media
 from tokcomp_jax.prune.pruner import prepare_pruning
 
 SHARDS_DIR = "shards"
@@ -44,13 +45,12 @@ class LabelSettings:
 
 
 def collate(samples: Sequence[dict]) -> dict:
-    """Single-image samples -> a right-padded transformers-style batch."""
+    """Samples (an image or a video each) -> a right-padded transformers-style batch."""
     length = max(len(sample["input_ids"]) for sample in samples)
     return {
         "input_ids": np.stack([np.pad(s["input_ids"], (0, length - len(s["input_ids"]))) for s in samples]),
         "attention_mask": np.stack([np.arange(length) < len(s["input_ids"]) for s in samples]).astype(np.int64),
-        "pixel_values": np.concatenate([s["pixel_values"] for s in samples]),
-        "image_grid_thw": np.concatenate([s["image_grid_thw"] for s in samples]),
+        **batch_media(samples),
     }
 
 
@@ -101,8 +101,8 @@ def label_batch(model, samples: Sequence[dict], settings: LabelSettings) -> list
         batch["input_ids"],
         config.image_token_id,
         config.video_token_id,
-        batch["image_grid_thw"],
-        None,
+        batch.get("image_grid_thw"),
+        batch.get("video_grid_thw"),
         config.vision.spatial_merge_size,
     )
     counts = np.asarray(scoring.layout.visual_count)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokcomp_jax.data import vqa
+from tokcomp_jax.data.cluttered import ClutteredDigitsVqa
 from tokcomp_jax.data.digits_grid import DigitsGridVqa
 from tokcomp_jax.data.scenes_vqa import SyntheticScenesVqa
 
-BUILDERS = {builder.name: builder for builder in (SyntheticScenesVqa, DigitsGridVqa)}
+BUILDERS = {builder.name: builder for builder in (ClutteredDigitsVqa, SyntheticScenesVqa, DigitsGridVqa)}
 
 
 def load_splits(builder_names, config_name: str, data_dir: str | Path) -> dict[str, list[dict]]:

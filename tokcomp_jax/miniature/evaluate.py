@@ -19,8 +19,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from tokcomp_jax.flops import prefill_flops
-from tokcomp_jax.miniature.samples import Samples, collate
-from tokcomp_jax.miniature.train import bucket_indices
+from tokcomp_jax.miniature.samples import Samples, collate, group_indices
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
 from tokcomp_jax.prune.layout import Buckets, keep_count
@@ -42,6 +41,7 @@ class EvalSettings:
     keep_ratios: tuple[float, ...] = KEEP_RATIOS
     fastv_layer: int = 2
     seed: int = 0
+    methods: tuple[str, ...] = METHODS
 
 
 def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -105,10 +105,8 @@ def evaluate_split(
     samples = Samples(model.config, examples)
     records = []
     with tqdm(total=len(samples), desc=desc, unit="sample") as progress:
-        for bucket, indices in bucket_indices(samples.examples, settings.visual_buckets).items():
-            buckets = Buckets(
-                text=settings.text_bucket, visual=bucket, queries=settings.text_bucket, frame_patches=bucket * 4
-            )
+        for group, indices in group_indices(samples.examples, settings.visual_buckets).items():
+            buckets = group.buckets(settings.text_bucket)
             for start in range(0, len(indices), settings.batch_size):
                 chunk = samples.process([samples.examples[i] for i in indices[start : start + settings.batch_size]])
                 records += _evaluate_batch(model, mapper, chunk, oracle, buckets, settings)
@@ -128,13 +126,14 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
     evidence = np.zeros((len(padded), buckets.visual), np.float32)
     for row, sample in enumerate(padded):
         evidence[row, : sample["evidence"].size] = sample["evidence"]
+    input_methods = tuple(m for m in settings.methods if m in INPUT_METHODS)
     embeds, unpruned, scores = score_all(
-        model, mapper, inputs, scoring, jnp.asarray(evidence), INPUT_METHODS, settings.keep_ratios
+        model, mapper, inputs, scoring, jnp.asarray(evidence), input_methods, settings.keep_ratios
     )
     counts = np.asarray(scoring.layout.visual_count)
     results: dict[tuple[str, float], tuple[np.ndarray, list[np.ndarray]]] = {}
     for keep in settings.keep_ratios:
-        for method in METHODS:
+        for method in settings.methods:
             if method == "fastv":
                 out = fastv_answers(model, embeds, inputs, scoring.layout, keep, settings.fastv_layer)
             else:
@@ -163,22 +162,59 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
     return records
 
 
+def retention_error(pruned: np.ndarray, unpruned: np.ndarray) -> float:
+    """Standard error (points) of retention = 100 mean(pruned) / mean(unpruned) over paired 0/1
+    outcomes of the same samples, by the delta method."""
+    n, mean_pruned, mean_unpruned = len(pruned), pruned.mean(), unpruned.mean()
+    if n < 2 or mean_unpruned == 0:
+        return float("nan")
+    ratio = mean_pruned / mean_unpruned
+    covariance = np.cov(pruned, unpruned)
+    variance = covariance[0, 0] - 2 * ratio * covariance[0, 1] + ratio**2 * covariance[1, 1]
+    return float(100.0 * np.sqrt(max(variance, 0.0) / n) / mean_unpruned)
+
+
+def image_of(sample_id: str) -> str:
+    """The image (or clip) a question is about: paired datasets suffix its sample id with -a / -b."""
+    head, _, suffix = sample_id.rpartition("-")
+    return head if len(suffix) == 1 else sample_id
+
+
+def paired_coverage(records: list[dict], key: str) -> float:
+    """Share of images asked two questions whose kept tokens (under `key`) hold all of each question's
+    evidence; nan without paired questions. An instruction-agnostic method keeps the same tokens for
+    both, so it must keep both evidence sets at once."""
+    by_image: dict[str, list[dict]] = {}
+    for record in records:
+        by_image.setdefault(image_of(record["sample_id"]), []).append(record)
+    pairs = [pair for pair in by_image.values() if len(pair) == 2]
+    if not pairs:
+        return float("nan")
+    covered = [all(r["kept"][key][r["evidence"]].all() for r in pair) for pair in pairs]
+    return float(np.mean(covered))
+
+
 def summarise(records: list[dict], config, settings: EvalSettings) -> dict:
-    """Accuracy, retention (% of unpruned accuracy), ground-truth recall and LLM prefill FLOPs (% of
-    unpruned) per method and keep ratio, plus accuracy per question kind."""
-    unpruned = float(np.mean([r["correct"]["unpruned"] for r in records]))
+    """Accuracy, retention (% of unpruned accuracy) with its standard error, ground-truth recall,
+    paired-evidence coverage and LLM prefill FLOPs (% of unpruned) per method and keep ratio, plus
+    accuracy per question kind."""
+    outcomes = np.array([r["correct"]["unpruned"] for r in records], float)
+    unpruned = float(outcomes.mean())
     summary = {"samples": len(records), "unpruned_accuracy": unpruned, "methods": {}, "kinds": {}}
-    for method in METHODS:
+    methods = sorted({key.split("@")[0] for key in records[0]["correct"] if "@" in key}, key=_method_order)
+    for method in methods:
         rows = {}
         for keep in settings.keep_ratios:
             key = f"{method}@{keep}"
-            accuracy = float(np.mean([r["correct"][key] for r in records]))
+            pruned = np.array([r["correct"][key] for r in records], float)
             with_evidence = [r for r in records if r["evidence"].any()]
             recall = [r["kept"][key][r["evidence"]].mean() for r in with_evidence]
             rows[str(keep)] = {
-                "accuracy": accuracy,
-                "retention": 100.0 * accuracy / max(unpruned, 1e-9),
+                "accuracy": float(pruned.mean()),
+                "retention": 100.0 * float(pruned.mean()) / max(unpruned, 1e-9),
+                "retention_error": retention_error(pruned, outcomes),
                 "ground_truth_recall": float(np.mean(recall)) if recall else float("nan"),
+                "paired_coverage": paired_coverage(records, key),
                 "flops": float(np.mean([_relative_flops(r, key, method, config, settings) for r in records])),
             }
         summary["methods"][method] = rows
@@ -189,6 +225,10 @@ def summarise(records: list[dict], config, settings: EvalSettings) -> dict:
             "unpruned_accuracy": float(np.mean([r["correct"]["unpruned"] for r in chosen])),
         }
     return summary
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
 
 
 def _relative_flops(record: dict, key: str, method: str, config, settings: EvalSettings) -> float:

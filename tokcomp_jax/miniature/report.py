@@ -8,11 +8,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tokcomp_jax.data import vqa
-from tokcomp_jax.miniature.evaluate import METHODS
 from tokcomp_jax.visualize import kept_overlay
 
 LABELS = {
     "mapper": "mapper (paper)",
+    "mapper_grid": "mapper (heads + grid)",
     "attention": "layer-1 attention",
     "vision_attention": "vision-encoder attention (VisionZip-style)",
     "dart": "DART-style duplication",
@@ -24,19 +24,25 @@ LABELS = {
 }
 
 
+def _cell(row: dict) -> str:
+    paired = "–" if np.isnan(row["paired_coverage"]) else f"{row['paired_coverage']:.2f}"
+    return (
+        f"**{row['retention']:.1f}** ±{row['retention_error']:.1f} "
+        f"({100 * row['accuracy']:.1f} / {100 * row['ground_truth_recall']:.0f} / {paired} / {row['flops']:.0f})"
+    )
+
+
 def retention_table(summary: dict, keep_ratios) -> str:
-    """One split: rows = methods; per keep ratio, retention % (ground-truth recall %, LLM FLOPs %)."""
+    """One split: rows = methods; per keep ratio, retention % ± its standard error (accuracy % /
+    ground-truth recall % / paired coverage / LLM FLOPs %)."""
     header = "| method | " + " | ".join(f"keep {keep}" for keep in keep_ratios) + " |"
     lines = [header, "|---" * (len(keep_ratios) + 1) + "|"]
     lines.append(
         "| unpruned | " + " | ".join(f"100 (acc {100 * summary['unpruned_accuracy']:.1f})" for _ in keep_ratios) + " |"
     )
-    for method in METHODS:
-        cells = []
-        for keep in keep_ratios:
-            row = summary["methods"][method][str(keep)]
-            cells.append(f"**{row['retention']:.1f}** ({100 * row['ground_truth_recall']:.0f}, {row['flops']:.0f})")
-        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    for method, rows in summary["methods"].items():
+        cells = [_cell(rows[str(keep)]) for keep in keep_ratios]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -44,8 +50,10 @@ def retention_markdown(results: dict, keep_ratios, title: str) -> str:
     parts = [
         f"# {title}",
         "",
-        "Retention = pruned accuracy / unpruned accuracy, in %; in brackets the recall of the "
-        "ground-truth evidence cells among the kept tokens (%) and the LLM prefill FLOPs (% of unpruned).",
+        "Retention = pruned accuracy / unpruned accuracy, in %, ± its standard error (delta method over "
+        "the paired per-question outcomes); in brackets: pruned accuracy (%) / recall of the ground-truth "
+        "evidence cells among the kept tokens (%) / paired coverage (share of images whose kept tokens hold "
+        "the evidence of both of its questions) / LLM prefill FLOPs (% of unpruned).",
     ]
     for split, summary in results.items():
         parts += [
@@ -66,23 +74,26 @@ def _titled(panel: np.ndarray, title: str, height: int = 14) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def kept_pictures(record: dict, example: dict, keep: float, methods, path: Path) -> Path:
-    """The image, then one panel per method with its pruned tokens greyed out; evidence cells framed red."""
+def _kept_strip(record: dict, example: dict, keep: float, methods) -> np.ndarray:
+    """The image, the evidence cells alone, then one panel per method with its pruned tokens greyed out."""
     image = example["image"]
     grid = (image.shape[0] // vqa.CELL, image.shape[1] // vqa.CELL)
-    framed = image.copy()
-    for index in np.flatnonzero(record["evidence"]):
-        top, left = (index // grid[1]) * vqa.CELL, (index % grid[1]) * vqa.CELL
-        framed[top : top + vqa.CELL, [left, left + vqa.CELL - 1]] = (255, 0, 0)
-        framed[[top, top + vqa.CELL - 1], left : left + vqa.CELL] = (255, 0, 0)
     width = max(image.shape[1], 96)
     pad = lambda panel: np.pad(panel, ((0, 0), (0, width - panel.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
-    panels = [_titled(pad(framed), "evidence")]
+    panels = [_titled(pad(image), "image"), _titled(pad(kept_overlay(image, record["evidence"], grid)), "evidence")]
     for method in methods:
         key = f"{method}@{keep}"
         mark = "ok" if record["correct"][key] else "wrong"
         panels.append(_titled(pad(kept_overlay(image, record["kept"][key], grid)), f"{method} {mark}"))
     strip = np.concatenate([np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=255) for p in panels], axis=1)
-    caption = f"{example['question']}  answer: {example['answer']}  keep {keep}"
-    Image.fromarray(_titled(strip, caption)).save(path)
+    return _titled(strip, f"{example['question']}  answer: {example['answer']}  keep {keep}")
+
+
+def kept_pictures(records: list[dict], examples: list[dict], keep: float, methods, path: Path) -> Path:
+    """One row per question (e.g. both questions of a paired image): the evidence, then what each
+    method keeps and whether the answer survived. Clips show their frames stacked vertically."""
+    rows = [_kept_strip(record, example, keep, methods) for record, example in zip(records, examples, strict=True)]
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 6), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
+    Image.fromarray(np.concatenate(rows)).save(path)
     return path

@@ -6,13 +6,15 @@ followed by EOS. Pixels are processed per batch (`Samples[i:j]`), never for a wh
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
 from tokcomp_jax.data import vqa
 from tokcomp_jax.models.config import DecoderConfig, Qwen2VisionConfig, Qwen2VLConfig
-from tokcomp_jax.preprocess import image_processor, process_images
+from tokcomp_jax.preprocess import batch_media, image_processor, process_images, process_video
+from tokcomp_jax.prune.layout import Buckets
 
 NUM_SPECIAL = 4  # image, video, vision start, vision end: right after the words
 
@@ -39,16 +41,54 @@ def miniature_config(
     )  # fmt: skip
 
 
-def prompt_ids(config: Qwen2VLConfig, question: str, num_visual: int) -> np.ndarray:
-    ids = [config.vision_start_token_id] + [config.image_token_id] * num_visual + [config.vision_end_token_id]
+def prompt_ids(config: Qwen2VLConfig, question: str, num_visual: int, video: bool = False) -> np.ndarray:
+    pad = config.video_token_id if video else config.image_token_id
+    ids = [config.vision_start_token_id] + [pad] * num_visual + [config.vision_end_token_id]
     return np.array(ids + vqa.encode(question), np.int64)
 
 
-def token_grid(example: dict, merge_pixels: int = vqa.CELL) -> tuple[int, int]:
+def token_grid(example: dict, merge_pixels: int = vqa.CELL) -> tuple[int, int, int]:
+    """(frames, rows, cols) of merged visual tokens; a clip's frames are stacked vertically in its image."""
+    frames = int(example.get("frames", 1))
     height, width = example["image"].shape[:2]
-    if height % merge_pixels or width % merge_pixels:
-        raise ValueError(f"{example['sample_id']}: image {height}x{width} is not a multiple of {merge_pixels} pixels")
-    return height // merge_pixels, width // merge_pixels
+    if height % (merge_pixels * frames) or width % merge_pixels:
+        raise ValueError(
+            f"{example['sample_id']}: image {height}x{width} is not {frames} frame(s) of whole {merge_pixels}-pixel cells"
+        )
+    return frames, height // merge_pixels // frames, width // merge_pixels
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Group:
+    """Examples that share compiled graphs: a visual-token bucket and the frames per sample."""
+
+    visual: int
+    frames: int = 1
+
+    def buckets(self, text_bucket: int, merge: int = 2) -> Buckets:
+        """Buckets of this group: one vision block of patches per image or clip frame."""
+        patches = self.visual // self.frames * merge**2
+        return Buckets(text=text_bucket, visual=self.visual, queries=text_bucket, frame_patches=patches)
+
+
+def group_of(example: dict, visual_buckets: Sequence[int]) -> Group:
+    frames, rows, cols = token_grid(example)
+    fitting = [bucket for bucket in visual_buckets if bucket >= frames * rows * cols]
+    if not fitting:
+        raise ValueError(
+            f"{example['sample_id']}: {frames * rows * cols} visual tokens exceed the largest bucket {visual_buckets[-1]}"
+        )
+    if frames > 1 and fitting[0] % frames:
+        raise ValueError(f"{example['sample_id']}: bucket {fitting[0]} is not a multiple of its {frames} frames")
+    return Group(fitting[0], frames)
+
+
+def group_indices(examples: Sequence[dict], visual_buckets: Sequence[int]) -> dict[Group, list[int]]:
+    """Group -> indices of the examples it holds, groups in ascending order."""
+    groups: dict[Group, list[int]] = {}
+    for index, example in enumerate(examples):
+        groups.setdefault(group_of(example, visual_buckets), []).append(index)
+    return dict(sorted(groups.items()))
 
 
 def dataset_of(example: dict) -> str:
@@ -60,7 +100,9 @@ class Samples(Sequence):
     """Examples -> label-writer / pruning samples; slicing processes the pixels of that slice only.
 
     Each sample: sample_id, image, input_ids [T] (prompt), reference_ids [answer id], kind (dataset/kind),
-    evidence [N] bool (the visual tokens the answer rests on), pixel_values, image_grid_thw.
+    evidence [N] bool (the visual tokens the answer rests on), and pixel_values / image_grid_thw or,
+    for a clip, pixel_values_videos / video_grid_thw (each stored frame is one temporal patch: two
+    identical raw frames).
     """
 
     def __init__(self, config: Qwen2VLConfig, examples: Sequence[dict]):
@@ -78,24 +120,35 @@ class Samples(Sequence):
         return self.process([self.examples[index]])[0]
 
     def process(self, examples: Sequence[dict]) -> list[dict]:
-        if not examples:
-            return []
-        pixels, grids = process_images(self.processor, [example["image"] for example in examples])
-        patches = grids.prod(-1)
-        offsets = np.r_[0, np.cumsum(patches)]
+        images = [example for example in examples if token_grid(example)[0] == 1]
+        media = {}
+        if images:
+            pixels, grids = process_images(self.processor, [example["image"] for example in images])
+            offsets = np.r_[0, np.cumsum(grids.prod(-1))]
+            for i, example in enumerate(images):
+                media[example["sample_id"]] = {
+                    "pixel_values": pixels[offsets[i] : offsets[i + 1]],
+                    "image_grid_thw": grids[i : i + 1],
+                }
+        for example in examples:
+            frames = token_grid(example)[0]
+            if frames > 1:
+                strip = example["image"]
+                video = np.repeat(strip.reshape(frames, -1, *strip.shape[1:]), 2, axis=0)
+                pixels, grid = process_video(self.processor, video)
+                media[example["sample_id"]] = {"pixel_values_videos": pixels, "video_grid_thw": grid}
         samples = []
-        for i, example in enumerate(examples):
-            rows, cols = token_grid(example)
+        for example in examples:
+            frames, rows, cols = token_grid(example)
             samples.append(
                 {
                     "sample_id": example["sample_id"],
                     "image": example["image"],
-                    "input_ids": prompt_ids(self.config, example["question"], rows * cols),
+                    "input_ids": prompt_ids(self.config, example["question"], frames * rows * cols, frames > 1),
                     "reference_ids": vqa.encode(example["answer"]),
                     "kind": f"{dataset_of(example)}/{example['kind']}",
                     "evidence": vqa.evidence_tokens(example["evidence"], example["image"].shape[:2]),
-                    "pixel_values": pixels[offsets[i] : offsets[i + 1]],
-                    "image_grid_thw": grids[i : i + 1],
+                    **media[example["sample_id"]],
                 }
             )
         return samples
@@ -111,8 +164,7 @@ def collate(samples: Sequence[dict], with_answers: bool = False) -> dict:
     batch = {
         "input_ids": np.stack([np.pad(s, (0, length - len(s))) for s in sequences]),
         "attention_mask": np.stack([np.arange(length) < len(s) for s in sequences]).astype(np.int64),
-        "pixel_values": np.concatenate([s["pixel_values"] for s in samples]),
-        "image_grid_thw": np.concatenate([s["image_grid_thw"] for s in samples]),
+        **batch_media(samples),
     }
     if with_answers:
         targets = np.full((len(samples), length), -1, np.int64)

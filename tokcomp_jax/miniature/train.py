@@ -12,7 +12,6 @@ as a batch of the smallest), so every step costs about the same.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -27,9 +26,9 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from tokcomp_jax.miniature.samples import Samples, collate, miniature_config, token_grid
+from tokcomp_jax.miniature.samples import Group, Samples, collate, group_indices, miniature_config
 from tokcomp_jax.models import Qwen2VL
-from tokcomp_jax.models.checkpoint import save
+from tokcomp_jax.models.checkpoint import load, save
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import prepare_pruning
@@ -40,26 +39,9 @@ MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
 
 
-def visual_bucket(example: dict, buckets: Sequence[int]) -> int:
-    rows, cols = token_grid(example)
-    fitting = [bucket for bucket in buckets if bucket >= rows * cols]
-    if not fitting:
-        raise ValueError(f"{example['sample_id']}: {rows * cols} visual tokens exceed the largest bucket {buckets[-1]}")
-    return fitting[0]
-
-
-def bucket_indices(examples: Sequence[dict], buckets: Sequence[int]) -> dict[int, list[int]]:
-    """Visual bucket -> indices of the examples it holds, buckets ascending."""
-    groups: dict[int, list[int]] = {}
-    for index, example in enumerate(examples):
-        groups.setdefault(visual_bucket(example, buckets), []).append(index)
-    return dict(sorted(groups.items()))
-
-
 def model_inputs(config, batch: dict, buckets: Buckets):
-    """A collated batch padded to the buckets, one vision block per image: Qwen2VLInputs."""
-    frame = buckets.visual * config.vision.spatial_merge_size**2
-    inputs, _ = prepare_pruning(config, batch, dataclasses.replace(buckets, frame_patches=frame))
+    """A collated batch padded to the buckets (one vision block per image or frame): Qwen2VLInputs."""
+    inputs, _ = prepare_pruning(config, batch, buckets)
     return inputs
 
 
@@ -86,17 +68,21 @@ def predict_answers(model, inputs) -> jax.Array:
     return jnp.argmax(logits[jnp.arange(logits.shape[0]), last], axis=-1)
 
 
-def accuracy(model, samples: Samples, text_bucket: int, visual_buckets: Sequence[int], batch_size: int) -> float:
-    """Share of samples whose greedy first token is the reference answer."""
-    correct = []
-    for bucket, indices in bucket_indices(samples.examples, visual_buckets).items():
-        buckets = Buckets(text=text_bucket, visual=bucket)
+def accuracy(
+    model, samples: Samples, text_bucket: int, visual_buckets: Sequence[int], batch_size: int
+) -> dict[str, float]:
+    """Share of samples whose greedy first token is the reference answer: overall ("accuracy") and per kind."""
+    correct, kinds = [], []
+    for group, indices in group_indices(samples.examples, visual_buckets).items():
+        buckets = group.buckets(text_bucket)
         for start in range(0, len(indices), batch_size):
             chunk = samples.process([samples.examples[i] for i in indices[start : start + batch_size]])
             padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
             answers = np.asarray(predict_answers(model, model_inputs(samples.config, collate(padded), buckets)))
             correct += [int(answers[row]) == s["reference_ids"][0] for row, s in enumerate(chunk)]
-    return float(np.mean(correct))
+            kinds += [s["kind"].split("/")[-1] for s in chunk]
+    correct, kinds = np.array(correct), np.array(kinds)
+    return {"accuracy": float(correct.mean())} | {k: float(correct[kinds == k].mean()) for k in sorted(set(kinds))}
 
 
 def optimizer_for(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -111,23 +97,24 @@ class StepBatches:
 
     def __init__(self, samples: Samples, config: ml_collections.ConfigDict):
         self.samples, self.config = samples, config
-        pools = bucket_indices(samples.examples, config.visual_buckets)
-        self.buckets = list(pools)
+        pools = group_indices(samples.examples, config.visual_buckets)
+        self.groups: list[Group] = list(pools)
         self.pools = [np.array(pool) for pool in pools.values()]
         self.weights = np.array([len(pool) for pool in self.pools]) / len(samples)
         self._pool = concurrent.futures.ThreadPoolExecutor(1)
         self._next: tuple[int, concurrent.futures.Future] | None = None
 
-    def batch_size(self, bucket: int) -> int:
-        """Rows per batch of a bucket: about as many visual tokens as `batch_size` rows of the smallest."""
-        return max(self.config.min_batch_size, self.config.batch_size * self.buckets[0] // bucket)
+    def batch_size(self, group: Group) -> int:
+        """Rows per batch of a group: about as many visual tokens as `batch_size` rows of the smallest."""
+        smallest = min(g.visual for g in self.groups)
+        return max(self.config.min_batch_size, self.config.batch_size * smallest // group.visual)
 
     def _make(self, step: int):
         rng = np.random.default_rng([self.config.seed, step])
         which = int(rng.choice(len(self.pools), p=self.weights))
-        chosen = rng.choice(self.pools[which], self.batch_size(self.buckets[which]))
+        chosen = rng.choice(self.pools[which], self.batch_size(self.groups[which]))
         batch = collate(self.samples.process([self.samples.examples[i] for i in chosen]), with_answers=True)
-        buckets = Buckets(text=self.config.text_bucket, visual=self.buckets[which])
+        buckets = self.groups[which].buckets(self.config.text_bucket)
         inputs = model_inputs(self.samples.config, batch, buckets)
         targets = np.pad(
             batch["targets"], ((0, 0), (0, buckets.sequence - batch["targets"].shape[1])), constant_values=-1
@@ -177,11 +164,11 @@ def train_mllm(
             record = {"step": done, "loss": float(loss)}
             if done % config.eval_every == 0 or done == config.num_steps:
                 for split, samples in held_out.items():
-                    record[f"{split}/accuracy"] = accuracy(
-                        model, samples, config.text_bucket, config.visual_buckets, config.eval_batch_size
-                    )
+                    scores = accuracy(model, samples, config.text_bucket, config.visual_buckets, config.eval_batch_size)
+                    record.update({f"{split}/{name}": value for name, value in scores.items()})
             records.append(record)
-            progress.set_postfix({k.split("/")[0]: round(v, 3) for k, v in record.items() if k != "step"})
+            shown = {k.split("/")[0]: round(v, 3) for k, v in record.items() if k == "loss" or k.endswith("/accuracy")}
+            progress.set_postfix(shown)
             metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
         if done % config.checkpoint_every == 0 or done == end:
             manager.save(done, args=ocp.args.Composite(**_state(model, optimizer, ocp.args.StandardSave)))
@@ -192,6 +179,16 @@ def train_mllm(
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     save(workdir / MODEL_DIR, FAMILIES["qwen2_vl"], model_config, "float32", params)
     plot_learning_curve(records, workdir / "learning_curve.png")
+    return model
+
+
+def load_pretrained(path, model_settings: ml_collections.ConfigDict) -> Qwen2VL:
+    """A trained miniature (e.g. the shipped one, see its manifest.json); its architecture must be the
+    one `model_settings` (config.mllm.model) describes."""
+    model = load(path)
+    expected = miniature_config(**model_settings)
+    if model.config != expected:
+        raise ValueError(f"the miniature in {path} has config {model.config}, not the configured {expected}")
     return model
 
 

@@ -1,0 +1,113 @@
+"""Cluttered digits VQA: busy everywhere, paired questions with disjoint evidence, clips, answers
+that follow from the evidence cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokcomp_jax.data import vqa
+from tokcomp_jax.data.cluttered import FRAME, PALETTE, ClutterConfig, ClutteredDigitsVqa
+from tokcomp_jax.miniature.evaluate import image_of
+from tokcomp_jax.miniature.samples import token_grid
+
+SMALL = ClutterConfig(
+    name="unit",
+    counts=(
+        ("train", 24), ("validation", 2), ("validation_2x", 2), ("validation_clips", 2),
+        ("test", 8), ("test_2x", 4), ("test_clips", 6),
+    ),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory):
+    return vqa.build(ClutteredDigitsVqa, tmp_path_factory.mktemp("cluttered"), SMALL)
+
+
+@pytest.fixture(scope="module")
+def splits(builder):
+    return {split: vqa.read_examples(builder, split) for split, _ in SMALL.counts}
+
+
+def _cells(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] -> [rows * cols, CELL, CELL, 3]."""
+    rows, cols = image.shape[0] // vqa.CELL, image.shape[1] // vqa.CELL
+    return image.reshape(rows, vqa.CELL, cols, vqa.CELL, 3).transpose(0, 2, 1, 3, 4).reshape(-1, vqa.CELL, vqa.CELL, 3)
+
+
+def _frame_colour(cell: np.ndarray) -> str | None:
+    ring = np.concatenate([cell[:FRAME].reshape(-1, 3), cell[-FRAME:].reshape(-1, 3)])
+    for name, colour in PALETTE.items():
+        if (ring == colour).all():
+            return name
+    return None
+
+
+def test_two_questions_per_image_with_disjoint_evidence(splits):
+    for split, count in SMALL.counts:
+        examples = splits[split]
+        assert len(examples) == 2 * count
+        by_image: dict[str, list[dict]] = {}
+        for example in examples:
+            by_image.setdefault(image_of(example["sample_id"]), []).append(example)
+        assert len(by_image) == count
+        for first, second in by_image.values():
+            np.testing.assert_array_equal(first["image"], second["image"])
+            shape = first["image"].shape[:2]
+            a, b = (vqa.evidence_tokens(e["evidence"], shape) for e in (first, second))
+            assert a.any() and b.any() and not (a & b).any(), first["sample_id"]
+
+
+def test_every_cell_is_busy_and_most_hold_a_digit(splits):
+    """No cell is flat background (the photograph shows through everywhere)."""
+    for example in splits["test"] + splits["test_2x"]:
+        cells = _cells(example["image"]).astype(np.float32)
+        assert (cells.std(axis=(1, 2, 3)) > 8).all(), example["sample_id"]
+        framed = np.array([_frame_colour(cell) is not None for cell in cells])
+        assert framed.mean() >= 0.3  # salient frames everywhere, not only on the evidence
+
+
+def test_answers_follow_from_the_evidence_cells(splits):
+    for example in [e for split in ("train", "test", "test_clips") for e in splits[split]]:
+        cells = _cells(example["image"])
+        evidence = np.flatnonzero(vqa.evidence_tokens(example["evidence"], example["image"].shape[:2]))
+        colours = [_frame_colour(cells[i]) for i in evidence]
+        words = example["question"].split()
+        kind = example["kind"].removeprefix("clip_")
+        if kind == "boxed_digit":
+            assert colours == [words[-3]]
+        elif kind in ("sum", "relation"):
+            assert len(evidence) == 2 and set(colours) == {words[2 if kind == "relation" else 6], words[-3]}
+        elif kind == "count":
+            assert colours == [words[2]] * len(evidence) == [words[2]] * int(example["answer"])
+            all_of_colour = sum(_frame_colour(cell) == words[2] for cell in cells)
+            assert all_of_colour == int(example["answer"])
+        if kind in ("boxed_digit", "sum"):  # the pointed colours frame exactly one digit each
+            for colour in set(colours):
+                assert sum(_frame_colour(cell) == colour for cell in cells) == 1
+
+
+def test_clips_are_frames_stacked_in_token_order(splits):
+    for example in splits["test_clips"]:
+        frames, rows, cols = token_grid(example)
+        assert (frames, rows, cols) == (SMALL.clip_frames, SMALL.clip_side, SMALL.clip_side)
+        assert example["kind"].startswith("clip_") and example["image"].shape[0] == frames * rows * vqa.CELL
+    assert all(token_grid(e)[0] == 1 for e in splits["test"] + splits["test_2x"])
+    assert any(token_grid(e)[0] > 1 for e in splits["train"]) or SMALL.train_clips * 24 < 2
+
+
+def test_only_training_images_are_sparse(splits):
+    """Held-out images are framed densely; training mixes in images that keep only some frames."""
+    def framed_share(example):
+        return np.mean([_frame_colour(cell) is not None for cell in _cells(example["image"])])
+
+    assert min(framed_share(e) for e in splits["test"]) >= 0.3
+    assert min(framed_share(e) for e in splits["train"]) < 0.3
+
+
+def test_generation_is_deterministic_by_seed(builder, tmp_path):
+    again = vqa.read_examples(vqa.build(ClutteredDigitsVqa, tmp_path, SMALL), "test_clips")
+    for a, b in zip(vqa.read_examples(builder, "test_clips"), again, strict=True):
+        assert (a["sample_id"], a["question"], a["answer"]) == (b["sample_id"], b["question"], b["answer"])
+        np.testing.assert_array_equal(a["image"], b["image"])
