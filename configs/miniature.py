@@ -5,6 +5,8 @@ whose table the README shows). Every field can be overridden on the command line
 `--config.mllm.num_steps=3000`.
 """
 
+from pathlib import Path
+
 import ml_collections
 
 VARIANTS = ("demo", "full", "test")
@@ -25,19 +27,22 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     # A trained miniature to start from instead of training one (its manifest.json says how it was
     # made); "" trains from scratch, as the full run does.
     config.mllm.pretrained = ""
-    config.mllm.seed = 0
+    config.mllm.seed = config.get_ref("seed")  # --config.seed=N redraws the data and the model's init
     config.mllm.model = ml_collections.ConfigDict(
         {
             "width": 128, "layers": 8, "heads": 4, "kv_heads": 2, "mlp": 256,
             "vision_width": 64, "vision_depth": 2, "vision_heads": 2,
         }
     )  # fmt: skip
-    config.mllm.text_bucket = 20
-    config.mllm.visual_buckets = (36, 144)  # 3..6 tokens per side; 2x: 6..12
-    config.mllm.batch_size = 32  # rows of a smallest-bucket batch; larger buckets have fewer rows
+    config.mllm.text_bucket = 16  # vision start / end, up to 12 question words, answer, EOS
+    # 2..3 tokens per side (the training curriculum's small images), 4..6 (test), 8..12 (2x); clips 4 x 3 x 3
+    config.mllm.visual_buckets = (9, 36, 144)
+    config.mllm.batch_size = 128  # rows of a smallest-bucket batch; larger buckets have fewer rows
     config.mllm.min_batch_size = 8
     config.mllm.eval_batch_size = 32
-    config.mllm.num_steps = 4500
+    config.mllm.num_steps = 5000
+    # (first step, most visual tokens): 2x2 images first, then 3x3, 4x4, the test size, everything
+    config.mllm.curriculum = ((0, 4), (400, 9), (800, 16), (1300, 36), (1800, 144))
     config.mllm.learning_rate = 2e-3
     config.mllm.warmup_steps = 200
     config.mllm.weight_decay = 0.01
@@ -45,9 +50,10 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.mllm.log_every = 25
     config.mllm.eval_every = 500
     config.mllm.checkpoint_every = 500
-    # Relevance labels: the small training images (at most the first visual bucket), then the oracle.
+    # Relevance labels: training images of the test size (one bucket), then the oracle on the test splits.
     config.labels = ml_collections.ConfigDict()
     config.labels.train_count = 3000
+    config.labels.tokens = (16, 36)
     config.labels.method = "gradient"
     config.labels.batch_size = 16
     config.labels.shard_size = 256
@@ -67,17 +73,16 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.eval.pictures = 6  # per evaluation split
     config.eval.fastv_layer = 2
 
-    if variant in ("demo", "test"):
+    if variant == "demo":  # the full run's MLLM as shipped, fewer samples and mapper steps
+        config.mllm.pretrained = str(Path(__file__).parents[1] / "assets" / "miniature-mllm")
         config.labels.train_count = 1500
         config.mapper.num_steps = 800
-        config.mllm.model.update({"width": 64, "mlp": 128, "vision_width": 32, "vision_heads": 1})
-        config.mllm.visual_buckets = (16, 64)  # 2..4 tokens per side; 2x: 4..8
-        config.mllm.num_steps = 1500
-        config.mllm.eval_every = 250
-        config.mllm.checkpoint_every = 250
     if variant == "test":
+        config.labels.train_count = 1500
+        config.labels.tokens = (9, 36)
         config.mllm.model.update({"width": 32, "layers": 2, "heads": 2, "kv_heads": 1, "mlp": 64, "vision_width": 16})
         config.mllm.visual_buckets = (36,)  # one bucket: fewer compiles
+        config.mllm.curriculum = ()
         config.mllm.batch_size = config.mllm.eval_batch_size = config.mllm.min_batch_size = 4
         config.mllm.num_steps = 4
         config.mllm.warmup_steps = 1

@@ -2,14 +2,16 @@
 
     python scripts/demo.py --config configs/miniature.py:full --out outputs/miniature-full
 
-1. generate the grounded-VQA datasets (synthetic scenes, digits grid) as TFDS;
-2. train a tiny Qwen2-VL from scratch on them (learning curve in OUT/mllm);
-3. relevance labels on the small training images the model answers correctly, and on the
-   held-out splits (the explanation oracle);
-4. train the paper's mapper on the training labels;
-5. evaluate the mapper and every baseline at each keep ratio, at training image size (test) and
-   at 2x the tokens per side (test_2x): OUT/retention.json, OUT/retention.md, OUT/pictures/,
-   and the test splits as jsonl benchmarks in OUT/jsonl/ (scripts/evaluate.py reads them).
+1. generate the grounded-VQA dataset (cluttered digits: images, 2x images, clips) as TFDS;
+2. train a tiny Qwen2-VL from scratch on it (learning curve and manifest in OUT/mllm), or start
+   from a trained one (`config.mllm.pretrained`; `make demo` starts from the shipped
+   assets/miniature-mllm);
+3. relevance labels on small training images, and on the held-out splits (the explanation oracle);
+4. train each mapper variant (the paper's; heads + grid) on the same training labels;
+5. evaluate the mappers and every baseline at each keep ratio, at training image size (test), at
+   2x the tokens per side (test_2x) and on clips (test_clips): OUT/retention.json,
+   OUT/retention.md, OUT/pictures/ (both questions of paired images), and the image test splits
+   as jsonl benchmarks in OUT/jsonl/ (scripts/evaluate.py reads them).
 
 Nothing from an earlier run is reused unless --resume is given (every stage then continues
 where it stopped: checkpoints, label shards and generated data are kept).
@@ -39,7 +41,8 @@ from tokcomp_jax.miniature import report
 from tokcomp_jax.miniature.datasets import load_splits
 from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_of, summarise
 from tokcomp_jax.miniature.samples import Group, Samples, group_indices, token_grid
-from tokcomp_jax.miniature.train import load_pretrained, train_mllm
+from tokcomp_jax.miniature.shipped import read_manifest, write_manifest
+from tokcomp_jax.miniature.train import METRICS_FILE, MODEL_DIR, load_pretrained, train_mllm
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parents[1] / "configs" / "miniature.py"), "miniature config (variant after ':')"
@@ -104,7 +107,11 @@ def renamed(records: list[dict], old: str, new: str) -> list[dict]:
     """Records with method `old`'s answers and kept tokens filed under `new`."""
     rename = lambda key: new + key[len(old) :] if key.startswith(f"{old}@") else key  # noqa: E731
     return [
-        {**r, "correct": {rename(k): v for k, v in r["correct"].items()}, "kept": {rename(k): v for k, v in r["kept"].items()}}
+        {
+            **r,
+            "correct": {rename(k): v for k, v in r["correct"].items()},
+            "kept": {rename(k): v for k, v in r["kept"].items()},
+        }
         for r in records
     ]
 
@@ -120,22 +127,25 @@ def main(argv) -> None:
     seconds = {}
 
     start = time.perf_counter()
-    splits = load_splits(config.data.builders, config.data.config, out / "data")
+    splits = load_splits(config.data.builders, config.data.config, out / "data", seed=config.seed)
     eval_splits = [split for split in EVAL_SPLITS if split in splits]
     seconds["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
     if config.mllm.pretrained:
         model = load_pretrained(config.mllm.pretrained, config.mllm.model)
+        manifest = read_manifest(config.mllm.pretrained)
+        log.info("the miniature MLLM from %s: %s", config.mllm.pretrained, manifest["command"])
     else:
         held_out = {split: splits[split] for split in HELD_OUT_SPLITS if split in splits}
         model = train_mllm(config.mllm, splits["train"], held_out, out / "mllm")
+        curve = [json.loads(line) for line in (out / "mllm" / METRICS_FILE).read_text().splitlines()]
+        manifest = write_manifest(out / "mllm" / MODEL_DIR, model, config, curve)
     seconds["mllm"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    small = [
-        e for e in splits["train"] if token_grid(e)[0] == 1 and np.prod(token_grid(e)) <= config.mllm.visual_buckets[0]
-    ]
+    low, high = config.labels.tokens
+    small = [e for e in splits["train"] if token_grid(e)[0] == 1 and low <= np.prod(token_grid(e)) <= high]
     order = np.random.default_rng(config.seed).permutation(len(small))  # every dataset and question kind
     small = [small[i] for i in np.sort(order[: config.labels.train_count])]
     (train_labels,) = write_split_labels(model, config, small, out / "labels", "train")
@@ -160,7 +170,9 @@ def main(argv) -> None:
     results, records = {}, {}
     (first, mapper), *others = mappers.items()
     for split in eval_splits:
-        records[split] = renamed(evaluate_split(model, mapper, splits[split], oracle, settings, desc=split), "mapper", first)
+        records[split] = renamed(
+            evaluate_split(model, mapper, splits[split], oracle, settings, desc=split), "mapper", first
+        )
         for name, variant in others:  # the other variants: their own row only
             variant_settings = dataclasses.replace(settings, methods=("mapper",))
             extra = evaluate_split(model, variant, splits[split], oracle, variant_settings, desc=f"{split} {name}")
@@ -173,7 +185,8 @@ def main(argv) -> None:
     for split in eval_splits:  # every sample's answers and kept tokens, for later analysis
         lines = [json.dumps(_jsonable(record)) for record in records[split]]
         (out / f"records-{split}.jsonl").write_text("\n".join(lines) + "\n")
-        export_jsonl(splits[split], out / "jsonl", split)  # for scripts/evaluate.py (configs/eval/miniature.py)
+        if all(token_grid(e)[0] == 1 for e in splits[split]):  # image splits, for scripts/evaluate.py
+            export_jsonl(splits[split], out / "jsonl", split)  # (configs/eval/miniature.py)
     pictures = out / "pictures"
     pictures.mkdir(exist_ok=True)
     methods = list(results[eval_splits[0]]["methods"])
@@ -186,6 +199,7 @@ def main(argv) -> None:
     summary = {
         "config": config.to_dict(),
         "results": results,
+        "mllm": manifest,
         "mapper_labels": {"train_samples_labelled": len(small)},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "settings": dataclasses.asdict(settings),

@@ -133,4 +133,3 @@ MEDIA_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_gr
 def batch_media(samples: Sequence[dict]) -> dict[str, np.ndarray]:
     """The images' and videos' pixels and grids of samples, concatenated in sample order (transformers' layout)."""
     return {key: np.concatenate(values) for key in MEDIA_KEYS if (values := [s[key] for s in samples if key in s])}
-

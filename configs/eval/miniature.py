@@ -1,7 +1,7 @@
 """The miniature reproduction's test splits through the generic jsonl adapter:
 
     python scripts/evaluate.py --config configs/eval/miniature.py --data_dir outputs/miniature-full/jsonl \\
-        --model outputs/miniature-full/mllm/model --mapper outputs/miniature-full/mapper/mapper \\
+        --model outputs/miniature-full/mllm/model --mapper outputs/miniature-full/mappers/mapper/mapper \\
         --keep 0.5,0.25,0.111 --scorer mapper --out outputs/miniature-full/eval
 
 `scripts/demo.py` exports the splits to OUT/jsonl. One-word answers: the first generated token.

@@ -6,10 +6,11 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 import tokcomp_jax
-from tokcomp_jax.miniature.samples import Group, Samples
+from tokcomp_jax.miniature.samples import Group, Samples, token_grid
 from tokcomp_jax.miniature.train import StepBatches, train_mllm
 
 
@@ -45,3 +46,19 @@ def test_larger_buckets_get_fewer_rows_and_clips_their_own_group(mini_config, mi
     for step in range(6):
         inputs, targets = batches(step)
         assert inputs.input_ids.shape[0] in (16, 4) and targets.shape == inputs.input_ids.shape
+
+
+def test_the_curriculum_admits_larger_images_step_by_step(mini_config, mini_model, mini_splits):
+    config = mini_config.mllm.copy_and_resolve_references()
+    config.visual_buckets, config.curriculum = (9, 36), ((0, 4), (10, 9), (20, 36))
+    examples = mini_splits["train"] + mini_splits["test_2x"]
+    batches = StepBatches(Samples(mini_model.config, examples), config)
+    tokens = lambda step: [np.prod(token_grid(examples[i])) for pool in batches.admitted(step) for i in pool]  # noqa: E731
+    assert max(tokens(0)) == 4 and max(tokens(10)) == 9 and max(tokens(25)) == 36
+    assert len(tokens(25)) == len(examples)
+    for step in (0, 5):
+        inputs, _ = batches(step)
+        assert np.asarray(inputs.visual_token_mask).sum(-1).max() <= 4
+    config.curriculum = ((0, 1),)
+    with pytest.raises(ValueError, match="admits no training example"):
+        StepBatches(Samples(mini_model.config, examples), config)(0)

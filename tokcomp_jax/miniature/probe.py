@@ -45,7 +45,7 @@ def evidence_token_features(model, examples: Sequence[dict], text_bucket: int, v
                 features.append(visual[token])
                 words = [chosen[indices[start + row]][key] for key in ("question", "answer")]
                 digits.append(words[1])
-                colours.append(words[0].split()[-3])  # "which digit is in the <colour> box ?"
+                colours.append(words[0].split()[-1])  # "which digit is boxed in <colour>"
                 images.append(image_of(sample["sample_id"]))
     return np.stack(features), np.array(digits), np.array(colours), np.array(images)
 

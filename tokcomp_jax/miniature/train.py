@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from tokcomp_jax.miniature.samples import Group, Samples, collate, group_indices, miniature_config
+from tokcomp_jax.miniature.samples import Group, Samples, collate, group_indices, miniature_config, token_grid
 from tokcomp_jax.models import Qwen2VL
 from tokcomp_jax.models.checkpoint import load, save
 from tokcomp_jax.models.families import FAMILIES
@@ -93,16 +93,32 @@ def optimizer_for(config: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 
 class StepBatches:
-    """The training batch of each step, from (seed, step) only; the next one is prepared in a thread."""
+    """The training batch of each step, from (seed, step) only; the next one is prepared in a thread.
+
+    `config.curriculum` ((first step, most visual tokens), ...) admits only examples with at most
+    that many visual tokens from that step on: a tiny model trained from scratch learns to read
+    the evidence on 4-token images within a few hundred steps, and not in a thousand on 16 or more
+    (docs/results.md). An empty curriculum admits everything from the start.
+    """
 
     def __init__(self, samples: Samples, config: ml_collections.ConfigDict):
         self.samples, self.config = samples, config
         pools = group_indices(samples.examples, config.visual_buckets)
         self.groups: list[Group] = list(pools)
         self.pools = [np.array(pool) for pool in pools.values()]
-        self.weights = np.array([len(pool) for pool in self.pools]) / len(samples)
+        self.tokens = [np.array([np.prod(token_grid(samples.examples[i])) for i in pool]) for pool in self.pools]
+        self.curriculum = sorted(tuple(stage) for stage in config.get("curriculum", ()))
         self._pool = concurrent.futures.ThreadPoolExecutor(1)
         self._next: tuple[int, concurrent.futures.Future] | None = None
+
+    def admitted(self, step: int) -> list[np.ndarray]:
+        """Per group, the example indices the curriculum admits at `step`."""
+        caps = [most for first, most in self.curriculum if first <= step]
+        cap = caps[-1] if caps else np.inf
+        admitted = [pool[tokens <= cap] for pool, tokens in zip(self.pools, self.tokens, strict=True)]
+        if not any(len(pool) for pool in admitted):
+            raise ValueError(f"the curriculum admits no training example at step {step} (at most {cap} visual tokens)")
+        return admitted
 
     def batch_size(self, group: Group) -> int:
         """Rows per batch of a group: about as many visual tokens as `batch_size` rows of the smallest."""
@@ -111,8 +127,10 @@ class StepBatches:
 
     def _make(self, step: int):
         rng = np.random.default_rng([self.config.seed, step])
-        which = int(rng.choice(len(self.pools), p=self.weights))
-        chosen = rng.choice(self.pools[which], self.batch_size(self.groups[which]))
+        pools = self.admitted(step)
+        sizes = np.array([len(pool) for pool in pools])
+        which = int(rng.choice(len(pools), p=sizes / sizes.sum()))
+        chosen = rng.choice(pools[which], self.batch_size(self.groups[which]))
         batch = collate(self.samples.process([self.samples.examples[i] for i in chosen]), with_answers=True)
         buckets = self.groups[which].buckets(self.config.text_bucket)
         inputs = model_inputs(self.samples.config, batch, buckets)
