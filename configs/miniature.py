@@ -1,8 +1,10 @@
-"""The miniature reproduction (issue 7): `python scripts/demo.py --config configs/miniature.py[:full]`.
+"""The miniature reproduction (issues 7, 16): `python scripts/demo.py --config configs/miniature.py[:full]`.
 
-Variants: `demo` (default; `make demo`, about 15 minutes on 2 CPU cores) and `full` (the run
-whose table the README shows). Every field can be overridden on the command line, e.g.
-`--config.mllm.num_steps=3000`.
+Variants: `demo` (default; `make demo`: starts from the shipped MLLM in assets/miniature-mllm,
+which the full run produced), `full` (trains the MLLM from scratch; the run whose table the
+README shows) and `test` (a few steps of a tiny model, for the tests). Every field can be
+overridden on the command line, e.g. `--config.seed=1` or, to retrain the demo's MLLM from
+scratch, `--config.mllm.pretrained=`.
 """
 
 from pathlib import Path
@@ -18,7 +20,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Datasets (tokcomp_jax.data.vqa.GridConfig names): both builders, train/validation/test/test_2x.
+    # Datasets (builder config names): cluttered digits; train, validation*, test, test_2x, test_clips.
     config.data = ml_collections.ConfigDict()
     config.data.config = {"demo": "demo", "full": "full", "test": "tiny"}[variant]
     config.data.builders = ("cluttered_digits_vqa",)
@@ -73,10 +75,11 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.eval.pictures = 6  # per evaluation split
     config.eval.fastv_layer = 2
 
-    if variant == "demo":  # the full run's MLLM as shipped, fewer samples and mapper steps
+    if variant == "demo":  # the full run's MLLM as shipped; fewer samples and mapper steps, the paper mapper only
         config.mllm.pretrained = str(Path(__file__).parents[1] / "assets" / "miniature-mllm")
-        config.labels.train_count = 1500
+        config.labels.train_count = 1000
         config.mapper.num_steps = 800
+        del config.mapper_variants["mapper_grid"]
     if variant == "test":
         config.labels.train_count = 1500
         config.labels.tokens = (9, 36)

@@ -73,11 +73,6 @@ def write_split_labels(model, config, examples: list[dict], out: Path, split: st
     return directories
 
 
-def _jsonable(record: dict) -> dict:
-    kept = {key: np.flatnonzero(mask).tolist() for key, mask in record["kept"].items()}
-    return {**record, "evidence": np.flatnonzero(record["evidence"]).tolist(), "kept": kept}
-
-
 def _picture_pairs(records: list[dict], count: int) -> list[list[dict]]:
     """About `count` groups of records, each the questions asked of one image, dataset by dataset."""
     by_image: dict[str, list[dict]] = {}
@@ -183,7 +178,7 @@ def main(argv) -> None:
     seconds["evaluation"] = time.perf_counter() - start
 
     for split in eval_splits:  # every sample's answers and kept tokens, for later analysis
-        lines = [json.dumps(_jsonable(record)) for record in records[split]]
+        lines = [json.dumps(report.record_to_json(record)) for record in records[split]]
         (out / f"records-{split}.jsonl").write_text("\n".join(lines) + "\n")
         if all(token_grid(e)[0] == 1 for e in splits[split]):  # image splits, for scripts/evaluate.py
             export_jsonl(splits[split], out / "jsonl", split)  # (configs/eval/miniature.py)

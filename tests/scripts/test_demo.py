@@ -31,3 +31,12 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     assert Image.open(pictures[0]).size[0] > 11 * 96
     assert Image.open(tmp_path / "mllm" / "learning_curve.png").size[0] > 0
     assert (tmp_path / "mllm" / "model" / "tokcomp_model.json").exists()
+
+    # the run's tables again from its records, every kind kept: the same figures
+    kinds = "boxed_digit,sum,relation,count,clip_boxed_digit,clip_sum,clip_count"
+    run_absl_script("retable.py", "--run", str(tmp_path), "--kinds", kinds)
+    again = json.loads((tmp_path / f"retention-{kinds.replace(',', '-')}.json").read_text())["results"]
+    for split, results in summary["results"].items():
+        assert again[split]["unpruned_accuracy"] == results["unpruned_accuracy"]
+        same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN == NaN)
+        assert same(again[split]["methods"], results["methods"])

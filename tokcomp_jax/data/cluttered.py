@@ -2,8 +2,8 @@
 
     builder = vqa.build(ClutteredDigitsVqa, data_dir, "demo")   # or "full", "tiny", a ClutterConfig
 
-An image is a grid of 28-pixel cells (one merged visual token each) over a crop of one of the
-two photographs scikit-learn bundles (china.jpg, flower.jpg), so no token is plain background.
+An image is a grid of 28-pixel cells (one merged visual token each) over crops of the two
+photographs scikit-learn bundles (china.jpg, flower.jpg) blended, so no token is plain background.
 Most cells hold a real handwritten digit (`load_digits`; the test splits draw from scans the
 others never use), and a large share of those digits are framed in one of eight colours:
 four colours frame one digit each (the ones questions point at), one colour frames one to four
@@ -235,8 +235,8 @@ class ClutteredDigitsVqa(tfds.core.GeneratorBasedBuilder):
                 ("validation_2x", 60),
                 ("validation_clips", 60),
                 ("test", 250),
-                ("test_2x", 150),
-                ("test_clips", 150),
+                ("test_2x", 100),
+                ("test_clips", 100),
             ),
         ),  # fmt: skip
         ClutterConfig(

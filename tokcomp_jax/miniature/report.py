@@ -24,6 +24,23 @@ LABELS = {
 }
 
 
+def record_to_json(record: dict) -> dict:
+    """An evaluation record with its masks as index lists (records-SPLIT.jsonl)."""
+    kept = {key: np.flatnonzero(mask).tolist() for key, mask in record["kept"].items()}
+    return {**record, "evidence": np.flatnonzero(record["evidence"]).tolist(), "kept": kept}
+
+
+def record_from_json(line: dict) -> dict:
+    """The inverse of record_to_json."""
+
+    def mask(indices):
+        values = np.zeros(line["visual_tokens"], bool)
+        values[indices] = True
+        return values
+
+    return {**line, "evidence": mask(line["evidence"]), "kept": {k: mask(v) for k, v in line["kept"].items()}}
+
+
 def _cell(row: dict) -> str:
     paired = "–" if np.isnan(row["paired_coverage"]) else f"{row['paired_coverage']:.2f}"
     return (
