@@ -39,7 +39,7 @@ from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.mapper.train import train as train_mapper
 from tokcomp_jax.miniature import report
 from tokcomp_jax.miniature.datasets import load_splits
-from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_of, summarise
+from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_of, records_by_image, summarise
 from tokcomp_jax.miniature.samples import Group, Samples, group_indices, token_grid
 from tokcomp_jax.miniature.shipped import read_manifest, write_manifest
 from tokcomp_jax.miniature.train import METRICS_FILE, MODEL_DIR, load_pretrained, train_mllm
@@ -75,11 +75,8 @@ def write_split_labels(model, config, examples: list[dict], out: Path, split: st
 
 def _picture_pairs(records: list[dict], count: int) -> list[list[dict]]:
     """About `count` groups of records, each the questions asked of one image, dataset by dataset."""
-    by_image: dict[str, list[dict]] = {}
-    for record in records:
-        by_image.setdefault(image_of(record["sample_id"]), []).append(record)
     by_dataset: dict[str, list[list[dict]]] = {}
-    for group in by_image.values():
+    for group in records_by_image(records).values():
         by_dataset.setdefault(group[0]["kind"].split("/")[0], []).append(group)
     per_dataset = -(-count // len(by_dataset))
     return [group for chosen in by_dataset.values() for group in chosen[:per_dataset]]

@@ -180,14 +180,19 @@ def image_of(sample_id: str) -> str:
     return head if len(suffix) == 1 else sample_id
 
 
+def records_by_image(records: list[dict]) -> dict[str, list[dict]]:
+    """Records grouped by the image (or clip) they ask about, in order of first appearance."""
+    by_image: dict[str, list[dict]] = {}
+    for record in records:
+        by_image.setdefault(image_of(record["sample_id"]), []).append(record)
+    return by_image
+
+
 def paired_coverage(records: list[dict], key: str) -> float:
     """Share of images asked two questions whose kept tokens (under `key`) hold all of each question's
     evidence; nan without paired questions. An instruction-agnostic method keeps the same tokens for
     both, so it must keep both evidence sets at once."""
-    by_image: dict[str, list[dict]] = {}
-    for record in records:
-        by_image.setdefault(image_of(record["sample_id"]), []).append(record)
-    pairs = [pair for pair in by_image.values() if len(pair) == 2]
+    pairs = [pair for pair in records_by_image(records).values() if len(pair) == 2]
     if not pairs:
         return float("nan")
     covered = [all(r["kept"][key][r["evidence"]].all() for r in pair) for pair in pairs]
