@@ -26,6 +26,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
+from conversion.references import REFERENCE_DIFFS
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
@@ -35,7 +36,6 @@ from tokcomp_jax.models.safetensors_io import CheckpointError, safetensors_files
 # order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa
 # bits, in different places; the logits bound is relative to max |logits| (0.7% seen).
 TOLERANCE = {"float32": (1e-4, 1e-4), "bfloat16": (2e-2, 1e-2)}
-VERIFY_MEDIA = [[("image", 84, 140)]]
 
 
 def iter_torch_bin(directory: Path) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -65,37 +65,13 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     checkpoint.save(dst, family, config, dtype, params)
 
 
-def _qwen2vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
-    from conversion.verify import load_torch_model, max_diffs, random_batch
-
-    return max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
-
-
-def _llava_onevision_diffs(model, src: Path, dtype: str) -> dict[str, float]:
-    from conversion.verify_llava import llava_batch, llava_max_diffs, load_llava_torch
-
-    torch_model = load_llava_torch(src, dtype)
-    tile = model.config.vision.image_size
-    batch = llava_batch(torch_model, images=[(tile * 3 // 2, tile * 5 // 2)], frames=2)  # a wide, tiled image
-    return llava_max_diffs(model, torch_model, batch)
-
-
-def _vila_diffs(model, src: Path, dtype: str) -> dict[str, float]:
-    from conversion.verify_vila import load_vila_reference, vila_batch, vila_max_diffs
-
-    return vila_max_diffs(model, load_vila_reference(src, dtype), vila_batch(model.config, images=2))
-
-
-VERIFIERS = {"qwen2_vl": _qwen2vl_diffs, "llava_onevision": _llava_onevision_diffs, "vila": _vila_diffs}
-
-
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
     """Diffs of the converted model against transformers on generated media and text."""
     from tokcomp_jax import load
 
     jax.config.update("jax_default_matmul_precision", "highest")
     model = load(dst, dtype=dtype)
-    diffs = VERIFIERS[model.config.family](model, src, dtype)
+    diffs = REFERENCE_DIFFS[model.config.family](model, src, dtype)
     logits_tolerance, attention_tolerance = TOLERANCE[dtype]
     if dtype == "bfloat16":
         logits_tolerance *= max(1.0, diffs["logits_max_abs"])

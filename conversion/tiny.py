@@ -15,7 +15,7 @@ from transformers import LlavaOnevisionConfig as HFLlavaOnevisionConfig
 from transformers import LlavaOnevisionForConditionalGeneration, Qwen2VLForConditionalGeneration
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
 
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 
 
 def tiny_hf_config(

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tokcomp_jax.models.config import Qwen2VLConfig
-from tokcomp_jax.models.positions import token_types
-from tokcomp_jax.models.qwen2vl import prepare_inputs
-from tokcomp_jax.preprocess import image_processor, process_images, process_video
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.modeling import prepare_inputs
+from tokcomp_jax.models.qwen2_vl.positions import token_types
+from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images, process_video
 
 # A media item: ("image", height, width) or ("video", frames, height, width).
 Media = tuple

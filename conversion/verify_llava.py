@@ -18,7 +18,7 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
 )
 
 from conversion.verify import output_diffs
-from tokcomp_jax.models.llava_onevision import prepare_llava_inputs
+from tokcomp_jax.models.llava_onevision.modeling import prepare_llava_inputs
 
 
 def llava_batch(torch_model, images: Sequence[tuple[int, int]] = (), frames: int = 0, seed: int = 0) -> dict:

@@ -20,8 +20,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from conversion.verify import output_diffs
-from tokcomp_jax.models.config import VILA_IMAGE_PLACEHOLDER
-from tokcomp_jax.models.vila import expand_image_placeholders, prepare_vila_inputs
+from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER
+from tokcomp_jax.models.vila.modeling import expand_image_placeholders, prepare_vila_inputs
 
 
 class ReferenceDownSample(nn.Module):

@@ -33,8 +33,8 @@ from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_ima
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.params_qwen2vl import qwen2vl_name_map
-from tokcomp_jax.models.qwen2vl import Qwen2VL
+from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL
+from tokcomp_jax.models.qwen2_vl.params import qwen2vl_name_map
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -205,7 +205,7 @@ def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
     """transformers' vision tower, LLM prefill from `embeds` (cropped to the real length) and whole forward."""
     import torch
 
-    from tokcomp_jax.models.positions import token_types
+    from tokcomp_jax.models.qwen2_vl.positions import token_types
 
     length = batch["input_ids"].shape[1]
     ids, mask = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])

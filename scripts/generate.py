@@ -26,7 +26,7 @@ import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import load_mapper
-from tokcomp_jax.preprocess import build_inputs, end_of_turn_id, image_processor
+from tokcomp_jax.models.qwen2_vl.processor import build_inputs, end_of_turn_id, image_processor
 from tokcomp_jax.prune import SCORERS, Buckets, PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.visualize import kept_overlay, save_panels
 

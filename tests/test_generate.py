@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conversion.verify import random_batch
-from tokcomp_jax.eval.runner import stack_rows
 from tokcomp_jax.generate import generate
 from tokcomp_jax.models import prepare_inputs
-from tokcomp_jax.models.positions import token_types
+from tokcomp_jax.models.qwen2_vl.positions import token_types
+from tokcomp_jax.models.qwen2_vl.processor import collate as stack_rows
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, prune_embeddings
 
 ROWS = [[("image", 112, 84)], [("video", 2, 56, 84)], [("image", 56, 56), ("image", 84, 56)]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tokcomp_jax.models import prepare_inputs
-from tokcomp_jax.preprocess import build_inputs, image_processor, process_images, process_video
+from tokcomp_jax.models.qwen2_vl.processor import build_inputs, image_processor, process_images, process_video
 
 
 def test_video_pairs_consecutive_frames_into_temporal_patches(tiny_qwen2vl):

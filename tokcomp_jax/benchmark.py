@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from tokcomp_jax.generate import decode, prefill
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, visual_scores
 
 

@@ -7,7 +7,7 @@ matmuls at real widths. scripts/bench.py prints these next to XLA's own count of
 from __future__ import annotations
 
 from tokcomp_jax.mapper.model import MapperConfig
-from tokcomp_jax.models.config import DecoderConfig
+from tokcomp_jax.models.common.config import DecoderConfig
 
 
 def layer_prefill_flops(config: DecoderConfig, length: int) -> int:

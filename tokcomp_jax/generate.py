@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from tokcomp_jax.models.attention import LayerCache
-from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.models.common.attention import LayerCache
+from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.prune.pruner import PruneConfig, prune_embeddings
 
 

@@ -7,7 +7,8 @@ tiny (tests: 56-pixel SigLIP tiles, a 2-layer Qwen2).
 from ml_collections import ConfigDict
 
 from configs.models import preset_config
-from tokcomp_jax.models.config import DecoderConfig, LlavaOnevisionConfig, SiglipVisionConfig
+from tokcomp_jax.models.common.config import DecoderConfig, SiglipVisionConfig
+from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 
 
 def tiny() -> LlavaOnevisionConfig:

@@ -6,7 +6,7 @@ Variants: 2b, 7b (published config.json values of Qwen/Qwen2-VL-*-Instruct) and 
 from ml_collections import ConfigDict
 
 from configs.models import preset_config
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 
 PRESETS = {"2b": Qwen2VLConfig.qwen2_vl_2b, "7b": Qwen2VLConfig.qwen2_vl_7b, "tiny": Qwen2VLConfig.tiny}
 

@@ -9,7 +9,8 @@ checkpoint always takes them from its own config.json, so only the eval_shape si
 from ml_collections import ConfigDict
 
 from configs.models import preset_config
-from tokcomp_jax.models.config import DecoderConfig, SiglipVisionConfig, VilaConfig
+from tokcomp_jax.models.common.config import DecoderConfig, SiglipVisionConfig
+from tokcomp_jax.models.vila.config import VilaConfig
 
 SIGLIP_SO400M_384 = SiglipVisionConfig(num_hidden_layers=27)
 

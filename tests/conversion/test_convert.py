@@ -18,7 +18,7 @@ from conversion.convert import main
 from conversion.tiny import hf_config_of, save_tiny_model, tiny_llava_model
 from conversion.verify import flax_forward, random_batch
 from conversion.verify_vila import save_tiny_vila
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.safetensors_io import CheckpointError
 
 
@@ -96,7 +96,8 @@ def test_missing_directory_fails_cleanly(tmp_path, capsys):
 
 
 def test_import_loads_no_torch():
-    modules = "tokcomp_jax, tokcomp_jax.preprocess, tokcomp_jax.models.checkpoint, tokcomp_jax.mapper.train, "
+    modules = "tokcomp_jax, tokcomp_jax.models.families, tokcomp_jax.eval.codecs, tokcomp_jax.models.checkpoint, "
+    modules += "tokcomp_jax.mapper.train, "
     modules += "tokcomp_jax.prune, tokcomp_jax.generate, tokcomp_jax.explain.label_writer, tokcomp_jax.visualize"
     code = f"import sys, {modules}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -110,7 +111,7 @@ def test_runtime_works_with_torch_unimportable(tiny_qwen2vl):
 import sys; sys.modules["torch"] = None
 import numpy as np, tokcomp_jax
 from tokcomp_jax.models import prepare_inputs
-from tokcomp_jax.preprocess import image_processor, process_images
+from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images
 model = tokcomp_jax.load({str(hf_dir)!r})
 pixels, grid = process_images(image_processor(model.config), [np.zeros((56, 56, 3), np.uint8)])
 ids = np.array([[1, {model.config.vision_start_token_id}] + [{model.config.image_token_id}] * 4 + [2]])

@@ -11,10 +11,10 @@ from flax import nnx
 
 from conversion.tiny import tiny_llava_model
 from conversion.verify_llava import llava_batch, llava_max_diffs
-from tokcomp_jax.models.config import LlavaOnevisionConfig
-from tokcomp_jax.models.llava_onevision import LlavaOnevision, prepare_llava_inputs
+from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
+from tokcomp_jax.models.llava_onevision.modeling import LlavaOnevision, prepare_llava_inputs
+from tokcomp_jax.models.llava_onevision.params import llava_onevision_name_map
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.params_llava import llava_onevision_name_map
 
 IMAGE, VIDEO = 250, 251
 

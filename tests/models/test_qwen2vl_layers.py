@@ -12,10 +12,10 @@ import torch
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
 from conversion.verify import random_batch
-from tokcomp_jax.models import positions
-from tokcomp_jax.models.decoder import causal_mask
-from tokcomp_jax.models.positions import token_types
-from tokcomp_jax.models.rope import multimodal_rope, vision_rope
+from tokcomp_jax.models.common.decoder import causal_mask
+from tokcomp_jax.models.common.rope import multimodal_rope, vision_rope
+from tokcomp_jax.models.qwen2_vl import positions
+from tokcomp_jax.models.qwen2_vl.positions import token_types
 
 ATOL = 1e-5
 GRID = np.array([[1, 4, 6], [2, 2, 4]])  # an image and a 2-step video
@@ -139,7 +139,7 @@ def test_one_decoder_layer_with_padding(tiny_qwen2vl, mixed_batch):
 def test_query_chunked_attention_equals_whole(num_heads, num_kv_heads, length):
     """Long query sequences are attended a chunk at a time (padded when the length does not divide);
     outputs and probabilities equal attending them all at once, padding and masks included."""
-    from tokcomp_jax.models.attention import dot_product_attention
+    from tokcomp_jax.models.common.attention import dot_product_attention
 
     rng = np.random.default_rng(0)
     query = jnp.asarray(rng.standard_normal((2, length, num_heads, 8)), jnp.float32)

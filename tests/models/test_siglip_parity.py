@@ -13,10 +13,10 @@ from flax import nnx
 from transformers import SiglipVisionConfig as HFSiglipVisionConfig
 from transformers import SiglipVisionModel
 
-from tokcomp_jax.models.config import SiglipVisionConfig
+from tokcomp_jax.models.common.config import SiglipVisionConfig
+from tokcomp_jax.models.common.params_siglip import siglip_ignored, siglip_rules
+from tokcomp_jax.models.common.siglip import SiglipVisionTower
 from tokcomp_jax.models.loading import NameMap, abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.params_siglip import siglip_ignored, siglip_rules
-from tokcomp_jax.models.vision_siglip import SiglipVisionTower
 
 HF = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=56, patch_size=14

@@ -13,8 +13,8 @@ import pytest
 
 import tokcomp_jax
 from conversion.verify_vila import save_tiny_vila, vila_batch, vila_max_diffs
-from tokcomp_jax.models.config import VILA_IMAGE_PLACEHOLDER
-from tokcomp_jax.models.vila import prepare_vila_inputs
+from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER
+from tokcomp_jax.models.vila.modeling import prepare_vila_inputs
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
     LlavaOnevisionImageProcessorPil,
 )
 
-from tokcomp_jax.models import llava_layout
-from tokcomp_jax.models.config import VILA_IMAGE_PLACEHOLDER
-from tokcomp_jax.models.vila import expand_image_placeholders
+from tokcomp_jax.models.llava_onevision import layout as llava_layout
+from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER
+from tokcomp_jax.models.vila.modeling import expand_image_placeholders
 
 TEXT_BEFORE, INSTRUCTION = [5, 6], [7, 8, 9]
 

@@ -11,7 +11,7 @@ from configs.models.llava_onevision import tiny
 from tests.prune.family_batches import llava_batch
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models.llava_onevision import LlavaOnevision
+from tokcomp_jax.models.llava_onevision.modeling import LlavaOnevision
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
 
 ATOL = 1e-5  # float32, highest matmul precision: the same arithmetic in a different order

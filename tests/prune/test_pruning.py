@@ -12,7 +12,7 @@ from flax import nnx
 
 from conversion.verify import random_batch
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models.rope import vision_rope
+from tokcomp_jax.models.common.rope import vision_rope
 from tokcomp_jax.prune import Buckets, PruneConfig, keep_count, prepare_pruning, prune_embeddings, pruned_forward
 from tokcomp_jax.prune import scorers as scorer_module
 from tokcomp_jax.prune.features import first_layer_features

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokcomp_jax.preprocess import image_processor, process_images
+from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images
 
 COLOURS = ([220, 40, 40], [40, 200, 60], [40, 80, 220])
 

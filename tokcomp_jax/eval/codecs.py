@@ -1,35 +1,39 @@
 """How an EvalSample becomes model input and generated tokens become a reply, per kind of model.
 
 A codec has `encode(sample) -> dict` (a one-row transformers-style batch: input_ids [1, T],
-attention_mask, pixel_values, image_grid_thw), `decode(tokens) -> str` and `eos_token_id`.
+attention_mask and the family's media arrays), `decode(tokens) -> str` and `eos_token_id`.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from tokcomp_jax.data import vqa
 from tokcomp_jax.eval.samples import EvalSample, load_image, load_video
 from tokcomp_jax.miniature.samples import prompt_ids
-from tokcomp_jax.models.config import Qwen2VLConfig
-from tokcomp_jax.preprocess import build_inputs, end_of_turn_id, image_processor, process_images
+from tokcomp_jax.models.families import family_of
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images
 
 
 class ChatCodec:
-    """A released MLLM: its tokenizer's chat template and transformers' image processor."""
+    """A released MLLM of any family: its tokenizer's chat template and its image processor, as the
+    checkpoint's preprocessor_config.json describes it (`overrides` replace its fields, e.g. max_pixels)."""
 
-    def __init__(self, config: Qwen2VLConfig, tokenizer, max_pixels: int = 28 * 28 * 1280):
-        self.config, self.tokenizer = config, tokenizer
-        self.processor = image_processor(config, max_pixels=max_pixels)
-        self.eos_token_id = end_of_turn_id(tokenizer)
+    def __init__(self, config, tokenizer, checkpoint: str | os.PathLike | None = None, **overrides):
+        family = family_of(config)
+        self.chat = family.chat(config, tokenizer, {**family.read_preprocessor(checkpoint), **overrides})
+        self.eos_token_id = self.chat.eos_token_id
 
     def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:
         images = [load_image(source) for source in sample.images]
         video = load_video(sample.video) if sample.video is not None else None
-        return build_inputs(self.config, self.tokenizer, self.processor, sample.prompt, images=images, video=video)
+        return self.chat.encode(sample.prompt, images=images, video=video)
 
     def decode(self, tokens: np.ndarray) -> str:
-        return self.tokenizer.decode([t for t in tokens if t != self.eos_token_id], skip_special_tokens=True).strip()
+        return self.chat.decode(tokens)
 
 
 class MiniatureCodec:

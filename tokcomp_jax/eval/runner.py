@@ -27,6 +27,7 @@ from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper.inputs import choose_bucket
+from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
 
 PLAN_WINDOW = 16  # batches encoded and bucketed together
@@ -45,43 +46,24 @@ class RunSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
-def stack_rows(rows: Sequence[dict]) -> dict[str, np.ndarray]:
-    """One-row transformers-style batches -> one right-padded batch (media packed in row order)."""
-    length = max(row["input_ids"].shape[1] for row in rows)
-    batch = {
-        key: np.concatenate([np.pad(row[key], ((0, 0), (0, length - row[key].shape[1]))) for row in rows])
-        for key in ("input_ids", "attention_mask")
-    }
-    for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
-        present = [row[key] for row in rows if key in row]
-        if present:
-            batch[key] = np.concatenate(present)
-    return batch
-
-
-def _token_counts(config, row: dict) -> tuple[int, int, int]:
-    """(text tokens, visual tokens, vision segments: one per image and per video frame group) of a one-row batch."""
+def _token_counts(config, row: dict) -> tuple[int, int]:
+    """(text tokens, visual tokens) of a one-row batch; never-pruned visual tokens count as visual."""
     ids = row["input_ids"][0]
-    visual = int(np.isin(ids, (config.image_token_id, config.video_token_id)).sum())
-    segments = sum(int(np.asarray(row[key])[:, 0].sum()) for key in ("image_grid_thw", "video_grid_thw") if key in row)
-    return len(ids) - visual, visual, max(segments, 1)
+    visual = int(np.isin(ids, family_of(config).visual_token_ids(config)).sum())
+    return len(ids) - visual, visual
 
 
 def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list[tuple[Buckets, list[int]]]:
     """Indices of `encoded` grouped by bucket, in order of first appearance, `batch_size` at a time.
-
-    The vision tower sees one block of patches per image / video frame group (Buckets.frame_patches):
-    a row of G segments in visual bucket N gets G blocks of N // G tokens' patches.
-    """
+    The family sizes what else a batch holds (Qwen2-VL: one block of vision patches per image /
+    frame group; LLaVA-OneVision, VILA1.5: the batch's tiles)."""
+    family = family_of(config)
     groups: dict[Buckets, list[int]] = {}
-    merge = config.vision.spatial_merge_size
     for index, row in enumerate(encoded):
-        text, visual, segments = _token_counts(config, row)
+        text, visual = _token_counts(config, row)
+        text_bucket = choose_bucket(text, settings.text_buckets, "text tokens")
         visual_bucket = choose_bucket(max(visual, 1), settings.visual_buckets)
-        buckets = Buckets(
-            text=choose_bucket(text, settings.text_buckets, "text tokens"), visual=visual_bucket,
-            frame_patches=max(visual_bucket // segments, 1) * merge**2,
-        )  # fmt: skip
+        buckets = family.buckets(config, row, text_bucket, visual_bucket, settings.batch_size)
         groups.setdefault(buckets, []).append(index)
     size = settings.batch_size
     return [(b, indices[i : i + size]) for b, indices in groups.items() for i in range(0, len(indices), size)]
@@ -99,7 +81,8 @@ def prepared_batches(
         for buckets, indices in plan_batches(config, encoded, settings):
             rows = [encoded[i] for i in indices]
             rows += [rows[-1]] * (settings.batch_size - len(rows))  # a full batch: one compile per bucket
-            yield [chunk[i] for i in indices], *prepare_pruning(config, stack_rows(rows), buckets, mapper=mapper_config)
+            batch = family_of(config).collate(rows)
+            yield [chunk[i] for i in indices], *prepare_pruning(config, batch, buckets, mapper=mapper_config)
 
 
 def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:

@@ -82,8 +82,8 @@ def shard_model(module: nnx.Module, mesh: Mesh, mesh_axes=MESH_AXES, param_axes=
 
 
 def place_batch(mesh: Mesh, inputs, scoring):
-    """Split model inputs and ScoringInputs over `data` along their batch axis (rows, or one block of
-    patches per row); everything else is replicated. The batch must divide over `data`."""
+    """Split model inputs (of any family: their BATCH_AXES) and ScoringInputs over `data` along their
+    batch axis; everything else is replicated. The batch must divide over `data`."""
     batch = inputs.input_ids.shape[0]
     if batch % mesh.shape["data"]:
         raise ValueError(f"batch of {batch} rows does not divide over data={mesh.shape['data']} devices")
@@ -96,13 +96,7 @@ def place_batch(mesh: Mesh, inputs, scoring):
             spec[batch_axis] = "data"
         return jax.device_put(array, NamedSharding(mesh, P(*spec)))
 
-    inputs = inputs.replace(
-        input_ids=put(inputs.input_ids, 0),
-        attention_mask=put(inputs.attention_mask, 0),
-        position_ids=put(inputs.position_ids, 1),
-        visual_token_index=put(inputs.visual_token_index, 0),
-        **{k: put(getattr(inputs, k), 0) for k in ("pixel_values", "patch_positions", "patch_segment_ids")},
-    )
+    inputs = inputs.replace(**{field: put(getattr(inputs, field), axis) for field, axis in inputs.BATCH_AXES.items()})
     layout = scoring.layout.replace(
         visual_positions=put(scoring.layout.visual_positions, 0),
         query_positions=put(scoring.layout.query_positions, 0),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
 from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import greedy_decode
-from tokcomp_jax.preprocess import batch_media
+from tokcomp_jax.models.qwen2_vl.processor import batch_media
 from tokcomp_jax.prune.features import first_layer_features
 from tokcomp_jax.prune.layout import Buckets, token_grids
 from tokcomp_jax.prune.pruner import prepare_pruning

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 

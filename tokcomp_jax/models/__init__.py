@@ -1,7 +1,8 @@
 """Flax NNX ports of the MLLM families; they know nothing of pruning or explanations."""
 
-from tokcomp_jax.models.config import DecoderConfig, Qwen2VisionConfig, Qwen2VLConfig
-from tokcomp_jax.models.qwen2vl import Qwen2VL, Qwen2VLInputs, Qwen2VLOutput, prepare_inputs
+from tokcomp_jax.models.common.config import DecoderConfig
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig, Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL, Qwen2VLInputs, Qwen2VLOutput, prepare_inputs
 
 __all__ = [
     "DecoderConfig",

@@ -42,9 +42,11 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
         hf_config = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(hf_config, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(hf_config).__name__}, expected an object")
     family = family_of_hf_config(hf_config)
     try:
-        return family, family.config_from_hf(hf_config)
+        return family, family.read_config(directory)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot build a {family.name} config ({err!r})") from None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens

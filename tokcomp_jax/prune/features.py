@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tokcomp_jax.models.rope import apply_rotary
+from tokcomp_jax.models.common.rope import apply_rotary
 from tokcomp_jax.prune.layout import VisualLayout
 
 

@@ -16,12 +16,10 @@ from flax import nnx, struct
 
 from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
-from tokcomp_jax.models.llava_onevision import prepare_llava_inputs
-from tokcomp_jax.models.qwen2vl import prepare_inputs
-from tokcomp_jax.models.vila import prepare_vila_inputs
+from tokcomp_jax.models import families
 from tokcomp_jax.prune import scorers
 from tokcomp_jax.prune.fastv import fastv_forward
-from tokcomp_jax.prune.layout import Buckets, check_keep_ratio, token_grids, visual_layout
+from tokcomp_jax.prune.layout import Buckets, check_keep_ratio
 from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 
 log = logging.getLogger(__name__)
@@ -79,13 +77,14 @@ def prepare_pruning(
         raise ValueError(f"sequence of {input_ids.shape[1]} tokens exceeds the bucket {buckets.sequence}")
     pad = ((0, 0), (0, buckets.sequence - input_ids.shape[1]))
     input_ids, attention_mask = np.pad(input_ids, pad), np.pad(attention_mask, pad)
-    inputs, layout = _inputs_and_layout(config, input_ids, attention_mask, batch, buckets)
+    family = families.family_of(config)
+    inputs, layout = family.prepare(config, dict(batch, input_ids=input_ids, attention_mask=attention_mask), buckets)
     if not layout.visual_mask.any():
         log.info("no visual tokens in this batch: pruning keeps every token")
     scoring = scorers.ScoringInputs(layout=layout, rng=jax.random.key(seed))
     counts = np.asarray(layout.visual_count)
     if mapper is not None:
-        grids = _token_grids(config, input_ids, batch, counts, mapper.layout)
+        grids = family.token_grids(config, dict(batch, input_ids=input_ids), counts, mapper.layout)
         tables = [neighbour_table(mapper.layout, g, mapper.kernel_size, buckets.visual) for g in grids]
         scoring = scoring.replace(neighbour_index=jnp.asarray(np.stack(tables)))
     if relevance is not None:
@@ -96,51 +95,6 @@ def prepare_pruning(
             padded[row, : len(values)] = values
         scoring = scoring.replace(relevance=jnp.asarray(padded))
     return inputs, scoring
-
-
-def _inputs_and_layout(config, input_ids, attention_mask, batch: dict, buckets: Buckets):
-    """(model inputs of the config's family, VisualLayout) of a batch padded to the buckets.
-
-    LLaVA-OneVision's row newlines are never pruned: they are the only layout the LLM gets of a
-    tiled image. Qwen2-VL's layout is checked first, its bucket errors being the clearer ones.
-    """
-    visual_ids = (config.image_token_id, config.video_token_id)
-    if config.family == "vila":
-        inputs = prepare_vila_inputs(config, input_ids, attention_mask, batch.get("pixel_values"), buckets.tiles)
-        return inputs, visual_layout(input_ids, attention_mask, visual_ids, buckets)
-    if config.family == "llava_onevision":
-        media = {k: batch.get(k) for k in ("pixel_values", "image_sizes", "pixel_values_videos", "batch_num_images")}
-        inputs = prepare_llava_inputs(config, input_ids, attention_mask, **media, tile_bucket=buckets.tiles)
-        kept = None if inputs.newline_mask is None else np.asarray(inputs.newline_mask)
-        return inputs, visual_layout(input_ids, attention_mask, visual_ids, buckets, kept=kept)
-    layout = visual_layout(input_ids, attention_mask, visual_ids, buckets)
-    merge = config.vision.spatial_merge_size
-    media = {k: batch.get(k) for k in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")}
-    has_media = media["pixel_values"] is not None or media["pixel_values_videos"] is not None
-    patch_bucket = len(input_ids) * buckets.visual * merge**2 if has_media else None
-    inputs = prepare_inputs(
-        config, input_ids, attention_mask, **media, patch_bucket=patch_bucket, frame_patches=buckets.frame_patches
-    )
-    return inputs, layout
-
-
-def _token_grids(config, input_ids, batch: dict, counts: np.ndarray, layout: str) -> list[np.ndarray]:
-    """Per sample, the (frames, rows, cols) grids the mapper's convolutions run over. VILA1.5: one
-    square grid of folded tokens per image / frame (stored column by column: the transposed grid,
-    with the same neighbourhoods)."""
-    if config.family == "vila":
-        side = int(round(config.tokens_per_image**0.5))
-        return [np.array([[count // config.tokens_per_image, side, side]]) for count in counts]
-    if config.family == "llava_onevision":
-        if layout != "sequence":
-            raise ValueError(
-                "LLaVA-OneVision's visual tokens (overview tile, then unpadded rows of tiles) form no single "
-                "grid: use a mapper with the sequence layout"
-            )
-        return [np.array([[1, 1, count]]) for count in counts]
-    visual_ids = (config.image_token_id, config.video_token_id)
-    grids = (batch.get("image_grid_thw"), batch.get("video_grid_thw"))
-    return token_grids(input_ids, *visual_ids, *grids, config.vision.spatial_merge_size)
 
 
 def visual_scores(

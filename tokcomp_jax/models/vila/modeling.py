@@ -10,23 +10,28 @@ and mm_projector/ parts are read directly (conversion/).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from tokcomp_jax.models.config import VILA_IMAGE_PLACEHOLDER, VilaConfig
-from tokcomp_jax.models.decoder import Decoder, LMHead
-from tokcomp_jax.models.layers import LayerNorm, activation, linear
-from tokcomp_jax.models.mllm import DecoderMLLM
-from tokcomp_jax.models.rope import text_rope
-from tokcomp_jax.models.vision_siglip import SiglipVisionTower, pad_tiles
+from tokcomp_jax.models.common.decoder import Decoder, LMHead
+from tokcomp_jax.models.common.layers import LayerNorm, activation, linear
+from tokcomp_jax.models.common.mllm import DecoderMLLM
+from tokcomp_jax.models.common.rope import text_rope
+from tokcomp_jax.models.common.siglip import SiglipVisionTower, pad_tiles
+from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER, VilaConfig
 
 PROJECTOR_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, as VILA builds it
 
 
 @struct.dataclass
 class VilaInputs:
+    BATCH_AXES: ClassVar[dict[str, int]] = {"input_ids": 0, "attention_mask": 0, "position_ids": 0, "pixel_values": 0,
+                                            "visual_token_index": 0}  # fmt: skip
+
     input_ids: jax.Array  # [B, T], image tokens hold VILA_IMAGE_PLACEHOLDER
     attention_mask: jax.Array  # [B, T]
     position_ids: jax.Array  # [B, T]

@@ -11,22 +11,28 @@ Two steps, so the jitted graph sees only arrays:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from tokcomp_jax.models import positions
-from tokcomp_jax.models.config import Qwen2VLConfig
-from tokcomp_jax.models.decoder import Decoder, LMHead
-from tokcomp_jax.models.mllm import DecoderMLLM, MLLMOutput
-from tokcomp_jax.models.rope import multimodal_rope
-from tokcomp_jax.models.vision_qwen2vl import Qwen2VisionTransformer
+from tokcomp_jax.models.common.decoder import Decoder, LMHead
+from tokcomp_jax.models.common.mllm import DecoderMLLM, MLLMOutput
+from tokcomp_jax.models.common.rope import multimodal_rope
+from tokcomp_jax.models.qwen2_vl import positions
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.vision import Qwen2VisionTransformer
 
 
 @struct.dataclass
 class Qwen2VLInputs:
     """Model inputs after host bookkeeping. T text length, P packed patches (images then videos)."""
+
+    # field -> batch axis, for sharding over `data` (pixels etc.: one block per image / frame when blocked)
+    BATCH_AXES: ClassVar[dict[str, int]] = {"input_ids": 0, "attention_mask": 0, "position_ids": 1, "visual_token_index": 0,
+                                            "pixel_values": 0, "patch_positions": 0, "patch_segment_ids": 0}  # fmt: skip
 
     input_ids: jax.Array  # [B, T]
     attention_mask: jax.Array  # [B, T], 1 = real token

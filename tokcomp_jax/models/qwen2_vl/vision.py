@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.attention import dot_product_attention
-from tokcomp_jax.models.config import Qwen2VisionConfig
-from tokcomp_jax.models.layers import MLP, LayerNorm, linear
-from tokcomp_jax.models.rope import apply_rotary, vision_rope
+from tokcomp_jax.models.common.attention import dot_product_attention
+from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
 
 VISION_NORM_EPS = 1e-6
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tokcomp_jax.models.common.params_decoder import decoder_rules, lm_head_rule
+from tokcomp_jax.models.common.params_siglip import siglip_ignored, siglip_rules
 from tokcomp_jax.models.loading import NameMap, Rule, Transform
-from tokcomp_jax.models.params_decoder import decoder_rules, lm_head_rule
-from tokcomp_jax.models.params_siglip import siglip_ignored, siglip_rules
 
 _VISION = r"(?:model\.)?vision_tower\.(?:vision_model\.)?"
 _LM = r"(?:model\.language_model\.|language_model\.model\.)"

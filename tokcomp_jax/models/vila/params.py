@@ -4,9 +4,9 @@ subdirectories, each tensor name prefixed with the part: `llm/model.layers.0...`
 
 from __future__ import annotations
 
+from tokcomp_jax.models.common.params_decoder import decoder_rules, lm_head_rule
+from tokcomp_jax.models.common.params_siglip import siglip_ignored, siglip_rules
 from tokcomp_jax.models.loading import NameMap, Rule, Transform
-from tokcomp_jax.models.params_decoder import decoder_rules, lm_head_rule
-from tokcomp_jax.models.params_siglip import siglip_ignored, siglip_rules
 
 PARTS = ("llm", "vision_tower", "mm_projector")
 _VISION = r"vision_tower/(?:vision_model\.)?"

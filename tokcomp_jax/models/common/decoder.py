@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.attention import LayerCache, SelfAttention
-from tokcomp_jax.models.config import DecoderConfig
-from tokcomp_jax.models.layers import GatedMLP, RMSNorm, linear
+from tokcomp_jax.models.common.attention import LayerCache, SelfAttention
+from tokcomp_jax.models.common.config import DecoderConfig
+from tokcomp_jax.models.common.layers import GatedMLP, RMSNorm, linear
 
 
 def causal_mask(attention_mask: jax.Array) -> jax.Array:

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.attention import dot_product_attention
-from tokcomp_jax.models.config import SiglipVisionConfig
-from tokcomp_jax.models.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.attention import dot_product_attention
+from tokcomp_jax.models.common.config import SiglipVisionConfig
+from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 
 
 def patchify(pixel_values: jax.Array, patch: int) -> jax.Array:

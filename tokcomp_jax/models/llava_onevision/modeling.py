@@ -10,23 +10,28 @@ Arguments are named as transformers' LlavaOnevisionForConditionalGeneration name
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from tokcomp_jax.models import llava_layout
-from tokcomp_jax.models.config import LlavaOnevisionConfig
-from tokcomp_jax.models.decoder import Decoder, LMHead
-from tokcomp_jax.models.layers import activation, linear
-from tokcomp_jax.models.mllm import DecoderMLLM
-from tokcomp_jax.models.rope import text_rope
-from tokcomp_jax.models.vision_siglip import SiglipVisionTower, pad_tiles
+from tokcomp_jax.models.common.decoder import Decoder, LMHead
+from tokcomp_jax.models.common.layers import activation, linear
+from tokcomp_jax.models.common.mllm import DecoderMLLM
+from tokcomp_jax.models.common.rope import text_rope
+from tokcomp_jax.models.common.siglip import SiglipVisionTower, pad_tiles
+from tokcomp_jax.models.llava_onevision import layout as llava_layout
+from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 
 
 @struct.dataclass
 class LlavaOnevisionInputs:
     """Model inputs after host bookkeeping. P tiles (images' tiles, then video frames), padded."""
+
+    BATCH_AXES: ClassVar[dict[str, int]] = {"input_ids": 0, "attention_mask": 0, "position_ids": 0, "pixel_values": 0,
+                                            "visual_sources": 0, "visual_weights": 0, "newline_mask": 0}  # fmt: skip
 
     input_ids: jax.Array  # [B, T]
     attention_mask: jax.Array  # [B, T], 1 = real token

@@ -1,4 +1,4 @@
-"""Model inputs from images, video frames and text, with transformers' own Qwen2-VL image processor.
+"""Qwen2-VL model inputs from images, video frames and text, with transformers' own image processor.
 
 Nothing here touches the network or torch: the image processor is built from the model config
 (`Qwen2VLImageProcessorPil`, numpy out) and the tokenizer from a local directory. Video frames go
@@ -12,12 +12,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tokcomp_jax.models.config import Qwen2VLConfig
+from tokcomp_jax.models.common.chat import (
+    check_image,
+    check_video,
+    collate_text,
+    decode_reply,
+    end_of_turn_id,
+    user_turn,
+)
+from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 
 
-def image_processor(config: Qwen2VLConfig, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280):
+DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 1280  # transformers' Qwen2VLImageProcessor
+
+
+def image_processor(config: Qwen2VLConfig, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS):
     """transformers' Qwen2-VL image processor with the model's patch, merge and temporal sizes."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -30,18 +41,9 @@ def image_processor(config: Qwen2VLConfig, min_pixels: int = 56 * 56, max_pixels
     )
 
 
-def _check_image(image: np.ndarray, name: str, patch_size: int) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"{name} must be [height, width, channels] with 1 or 3 channels, got shape {image.shape}")
-    if min(image.shape[:2]) < patch_size:
-        raise ValueError(f"{name} is {image.shape[0]}x{image.shape[1]} pixels, smaller than one {patch_size}px patch")
-    return image
-
-
 def process_images(processor, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """[H, W, C] uint8 images -> pixel_values [P, patch_dim] float32, image_grid_thw [I, 3]."""
-    images = [_check_image(img, f"image {i}", processor.patch_size) for i, img in enumerate(images)]
+    images = [check_image(img, f"image {i}", processor.patch_size) for i, img in enumerate(images)]
     out = processor(images=images, return_tensors="np")
     return out["pixel_values"].astype(np.float32), out["image_grid_thw"]
 
@@ -53,9 +55,7 @@ def process_video(processor, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     paired into temporal patches (an odd last frame is repeated), in the patch order of
     transformers' Qwen2-VL video processor: per time step, window by window.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[0] == 0:
-        raise ValueError(f"video must be [frames, height, width, channels], got shape {frames.shape}")
+    frames = check_video(frames)
     temporal = processor.temporal_patch_size
     if pad := -len(frames) % temporal:
         frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
@@ -99,16 +99,7 @@ def build_inputs(
     Returns numpy arrays named as transformers names them: input_ids [1, T], attention_mask,
     and pixel_values / image_grid_thw and pixel_values_videos / video_grid_thw when present.
     """
-    if not prompt or not prompt.strip():
-        raise ValueError("prompt is empty")
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("the tokenizer has no chat template; load it from the model's own tokenizer files")
-    content = [{"type": "image"} for _ in images]
-    content += [{"type": "video"}] if video is not None else []
-    content.append({"type": "text", "text": prompt})
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+    text = user_turn(tokenizer, prompt, len(images), int(video is not None))
     inputs: dict[str, np.ndarray] = {}
     if images:
         inputs["pixel_values"], inputs["image_grid_thw"] = process_images(processor, images)
@@ -121,15 +112,40 @@ def build_inputs(
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), **inputs}
 
 
-def end_of_turn_id(tokenizer) -> int:
-    """The token a chat model ends its reply with: `<|im_end|>` where the vocabulary has it, else EOS."""
-    token = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    return token if isinstance(token, int) and token != tokenizer.unk_token_id else tokenizer.eos_token_id
-
-
 MEDIA_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
 
 
 def batch_media(samples: Sequence[dict]) -> dict[str, np.ndarray]:
     """The images' and videos' pixels and grids of samples, concatenated in sample order (transformers' layout)."""
     return {key: np.concatenate(values) for key in MEDIA_KEYS if (values := [s[key] for s in samples if key in s])}
+
+
+def pixel_limits(preprocessor: dict) -> dict[str, int]:
+    """min_pixels / max_pixels of a Qwen2-VL preprocessor_config.json (released files name them at
+    the top level, later ones in `size` as shortest_edge / longest_edge); the defaults without."""
+    size = preprocessor.get("size") or {}
+    return {
+        "min_pixels": preprocessor.get("min_pixels", size.get("shortest_edge", DEFAULT_MIN_PIXELS)),
+        "max_pixels": preprocessor.get("max_pixels", size.get("longest_edge", DEFAULT_MAX_PIXELS)),
+    }
+
+
+class Qwen2VLChat:
+    """A released Qwen2-VL's prompt side: the tokenizer's chat template and the image processor with
+    the checkpoint's pixel limits (`preprocessor`: its preprocessor_config.json)."""
+
+    def __init__(self, config: Qwen2VLConfig, tokenizer, preprocessor: dict | None = None):
+        self.config, self.tokenizer = config, tokenizer
+        self.processor = image_processor(config, **pixel_limits(preprocessor or {}))
+        self.eos_token_id = end_of_turn_id(tokenizer)
+
+    def encode(self, prompt: str, images=(), video=None) -> dict[str, np.ndarray]:
+        return build_inputs(self.config, self.tokenizer, self.processor, prompt, images=images, video=video)
+
+    def decode(self, tokens) -> str:
+        return decode_reply(self.tokenizer, tokens, self.eos_token_id)
+
+
+def collate(rows) -> dict[str, np.ndarray]:
+    """One-row batches -> one right-padded batch, media concatenated in row order (transformers' layout)."""
+    return {**collate_text(rows), **batch_media(rows)}

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from tokcomp_jax.models.layers import linear
-from tokcomp_jax.models.rope import apply_rotary
+from tokcomp_jax.models.common.layers import linear
+from tokcomp_jax.models.common.rope import apply_rotary
 
 ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 from flax import nnx, struct
 
-from tokcomp_jax.models.decoder import causal_mask
+from tokcomp_jax.models.common.decoder import causal_mask
 
 
 @struct.dataclass

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tokcomp_jax.models.common.params_decoder import decoder_rules, lm_head_rule
 from tokcomp_jax.models.loading import NameMap, Rule, Transform
-from tokcomp_jax.models.params_decoder import decoder_rules, lm_head_rule
 
 _LM = r"(?:model\.language_model|model)"  # transformers 5 nests the decoder; released checkpoints do not
 _VIS = r"(?:model\.visual|visual)"

@@ -1,0 +1,79 @@
+"""The prompt side every family shares: one user turn through the tokenizer's chat template, the
+token a reply ends with, the checkpoint's preprocessor_config.json, and input checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>")  # Qwen2 / ChatML, Llama 3
+
+
+def user_turn(tokenizer, prompt: str, num_images: int = 0, num_videos: int = 0) -> str:
+    """The chat-template text of one user turn (media first, then the prompt) and the assistant's cue."""
+    if not prompt or not prompt.strip():
+        raise ValueError("prompt is empty")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("the tokenizer has no chat template; load it from the model's own tokenizer files")
+    content = [{"type": "image"}] * num_images + [{"type": "video"}] * num_videos + [{"type": "text", "text": prompt}]
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token a chat model ends its reply with: `<|im_end|>` or `<|eot_id|>` where the vocabulary
+    has one, else EOS."""
+    for name in END_OF_TURN_TOKENS:
+        token = tokenizer.convert_tokens_to_ids(name)
+        if isinstance(token, int) and token != tokenizer.unk_token_id:
+            return token
+    return tokenizer.eos_token_id
+
+
+def decode_reply(tokenizer, tokens, eos_token_id: int) -> str:
+    """Generated ids -> the reply text, without the end-of-turn token and special tokens."""
+    return tokenizer.decode([int(t) for t in tokens if t != eos_token_id], skip_special_tokens=True).strip()
+
+
+def read_preprocessor_config(checkpoint: str | os.PathLike | None) -> dict:
+    """The checkpoint's preprocessor_config.json ({} without a checkpoint or the file)."""
+    if checkpoint is None or not (path := Path(checkpoint) / "preprocessor_config.json").exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, expected an object")
+    return data
+
+
+def check_image(image: np.ndarray, name: str, min_side: int) -> np.ndarray:
+    """An [H, W, C] image with 1 or 3 channels and sides of at least `min_side` pixels."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f"{name} must be [height, width, channels] with 1 or 3 channels, got shape {image.shape}")
+    if min(image.shape[:2]) < min_side:
+        raise ValueError(f"{name} is {image.shape[0]}x{image.shape[1]} pixels, smaller than one {min_side}px patch")
+    return image
+
+
+def check_video(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise ValueError(f"video must be [frames, height, width, channels], got shape {frames.shape}")
+    return frames
+
+
+def pad_right(rows, key: str, length: int) -> np.ndarray:
+    """Rows' [1, T_i] arrays under `key`, right-padded with 0 to [B, length]."""
+    return np.concatenate([np.pad(row[key], ((0, 0), (0, length - row[key].shape[1]))) for row in rows])
+
+
+def collate_text(rows) -> dict[str, np.ndarray]:
+    """input_ids and attention_mask of one-row batches, right-padded to the longest."""
+    length = max(row["input_ids"].shape[1] for row in rows)
+    return {key: pad_right(rows, key, length) for key in ("input_ids", "attention_mask")}

@@ -1,0 +1,135 @@
+"""Config parts every family shares: the Qwen2/Llama decoder, the SigLIP tower, and the stored form.
+
+Family configs (models/<family>/config.py) are frozen dataclasses made of these parts. Reading a
+transformers `config.json` follows transformers' own rules (`read_decoder`, `read_siglip`): a field
+the file leaves out takes the default of the transformers config class it belongs to, as
+checkpoints re-saved by later transformers versions leave out every field equal to its default.
+The defaults below are those of transformers 5.24 (tests/models/test_config_layouts.py checks our
+reading against transformers' own on every layout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """A Qwen2/Llama decoder: RMSNorm, GQA attention, SwiGLU MLP, rotary positions."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    attention_bias: bool = True  # q/k/v biases (Qwen2); o_proj never has one
+    tie_word_embeddings: bool = False
+    hidden_act: str = "silu"
+    mrope_section: tuple[int, ...] | None = None  # (t, h, w) split of head_dim // 2 for M-RoPE
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads {self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads {self.num_key_value_heads}"
+            )
+        if self.mrope_section is not None:
+            object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON stores a list
+        if self.mrope_section is not None and 2 * sum(self.mrope_section) != self.head_dim:
+            raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim // 2 = {self.head_dim // 2}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class SiglipVisionConfig:
+    """The SigLIP vision tower of LLaVA-OneVision and VILA1.5 (transformers' `SiglipVisionConfig`)."""
+
+    hidden_size: int = 1152
+    intermediate_size: int = 4304
+    num_hidden_layers: int = 26  # siglip-so400m has 27; LLaVA-OneVision and VILA1.5 keep 26
+    num_attention_heads: int = 16
+    image_size: int = 384
+    patch_size: int = 14
+    num_channels: int = 3
+    layer_norm_eps: float = 1e-6
+    hidden_act: str = "gelu_pytorch_tanh"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads")
+
+    @property
+    def grid_side(self) -> int:
+        """Patches per side; like the stride-p convolution, pixels past the last whole patch are unused
+        (384-pixel tiles, 14-pixel patches: 27)."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_side**2
+
+
+class MultimodalConfig:
+    """to_dict / from_dict of a family config made of `text` (DecoderConfig), `vision` (the family's
+    VISION config class) and flat fields: the form stored beside converted checkpoints."""
+
+    VISION: ClassVar[type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of `to_dict`."""
+        fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
+        return cls(text=DecoderConfig(**data["text"]), vision=cls.VISION(**data["vision"]), **fields)
+
+
+# transformers' defaults, per config class, for the fields we read.
+QWEN2_DEFAULTS = dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
+                      num_attention_heads=32, rms_norm_eps=1e-6, rope_theta=10_000.0, hidden_act="silu")  # fmt: skip
+LLAMA_DEFAULTS = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                      num_attention_heads=32, rms_norm_eps=1e-6, rope_theta=10_000.0, hidden_act="silu",
+                      attention_bias=False)  # fmt: skip
+SIGLIP_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                       image_size=224, patch_size=16, num_channels=3, layer_norm_eps=1e-6,
+                       hidden_act="gelu_pytorch_tanh")  # fmt: skip
+
+
+def rope_parameters(hf: dict[str, Any], default_theta: float) -> dict[str, Any]:
+    """transformers' rope_parameters of a text config: `rope_scaling` (older files) or
+    `rope_parameters`, with `rope_theta` filled in from the top level or the class default."""
+    rope = dict(hf.get("rope_scaling") or hf.get("rope_parameters") or {})
+    rope.setdefault("rope_theta", hf.get("rope_theta", default_theta))
+    return rope
+
+
+def read_decoder(hf: dict[str, Any], defaults: dict[str, Any], **fixed) -> DecoderConfig:
+    """A DecoderConfig from a transformers text config dict: missing fields take `defaults`
+    (QWEN2_DEFAULTS, LLAMA_DEFAULTS, ...); `fixed` sets fields the architecture decides."""
+    get = lambda key: hf[key] if hf.get(key) is not None else defaults[key]  # noqa: E731
+    heads = get("num_attention_heads")
+    return DecoderConfig(
+        vocab_size=get("vocab_size"), hidden_size=get("hidden_size"), intermediate_size=get("intermediate_size"),
+        num_hidden_layers=get("num_hidden_layers"), num_attention_heads=heads,
+        num_key_value_heads=hf.get("num_key_value_heads") or heads, rms_norm_eps=get("rms_norm_eps"),
+        rope_theta=rope_parameters(hf, defaults["rope_theta"])["rope_theta"], hidden_act=get("hidden_act"),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings")), **fixed,
+    )  # fmt: skip
+
+
+def read_siglip(hf: dict[str, Any], defaults: dict[str, Any] = SIGLIP_DEFAULTS) -> SiglipVisionConfig:
+    """A SiglipVisionConfig from a transformers `vision_config` dict; missing fields take `defaults`."""
+    names = [field.name for field in dataclasses.fields(SiglipVisionConfig)]
+    return SiglipVisionConfig(**{name: hf.get(name, defaults[name]) for name in names})

@@ -1,0 +1,100 @@
+"""The Family contract: everything a family-specific step needs, answered by the family itself.
+
+Code outside a family's folder never asks which family it holds; it asks the family:
+
+    family = family_of(model.config)                         # tokcomp_jax.models.families
+    chat = family.chat(model.config, tokenizer, family.read_preprocessor(checkpoint))
+    batch = family.collate([chat.encode(prompt, images=[image]) for prompt, image in pairs])
+    inputs, layout = family.prepare(model.config, batch, buckets)   # host: padded, jit-ready
+
+A family is one folder (models/<family>/: config, modeling, params, processor, family) and one
+entry in `FAMILIES` (models/families.py). Its model inputs carry their own `BATCH_AXES` (field ->
+batch axis) for sharding. Its `conversion/` side (the PyTorch reference that
+`--verify` compares with) is registered in conversion/references.py.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tokcomp_jax.models.common.chat import read_preprocessor_config
+from tokcomp_jax.models.loading import NameMap
+from tokcomp_jax.prune.layout import Buckets, VisualLayout
+
+
+class Family(abc.ABC):
+    """One MLLM family. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str]
+    hf_model_types: ClassVar[tuple[str, ...]]  # config.json model_type values of its checkpoints
+    config_class: ClassVar[type]
+    model: ClassVar[type]  # the nnx.Module class
+    checkpoint_parts: ClassVar[tuple[str, ...]] = ()  # subdirectories holding the weights ("<part>/" names)
+    tokenizer_subdir: ClassVar[str] = ""  # where a HF checkpoint keeps its tokenizer files
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def read_config(self, directory: str | os.PathLike) -> Any:
+        """The model config of a HF checkpoint directory (its config.json, as transformers reads it)."""
+        return self.config_class.from_hf_config(json.loads((Path(directory) / "config.json").read_text()))
+
+    def config_from_dict(self, data: dict[str, Any]) -> Any:
+        """The inverse of `config.to_dict()` (the form stored beside converted checkpoints)."""
+        return self.config_class.from_dict(data)
+
+    @abc.abstractmethod
+    def name_map(self, config: Any) -> NameMap:
+        """Checkpoint tensor names -> Flax paths."""
+
+    def builder(self, config: Any, dtype: jnp.dtype) -> Callable[[], nnx.Module]:
+        """A zero-argument constructor (for `nnx.eval_shape`)."""
+        return lambda: self.model(config, dtype=dtype, rngs=nnx.Rngs(0))
+
+    # --- prompts and media (host) -----------------------------------------------------------
+    def read_preprocessor(self, checkpoint: str | os.PathLike | None) -> dict:
+        """The checkpoint's preprocessor_config.json ({} without one): image sizes and normalisation."""
+        return read_preprocessor_config(checkpoint)
+
+    @abc.abstractmethod
+    def chat(self, config: Any, tokenizer, preprocessor: dict | None = None):
+        """The family's prompt side: an object with `encode(prompt, images=(), video=None) -> dict`
+        (a one-row transformers-style batch), `decode(tokens) -> str` and `eos_token_id`, using the
+        tokenizer's chat template and the image processor `preprocessor` (read_preprocessor)
+        describes; the family's defaults where it is silent."""
+
+    @abc.abstractmethod
+    def collate(self, rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """One-row batches -> one right-padded batch, media packed in row order."""
+
+    @abc.abstractmethod
+    def buckets(self, config: Any, row: dict[str, np.ndarray], text: int, visual: int, batch_size: int) -> Buckets:
+        """The static sizes of a batch of `batch_size` rows like `row`, given the text and visual
+        buckets its token counts fall in (vision-tower blocks or tiles included)."""
+
+    # --- pruning (host) ---------------------------------------------------------------------
+    def visual_token_ids(self, config: Any) -> tuple[int, ...]:
+        """The input ids that mark visual tokens."""
+        return (config.image_token_id, config.video_token_id)
+
+    @abc.abstractmethod
+    def prepare(self, config: Any, batch: dict[str, np.ndarray], buckets: Buckets) -> tuple[Any, VisualLayout]:
+        """(model inputs, VisualLayout) of a batch whose ids are already padded to buckets.sequence.
+        The layout leaves out the visual tokens that are never pruned."""
+
+    @abc.abstractmethod
+    def token_grids(self, config: Any, batch: dict[str, np.ndarray], counts: np.ndarray, layout: str) -> list:
+        """Per sample, the (frames, rows, cols) grids of its prunable visual tokens, in sequence order,
+        for a mapper of `layout` ("grid" or "sequence"); counts [B] prunable visual tokens per sample."""
+
+    def picture_grid(self, config: Any, batch: dict[str, np.ndarray]) -> tuple[int, int] | None:
+        """(rows, cols) of the first image's prunable tokens when they tile the image in reading
+        order (for pictures of the kept tokens); None when they do not."""
+        return None

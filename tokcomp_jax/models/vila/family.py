@@ -1,0 +1,62 @@
+"""VILA1.5's answers to the Family contract (tokcomp_jax.models.family)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tokcomp_jax.models.common.chat import read_preprocessor_config
+from tokcomp_jax.models.family import Family
+from tokcomp_jax.models.llava_onevision.family import power_of_two
+from tokcomp_jax.models.vila import processor
+from tokcomp_jax.models.vila.config import VilaConfig
+from tokcomp_jax.models.vila.modeling import Vila, prepare_vila_inputs
+from tokcomp_jax.models.vila.params import PARTS, vila_name_map
+from tokcomp_jax.prune.layout import Buckets, visual_layout
+
+
+class VilaFamily(Family):
+    name = "vila"
+    hf_model_types = ("llava_llama",)
+    config_class = VilaConfig
+    model = Vila
+    checkpoint_parts = PARTS
+    tokenizer_subdir = "llm"
+
+    def read_config(self, directory):
+        return VilaConfig.from_directory(directory)
+
+    def name_map(self, config):
+        return vila_name_map(config.text.tie_word_embeddings)
+
+    def read_preprocessor(self, checkpoint):
+        """VILA1.5 keeps its SigLIP preprocessing beside the tower: vision_tower/preprocessor_config.json."""
+        return read_preprocessor_config(None if checkpoint is None else Path(checkpoint) / "vision_tower")
+
+    def chat(self, config, tokenizer, preprocessor=None):
+        return processor.VilaChat(config, tokenizer, preprocessor)
+
+    def collate(self, rows):
+        return processor.collate(rows)
+
+    def buckets(self, config, row, text, visual, batch_size):
+        tiles = len(row.get("pixel_values", ()))
+        return Buckets(text=text, visual=visual, tiles=batch_size * power_of_two(max(tiles, 1)))
+
+    def visual_token_ids(self, config):
+        return (config.image_token_id,)
+
+    def prepare(self, config, batch, buckets):
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        inputs = prepare_vila_inputs(config, input_ids, attention_mask, batch.get("pixel_values"), buckets.tiles)
+        return inputs, visual_layout(input_ids, attention_mask, self.visual_token_ids(config), buckets)
+
+    def token_grids(self, config, batch, counts, layout):
+        """One square grid of folded tokens per image / frame (stored column by column: the transposed
+        grid, with the same neighbourhoods)."""
+        side = int(round(config.tokens_per_image**0.5))
+        return [np.array([[count // config.tokens_per_image, side, side]]) for count in counts]
+
+
+VILA = VilaFamily()
