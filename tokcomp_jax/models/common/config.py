@@ -1,7 +1,7 @@
 """Config parts every family shares: the Qwen2/Llama decoder, the SigLIP tower, and the stored form.
 
 Family configs (models/<family>/config.py) are frozen dataclasses made of these parts. Reading a
-transformers `config.json` follows transformers' own rules (`read_decoder`, `read_siglip`): a field
+transformers `config.json` follows transformers' own rules (`read_decoder`, `SiglipVisionConfig.from_hf_config`): a field
 the file leaves out takes the default of the transformers config class it belongs to, as
 checkpoints re-saved by later transformers versions leave out every field equal to its default.
 The defaults below are those of transformers 5.24 (tests/models/test_config_layouts.py checks our
@@ -79,6 +79,13 @@ class SiglipVisionConfig:
     def num_patches(self) -> int:
         return self.grid_side**2
 
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any], defaults: dict[str, Any] | None = None) -> SiglipVisionConfig:
+        """From a transformers `vision_config` dict; missing fields take `defaults` (transformers'
+        SiglipVisionConfig defaults, SIGLIP_DEFAULTS, unless given)."""
+        defaults = SIGLIP_DEFAULTS if defaults is None else defaults
+        return cls(**{field.name: hf.get(field.name, defaults[field.name]) for field in dataclasses.fields(cls)})
+
 
 class MultimodalConfig:
     """to_dict / from_dict of a family config made of `text` (DecoderConfig), `vision` (the family's
@@ -127,9 +134,3 @@ def read_decoder(hf: dict[str, Any], defaults: dict[str, Any], **fixed) -> Decod
         rope_theta=rope_parameters(hf, defaults["rope_theta"])["rope_theta"], hidden_act=get("hidden_act"),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings")), **fixed,
     )  # fmt: skip
-
-
-def read_siglip(hf: dict[str, Any], defaults: dict[str, Any] = SIGLIP_DEFAULTS) -> SiglipVisionConfig:
-    """A SiglipVisionConfig from a transformers `vision_config` dict; missing fields take `defaults`."""
-    names = [field.name for field in dataclasses.fields(SiglipVisionConfig)]
-    return SiglipVisionConfig(**{name: hf.get(name, defaults[name]) for name in names})

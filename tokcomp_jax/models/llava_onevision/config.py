@@ -19,7 +19,6 @@ from tokcomp_jax.models.common.config import (
     MultimodalConfig,
     SiglipVisionConfig,
     read_decoder,
-    read_siglip,
 )
 
 # transformers' LlavaOnevisionConfig: its default vision tower, and its top-level defaults.
@@ -94,7 +93,7 @@ class LlavaOnevisionConfig(MultimodalConfig):
         if not isinstance(layer, int):
             raise ValueError(f"vision_feature_layer {layer!r}: only one layer is supported")
         return cls(
-            text=text, vision=read_siglip(hf.get("vision_config") or {}, VISION_DEFAULTS),
+            text=text, vision=SiglipVisionConfig.from_hf_config(hf.get("vision_config") or {}, VISION_DEFAULTS),
             image_token_id=hf.get("image_token_index", 151646), video_token_id=hf.get("video_token_index", 151647),
             image_grid_pinpoints=tuple(tuple(p) for p in hf.get("image_grid_pinpoints", ANYRES_PINPOINTS)),
             vision_feature_layer=layer, vision_aspect_ratio=hf.get("vision_aspect_ratio", "anyres_max_9"),

@@ -20,7 +20,6 @@ from tokcomp_jax.models.common.config import (
     MultimodalConfig,
     SiglipVisionConfig,
     read_decoder,
-    read_siglip,
     rope_parameters,
 )
 
@@ -79,4 +78,8 @@ class VilaConfig(MultimodalConfig):
         if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
             raise ValueError(f"llm rope scaling {rope!r} is not supported")
         text = read_decoder(llm, LLAMA_DEFAULTS, attention_bias=bool(llm.get("attention_bias", False)))
-        return cls(text=text, vision=read_siglip(vision), vision_feature_layer=top.get("mm_vision_select_layer", -2))
+        return cls(
+            text=text,
+            vision=SiglipVisionConfig.from_hf_config(vision),
+            vision_feature_layer=top.get("mm_vision_select_layer", -2),
+        )
