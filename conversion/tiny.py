@@ -1,6 +1,11 @@
-"""Tiny random-init transformers Qwen2-VL checkpoints, for tests and for checking conversion by hand.
+"""Tiny random-init checkpoints of every family in its released layout, with a tokenizer (a word
+vocabulary, the family's special tokens and chat template) and preprocessor_config.json, for tests
+and for trying the whole journey (README: "From a released checkpoint to a pruned benchmark table"):
 
-    python -m conversion.tiny --dst /tmp/tiny --hidden 96 --heads 6 --kv-heads 1 --mrope 2 2 4 --tie
+    python -m conversion.tiny --family qwen2_vl --dst /tmp/tiny-qwen2-vl
+    python -m conversion.tiny --family llava_onevision --dst /tmp/tiny-llava
+    python -m conversion.tiny --family vila --dst /tmp/tiny-vila
+    python -m conversion.tiny --dst /tmp/tiny --hidden 96 --heads 6 --kv-heads 1 --mrope 2 2 4 --tie  # Qwen2-VL sizes
 
 Ids 250..253 are the image, video, vision-start and vision-end tokens (vocabulary of 256).
 """
@@ -8,7 +13,9 @@ Ids 250..253 are the image, video, vision-start and vision-end tokens (vocabular
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 import torch
 from transformers import LlavaOnevisionConfig as HFLlavaOnevisionConfig
@@ -16,6 +23,21 @@ from transformers import LlavaOnevisionForConditionalGeneration, Qwen2VLForCondi
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
 
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
+
+TEMPLATES = Path(__file__).parent / "chat_templates"
+WORDS = (
+    "system user assistant You are a helpful assistant. A chat between a curious and an artificial intelligence "
+    "what which how many colour color is are the a an of in on to square circle triangle digit box boxed red green "
+    "blue yellow left right above below yes no one two three four zero five six seven eight nine ? . , : picture "
+    "image video frame describe answer with word question"
+).split()
+SPECIAL_TOKENS = {  # family -> (token, id) at the tiny configs' ids; the chat template's markers after them
+    "qwen2_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
+    "llava_onevision": {"<image>": 250, "<video>": 251},
+    "vila": {},
+}
+CHAT_MARKERS = {"qwen2_vl": ("<|im_start|>", "<|im_end|>"), "llava_onevision": ("<|im_start|>", "<|im_end|>"),
+                "vila": ("<s>", "</s>")}  # fmt: skip
 
 
 def tiny_hf_config(
@@ -118,9 +140,52 @@ def tiny_llava_model(seed: int = 0, **config_overrides):
     return model.eval()
 
 
+def tiny_tokenizer(family: str):
+    """A word-level tokenizer with the family's special tokens at the tiny configs' ids and its chat
+    template (VILA1.5: none; its processor writes VILA's vicuna_v1 conversation, `</s>` ends a reply)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    markers, special = CHAT_MARKERS[family], SPECIAL_TOKENS[family]
+    vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate([*markers, *WORDS])}, **special}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    tokenizer.add_special_tokens({"additional_special_tokens": [*markers, *special]})
+    if family == "vila":
+        tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>"})
+    else:
+        tokenizer.chat_template = (TEMPLATES / f"{family}.jinja").read_text()
+    return tokenizer
+
+
+def save_tiny_checkpoint(family: str, directory: str | os.PathLike, seed: int = 0) -> Path:
+    """A complete tiny HF checkpoint of `family`: weights and config.json (VILA1.5: its three parts),
+    tokenizer files (VILA1.5: in llm/) and preprocessor_config.json (small images)."""
+    from conversion.verify_vila import save_tiny_vila
+
+    directory = Path(directory)
+    if family == "qwen2_vl":
+        save_tiny_model(directory, seed)
+        preprocessor, tokenizer_dir = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, directory
+    elif family == "llava_onevision":
+        tiny_llava_model(seed).save_pretrained(directory)
+        preprocessor, tokenizer_dir = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}, directory
+    elif family == "vila":
+        save_tiny_vila(directory, seed)
+        preprocessor, tokenizer_dir = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}, directory / "llm"
+        directory = directory / "vision_tower"
+    else:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(SPECIAL_TOKENS)}")
+    tiny_tokenizer(family).save_pretrained(tokenizer_dir)
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return tokenizer_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dst", required=True)
+    parser.add_argument("--family", choices=sorted(SPECIAL_TOKENS), help="a complete tiny checkpoint of this family")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
@@ -132,6 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vision-dim", type=int, default=32)
     parser.add_argument("--vision-heads", type=int, default=4)
     args = parser.parse_args(argv)
+    if args.family:
+        save_tiny_checkpoint(args.family, args.dst, args.seed)
+        print(f"wrote a tiny {args.family} checkpoint to {args.dst}")
+        return
     save_tiny_model(
         args.dst, args.seed, hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads, layers=args.layers,
         mrope=tuple(args.mrope), tie=args.tie, depth=args.vision_depth, embed_dim=args.vision_dim,

@@ -1,17 +1,22 @@
-"""Answer a prompt about an image, pruned at a keep ratio:
+"""Answer a prompt about images or a video, pruned at a keep ratio, with any family's model:
 
     python scripts/generate.py --model DIR --image photo.jpg --prompt "What is on the table?" \\
         --keep 0.5 --scorer mapper --mapper outputs/mapper/mapper --picture kept.png
+    python scripts/generate.py --model DIR --image a.jpg --image b.jpg --prompt "What differs?"
+    python scripts/generate.py --model DIR --video clip.mp4 --frames 8 --prompt "What happens?"
 
 Prints the answer, kept / total visual tokens and the jitted prefill time pruned vs unpruned
-(median of 3 after a warm-up call), and can save the picture of the kept tokens. The tokenizer
-(with its chat template) is read from --tokenizer, by default the model directory; nothing is
-downloaded.
+(median of 3 after a warm-up call), and can save the picture of the kept tokens of the first image
+(families whose tokens tile the image: Qwen2-VL). The tokenizer (with its chat template) is read
+from --tokenizer, by default the model directory (VILA1.5: its llm/); the image processor from
+--processor's preprocessor_config.json (default: the tokenizer's directory, then the family's
+defaults). Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -24,10 +29,11 @@ from transformers import AutoTokenizer
 
 import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
+from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import load_mapper
-from tokcomp_jax.models.qwen2_vl.processor import build_inputs, end_of_turn_id, image_processor
-from tokcomp_jax.prune import SCORERS, Buckets, PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.models.families import family_of
+from tokcomp_jax.prune import SCORERS, PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.visualize import kept_overlay, save_panels
 
 
@@ -46,56 +52,71 @@ def median_seconds(function, repeats: int = 3) -> float:
     return statistics.median(runs)
 
 
+def tokenizer_directory(model_dir: str, family) -> Path:
+    """Where a checkpoint keeps its tokenizer: the family's subdirectory when present (VILA1.5: llm/)."""
+    inner = Path(model_dir) / family.tokenizer_subdir
+    return inner if family.tokenizer_subdir and inner.is_dir() else Path(model_dir)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="orbax model directory (conversion) or HF directory")
     parser.add_argument("--tokenizer", help="directory with the tokenizer files (default: --model)")
-    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--processor", help="directory with preprocessor_config.json (default: --model)")
+    parser.add_argument("--image", type=Path, action="append", default=[], help="an image (repeat for several)")
+    parser.add_argument("--video", type=Path, help="a video file or a directory of frames")
+    parser.add_argument("--frames", type=int, default=8, help="video frames sampled uniformly")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--scorer", default="mapper", choices=SCORERS)
+    parser.add_argument("--scorer", default="mapper", choices=[s for s in SCORERS if s not in ("oracle", "fastv")])
     parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--picture", type=Path, help="save the image beside its kept tokens here")
+    parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
     args = parser.parse_args(argv)
+    if args.scorer == "mapper" and not args.mapper:
+        raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
 
     model = tokcomp_jax.load(args.model)
     config = model.config
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model, local_files_only=True)
-    image = np.asarray(Image.open(args.image).convert("RGB"))
-    batch = build_inputs(config, tokenizer, image_processor(config), args.prompt, images=[image])
-    if args.scorer == "mapper" and not args.mapper:
-        raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
+    family = family_of(config)
+    tokenizer = AutoTokenizer.from_pretrained(
+        args.tokenizer or tokenizer_directory(args.model, family), local_files_only=True
+    )
+    chat = family.chat(config, tokenizer, family.read_preprocessor(args.processor or args.model))
+    images = [load_image(path) for path in args.image]
+    video = load_video(VideoClip(args.video, num_frames=args.frames)) if args.video else None
+    batch = chat.encode(args.prompt, images=images, video=video)
     mapper = load_mapper(args.mapper) if args.scorer == "mapper" else None
-    num_visual = int((batch["input_ids"] == config.image_token_id).sum())
-    num_text = batch["input_ids"].shape[1] - num_visual
-    buckets = Buckets(text=round_up(num_text, 16), visual=round_up(num_visual, 64), queries=round_up(num_text, 16))
+    num_text, num_visual = family.token_counts(config, batch)
+    buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
+    buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
     inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
     prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather")
-    eos = end_of_turn_id(tokenizer)
 
     out = generate(
-        model, inputs, max_new_tokens=args.max_new_tokens, eos_token_id=eos, mapper=mapper, scoring=scoring, prune=prune
-    )
+        model, inputs, max_new_tokens=args.max_new_tokens, eos_token_id=chat.eos_token_id, mapper=mapper,
+        scoring=scoring, prune=prune,
+    )  # fmt: skip
     tokens = np.asarray(out.tokens[0, : int(out.lengths[0])])
     selection = pruned_forward(model, mapper, inputs, scoring, prune).selection
     kept_slots = np.asarray(selection.kept_slots[0])[np.asarray(selection.kept_valid[0])]
     pruned_s = median_seconds(lambda: pruned_forward(model, mapper, inputs, scoring, prune).logits)
     unpruned_s = median_seconds(lambda: unpruned_forward(model, inputs))
     report = {
-        "answer": tokenizer.decode(tokens[tokens != eos], skip_special_tokens=True),
+        "answer": chat.decode(tokens),
         "visual_tokens_kept": int(kept_slots.size),
         "visual_tokens_total": num_visual,
         "prefill_s_pruned": round(pruned_s, 4),
         "prefill_s_unpruned": round(unpruned_s, 4),
     }
     if args.picture:
-        merge = config.vision.spatial_merge_size
-        _, rows, cols = (int(n) for n in batch["image_grid_thw"][0] // [1, merge, merge])
-        kept = np.zeros(num_visual, bool)
-        kept[kept_slots] = True
-        token_pixels = config.vision.patch_size * merge
-        resized = np.asarray(Image.fromarray(image).resize((cols * token_pixels, rows * token_pixels)))
+        grid = family.picture_grid(config, batch)
+        if grid is None or not images:
+            raise SystemExit(f"--picture: {family.name}'s visual tokens do not tile an image in reading order")
+        rows, cols, token_pixels = grid
+        kept = np.zeros(rows * cols, bool)
+        kept[kept_slots[kept_slots < rows * cols]] = True
+        resized = np.asarray(Image.fromarray(images[0]).resize((cols * token_pixels, rows * token_pixels)))
         save_panels([resized, kept_overlay(resized, kept, (rows, cols))], args.picture)
         report["picture"] = str(args.picture)
     print(json.dumps(report, indent=2))

@@ -36,5 +36,5 @@ def tokenizer():
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
     fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *SPECIAL]})
-    fast.chat_template = (Path(__file__).parent / "fixtures" / "qwen2vl_chat_template.jinja").read_text()
+    fast.chat_template = (Path(__file__).parents[1] / "conversion" / "chat_templates" / "qwen2_vl.jinja").read_text()
     return fast

@@ -46,13 +46,6 @@ class RunSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
-def _token_counts(config, row: dict) -> tuple[int, int]:
-    """(text tokens, visual tokens) of a one-row batch; never-pruned visual tokens count as visual."""
-    ids = row["input_ids"][0]
-    visual = int(np.isin(ids, family_of(config).visual_token_ids(config)).sum())
-    return len(ids) - visual, visual
-
-
 def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list[tuple[Buckets, list[int]]]:
     """Indices of `encoded` grouped by bucket, in order of first appearance, `batch_size` at a time.
     The family sizes what else a batch holds (Qwen2-VL: one block of vision patches per image /
@@ -60,7 +53,7 @@ def plan_batches(config, encoded: Sequence[dict], settings: RunSettings) -> list
     family = family_of(config)
     groups: dict[Buckets, list[int]] = {}
     for index, row in enumerate(encoded):
-        text, visual = _token_counts(config, row)
+        text, visual = family.token_counts(config, row)
         text_bucket = choose_bucket(text, settings.text_buckets, "text tokens")
         visual_bucket = choose_bucket(max(visual, 1), settings.visual_buckets)
         buckets = family.buckets(config, row, text_bucket, visual_bucket, settings.batch_size)

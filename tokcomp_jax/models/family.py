@@ -84,6 +84,13 @@ class Family(abc.ABC):
         """The input ids that mark visual tokens."""
         return (config.image_token_id, config.video_token_id)
 
+    def token_counts(self, config: Any, row: dict[str, np.ndarray]) -> tuple[int, int]:
+        """(tokens never pruned: text and fixed visual tokens, prunable visual tokens) of a one-row batch:
+        what its text and visual buckets must hold."""
+        ids = np.asarray(row["input_ids"])[0]
+        visual = int(np.isin(ids, self.visual_token_ids(config)).sum())
+        return len(ids) - visual, visual
+
     @abc.abstractmethod
     def prepare(self, config: Any, batch: dict[str, np.ndarray], buckets: Buckets) -> tuple[Any, VisualLayout]:
         """(model inputs, VisualLayout) of a batch whose ids are already padded to buckets.sequence.
@@ -94,7 +101,7 @@ class Family(abc.ABC):
         """Per sample, the (frames, rows, cols) grids of its prunable visual tokens, in sequence order,
         for a mapper of `layout` ("grid" or "sequence"); counts [B] prunable visual tokens per sample."""
 
-    def picture_grid(self, config: Any, batch: dict[str, np.ndarray]) -> tuple[int, int] | None:
-        """(rows, cols) of the first image's prunable tokens when they tile the image in reading
-        order (for pictures of the kept tokens); None when they do not."""
+    def picture_grid(self, config: Any, batch: dict[str, np.ndarray]) -> tuple[int, int, int] | None:
+        """(rows, cols, pixels per token side) of the first image's prunable tokens when they tile the
+        resized image in reading order (for pictures of the kept tokens); None when they do not."""
         return None

@@ -39,6 +39,13 @@ class LlavaOnevisionFamily(Family):
             text=text, visual=visual, tiles=batch_size * power_of_two(max(processor.row_tiles(config, row), 1))
         )
 
+    def token_counts(self, config, row):
+        text, visual = super().token_counts(config, row)
+        media = {key: row.get(key) for key in MEDIA}
+        newline = prepare_llava_inputs(config, row["input_ids"], row["attention_mask"], **media).newline_mask
+        newlines = 0 if newline is None else int(np.asarray(newline).sum())
+        return text + newlines, visual - newlines
+
     def prepare(self, config, batch, buckets):
         """The row newlines are never pruned: they are the only layout the LLM gets of a tiled image."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

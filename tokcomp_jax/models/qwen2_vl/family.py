@@ -61,7 +61,7 @@ class Qwen2VLFamily(Family):
             return None
         merge = config.vision.spatial_merge_size
         _, rows, cols = (int(n) for n in np.asarray(batch["image_grid_thw"])[0])
-        return rows // merge, cols // merge
+        return rows // merge, cols // merge, config.vision.patch_size * merge
 
 
 QWEN2_VL = Qwen2VLFamily()
