@@ -36,6 +36,7 @@ from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import SCORERS, PruneConfig
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -44,6 +45,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _MODEL = flags.DEFINE_string("model", None, "orbax model directory (conversion) or HF directory", required=True)
 _MAPPER = flags.DEFINE_string("mapper", None, "trained mapper directory (scorer mapper)")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "tokenizer directory for chat models (default: --model)")
+_PROCESSOR = flags.DEFINE_string("processor", None, "directory with preprocessor_config.json (default: --model)")
 _DATA_DIR = flags.DEFINE_string("data_dir", ".", "root of the benchmarks' local copies")
 _KEEP = flags.DEFINE_list("keep", ["0.5"], "keep ratios, comma-separated")
 _SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s not in ("oracle", "fastv")], "scorer")
@@ -57,8 +59,10 @@ def make_codec(config, model):
         return MiniatureCodec(model.config)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER.value or _MODEL.value, local_files_only=True)
-    return ChatCodec(model.config, tokenizer)
+    family = family_of(model.config)
+    tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER.value or family.tokenizer_directory(_MODEL.value),
+                                              local_files_only=True)  # fmt: skip
+    return ChatCodec(model.config, tokenizer, _PROCESSOR.value or _MODEL.value)
 
 
 def run_settings(config, prune: PruneConfig | None) -> RunSettings:

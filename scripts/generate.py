@@ -52,12 +52,6 @@ def median_seconds(function, repeats: int = 3) -> float:
     return statistics.median(runs)
 
 
-def tokenizer_directory(model_dir: str, family) -> Path:
-    """Where a checkpoint keeps its tokenizer: the family's subdirectory when present (VILA1.5: llm/)."""
-    inner = Path(model_dir) / family.tokenizer_subdir
-    return inner if family.tokenizer_subdir and inner.is_dir() else Path(model_dir)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="orbax model directory (conversion) or HF directory")
@@ -80,7 +74,7 @@ def main(argv=None) -> dict:
     config = model.config
     family = family_of(config)
     tokenizer = AutoTokenizer.from_pretrained(
-        args.tokenizer or tokenizer_directory(args.model, family), local_files_only=True
+        args.tokenizer or family.tokenizer_directory(args.model), local_files_only=True
     )
     chat = family.chat(config, tokenizer, family.read_preprocessor(args.processor or args.model))
     images = [load_image(path) for path in args.image]

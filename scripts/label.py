@@ -1,5 +1,11 @@
 """Write relevance labels as a TFDS dataset: `python scripts/label.py --config configs/label/tiny.py --out DIR`.
 
+On your own data with a released model of any family (the generic jsonl + media format):
+
+    python scripts/label.py --config configs/label/tiny.py --out DIR --config.source=benchmark \\
+        --config.model=MODEL_DIR --config.data_dir=my_data/train.jsonl \\
+        --config.buckets.text=64 --config.buckets.visual=256
+
 Resumable: finished shards stay in DIR/shards; rerunning the same command continues after the
 last finished one. The dataset lands in DIR/tfds (read it with tokcomp_jax.data.labels.read_split).
 """
@@ -14,8 +20,12 @@ from ml_collections import config_flags
 
 import tokcomp_jax
 from tokcomp_jax.data.scenes import scene_samples
+from tokcomp_jax.eval.adapters import read_benchmark
+from tokcomp_jax.eval.codecs import ChatCodec
+from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.layout import Buckets
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/label/tiny.py", "labelling config")
@@ -23,28 +33,60 @@ _OUT = flags.DEFINE_string("out", "outputs/labels", "output directory (shards an
 _STOP_AFTER = flags.DEFINE_integer("stop_after_shards", None, "stop after this many new shards (rerun to continue)")
 
 
+def benchmark_samples(model, config):
+    """(label samples, their judge, EOS id) of a benchmark through the model's family's chat codec."""
+    from transformers import AutoTokenizer
+
+    family = family_of(model.config)
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or family.tokenizer_directory(config.model),
+                                              local_files_only=True)  # fmt: skip
+    codec = ChatCodec(model.config, tokenizer, config.model)
+    samples = [
+        {**codec.encode(s), "sample_id": s.sample_id, "sample": s}
+        for s in read_benchmark(config.adapter, config.data_dir)
+    ]
+
+    def correct(sample: dict, answer: list[int]) -> bool:
+        reference = sample["sample"]
+        score = score_reply(reference.metric, codec.decode(answer), reference.answers, dict(reference.options))
+        return score == reference.answers[0] if score is None or isinstance(score, str) else score > 0
+
+    return samples, correct, codec.eos_token_id
+
+
 def main(argv) -> None:
     del argv
     logging.getLogger("absl").setLevel(logging.WARNING)
     config = _CONFIG.value
+    if config.source not in ("scenes", "benchmark"):
+        raise app.UsageError(f"unknown label source {config.source!r} (available: scenes, benchmark)")
+    if config.source == "benchmark" and not (config.model and config.data_dir):
+        raise app.UsageError("source benchmark needs --config.model and --config.data_dir")
     model = (
         tokcomp_jax.load(config.model)
         if config.model
         else Qwen2VL(Qwen2VLConfig.tiny(), rngs=nnx.Rngs(config.model_seed))
     )
-    if config.source != "scenes":
-        raise app.UsageError(f"unknown label source {config.source!r} (available: scenes)")
-    samples = scene_samples(model.config, config.count, [tuple(s) for s in config.sizes], seed=config.seed)
+    buckets = Buckets(**config.buckets)
+    if config.source == "scenes":
+        samples = scene_samples(model.config, config.count, [tuple(s) for s in config.sizes], seed=config.seed)
+        extra, eos = {}, config.eos_token_id
+    else:
+        samples, correct, eos = benchmark_samples(model, config)
+        extra = {"correct": correct}
+        largest = max(samples, key=lambda s: s["input_ids"].shape[-1])  # vision blocks / tiles sized by the family
+        sized = family_of(model.config).buckets(model.config, largest, buckets.text, buckets.visual, config.batch_size)
+        buckets = Buckets(**{**config.buckets, "frame_patches": sized.frame_patches, "tiles": sized.tiles})
     settings = LabelSettings(
-        buckets=Buckets(**config.buckets),
+        buckets=buckets,
         batch_size=config.batch_size,
         shard_size=config.shard_size,
         method=config.method,
         max_new_tokens=config.max_new_tokens,
-        eos_token_id=config.eos_token_id,
+        eos_token_id=eos,
         split=config.split,
     )
-    directory = write_labels(model, samples, _OUT.value, settings, stop_after_shards=_STOP_AFTER.value)
+    directory = write_labels(model, samples, _OUT.value, settings, stop_after_shards=_STOP_AFTER.value, **extra)
     print(f"labels: {directory}" if directory else "stopped early; rerun to continue")
 
 

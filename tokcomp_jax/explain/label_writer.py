@@ -24,9 +24,9 @@ from tqdm import tqdm
 from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
 from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import greedy_decode
-from tokcomp_jax.models.qwen2_vl.processor import batch_media
+from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.features import first_layer_features
-from tokcomp_jax.prune.layout import Buckets, token_grids
+from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import prepare_pruning
 
 SHARDS_DIR = "shards"
@@ -44,14 +44,17 @@ class LabelSettings:
     split: str = "train"
 
 
-def collate(samples: Sequence[dict]) -> dict:
-    """Samples (an image or a video each) -> a right-padded transformers-style batch."""
-    length = max(len(sample["input_ids"]) for sample in samples)
-    return {
-        "input_ids": np.stack([np.pad(s["input_ids"], (0, length - len(s["input_ids"]))) for s in samples]),
-        "attention_mask": np.stack([np.arange(length) < len(s["input_ids"]) for s in samples]).astype(np.int64),
-        **batch_media(samples),
-    }
+def collate(config, samples: Sequence[dict]) -> dict:
+    """Samples (input_ids [T] or [1, T] and the family's media arrays; other keys are ignored) -> a
+    right-padded batch."""
+    rows = [{**s, "input_ids": np.atleast_2d(s["input_ids"]), "attention_mask": np.ones_like(np.atleast_2d(s["input_ids"]))}
+            for s in samples]  # fmt: skip
+    return family_of(config).collate(rows)
+
+
+def reference_match(sample: dict, answer: list[int]) -> bool:
+    """The paper's rule, by token ids: the greedy answer equals the sample's `reference_ids`."""
+    return answer == list(sample["reference_ids"])
 
 
 @nnx.jit(static_argnames=("max_new_tokens", "eos_token_id"))
@@ -79,11 +82,12 @@ def _answer(tokens: np.ndarray, eos: int) -> list[int]:
     return answer or [eos]
 
 
-def label_batch(model, samples: Sequence[dict], settings: LabelSettings) -> list[dict]:
-    """Label examples (tokcomp_jax.data.labels) for up to batch_size samples, computed at batch_size rows."""
+def label_batch(model, samples: Sequence[dict], settings: LabelSettings, correct=reference_match) -> list[dict]:
+    """Label examples (tokcomp_jax.data.labels) for up to batch_size samples, computed at batch_size rows.
+    `correct(sample, answer ids)` says whether the greedy answer is right (stored as answer_correct)."""
     config = model.config
     padded = list(samples) + [samples[-1]] * (settings.batch_size - len(samples))  # static batch shape
-    batch = collate(padded)
+    batch = collate(config, padded)
     inputs, scoring = prepare_pruning(config, batch, settings.buckets)
     features, tokens = _prompt_pass(model, inputs, scoring.layout, settings.max_new_tokens, settings.eos_token_id)
     features = np.asarray(features)
@@ -97,21 +101,14 @@ def label_batch(model, samples: Sequence[dict], settings: LabelSettings) -> list
     labels = np.asarray(
         _relevance(model, taught_inputs, jnp.asarray(answer_positions), taught_scoring.layout, method=settings.method)
     )
-    grids = token_grids(
-        batch["input_ids"],
-        config.image_token_id,
-        config.video_token_id,
-        batch.get("image_grid_thw"),
-        batch.get("video_grid_thw"),
-        config.vision.spatial_merge_size,
-    )
     counts = np.asarray(scoring.layout.visual_count)
+    grids = family_of(config).token_grids(config, batch, counts, "sequence")  # the family's own grids
     return [
         {
             "features": features[row, :, : counts[row]],
             "relevance": labels[row, : counts[row]],
             "token_grid_thw": grids[row],
-            "answer_correct": bool(answers[row] == list(sample["reference_ids"])),
+            "answer_correct": bool(correct(sample, answers[row])),
             "sample_id": sample["sample_id"],
         }
         for row, sample in enumerate(samples)
@@ -143,9 +140,15 @@ def _load_shard(path: Path) -> Iterator[dict]:
 
 
 def write_labels(
-    model, samples: Sequence[dict], out_dir: str | Path, settings: LabelSettings, stop_after_shards: int | None = None
+    model,
+    samples: Sequence[dict],
+    out_dir: str | Path,
+    settings: LabelSettings,
+    stop_after_shards: int | None = None,
+    correct=reference_match,
 ) -> Path | None:
-    """Label every sample; returns the TFDS dataset directory (None if stopped early by stop_after_shards)."""
+    """Label every sample; returns the TFDS dataset directory (None if stopped early by stop_after_shards).
+    `correct(sample, answer ids)` judges each greedy answer (default: equal to its reference_ids)."""
     out_dir = Path(out_dir).absolute()
     (out_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     if len(samples) == 0:
@@ -160,7 +163,7 @@ def write_labels(
             examples = []
             for start in range(0, len(shards[index]), settings.batch_size):
                 chunk = shards[index][start : start + settings.batch_size]
-                examples += label_batch(model, chunk, settings)
+                examples += label_batch(model, chunk, settings, correct)
                 progress.update(len(chunk))
             _save_shard(_shard_path(out_dir, index), examples)
     if any(not _shard_path(out_dir, i).exists() for i in range(len(shards))):

@@ -59,6 +59,11 @@ class Family(abc.ABC):
         return lambda: self.model(config, dtype=dtype, rngs=nnx.Rngs(0))
 
     # --- prompts and media (host) -----------------------------------------------------------
+    def tokenizer_directory(self, checkpoint: str | os.PathLike) -> Path:
+        """Where a HF checkpoint keeps its tokenizer: `tokenizer_subdir` when present (VILA1.5: llm/)."""
+        inner = Path(checkpoint) / self.tokenizer_subdir
+        return inner if self.tokenizer_subdir and inner.is_dir() else Path(checkpoint)
+
     def read_preprocessor(self, checkpoint: str | os.PathLike | None) -> dict:
         """The checkpoint's preprocessor_config.json ({} without one): image sizes and normalisation."""
         return read_preprocessor_config(checkpoint)
@@ -99,7 +104,9 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def token_grids(self, config: Any, batch: dict[str, np.ndarray], counts: np.ndarray, layout: str) -> list:
         """Per sample, the (frames, rows, cols) grids of its prunable visual tokens, in sequence order,
-        for a mapper of `layout` ("grid" or "sequence"); counts [B] prunable visual tokens per sample."""
+        for a mapper of `layout` ("grid" or "sequence"); counts [B] prunable visual tokens per sample.
+        A family whose tokens form grids returns them for either layout; one whose tokens do not
+        returns [[1, 1, count]] for "sequence" and refuses "grid"."""
 
     def picture_grid(self, config: Any, batch: dict[str, np.ndarray]) -> tuple[int, int, int] | None:
         """(rows, cols, pixels per token side) of the first image's prunable tokens when they tile the
