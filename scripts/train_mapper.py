@@ -35,6 +35,8 @@ def main(argv) -> None:
         raise app.UsageError("set --config.data.dir to a label dataset (scripts/label.py) or use the synthetic variant")
     results = train(config, _WORKDIR.value)
     print(json.dumps(results, indent=2))
+    if not results:
+        return  # no held-out splits (--config.data.eval_splits="()"): W/metrics.jsonl has the training loss
     print("split | " + " | ".join(next(iter(results.values()))))
     for split, metrics in results.items():
         print(f"{split} | " + " | ".join(f"{value:.4g}" for value in metrics.values()))

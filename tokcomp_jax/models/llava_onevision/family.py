@@ -60,7 +60,7 @@ class LlavaOnevisionFamily(Family):
                 "LLaVA-OneVision's visual tokens (overview tile, then unpadded rows of tiles) form no single "
                 "grid: use a mapper with the sequence layout"
             )
-        return [np.array([[1, 1, count]]) for count in counts]
+        return [np.array([[1, 1, count]], np.int32) for count in counts]
 
 
 LLAVA_ONEVISION = LlavaOnevisionFamily()

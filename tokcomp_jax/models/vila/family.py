@@ -56,7 +56,7 @@ class VilaFamily(Family):
         """One square grid of folded tokens per image / frame (stored column by column: the transposed
         grid, with the same neighbourhoods)."""
         side = int(round(config.tokens_per_image**0.5))
-        return [np.array([[count // config.tokens_per_image, side, side]]) for count in counts]
+        return [np.array([[count // config.tokens_per_image, side, side]], np.int32) for count in counts]
 
 
 VILA = VilaFamily()

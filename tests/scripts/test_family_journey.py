@@ -1,0 +1,94 @@
+"""Every family through every entry point, as the README's journey runs them: a tiny released-layout
+checkpoint (conversion.tiny) -> convert --verify -> label.py on the user's own jsonl data ->
+train_mapper.py -> evaluate.py pruned by that mapper -> generate.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from array_record.python import array_record_data_source  # noqa: F401  (defines absl flags on import;
+
+# imported here, before run_absl_script's snapshot of the flags, so that it never removes them)
+from PIL import Image
+
+from conversion.convert import main as convert
+from conversion.tiny import save_tiny_checkpoint
+from tokcomp_jax.data.labels import read_split
+
+REPO = Path(__file__).resolve().parents[2]
+SIZES = [(56, 84), (84, 84), (70, 112), (84, 56)]
+PROMPT = "what colour is the square ?"
+
+
+def write_jsonl_data(directory: Path) -> None:
+    """Four images of different sizes, one question each, in tokcomp_jax/data/jsonl_vqa.py's format."""
+    (directory / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, size in enumerate(SIZES):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(directory / f"img/{i}.png")
+        lines.append(json.dumps({"id": f"q{i}", "question": PROMPT, "answers": ["red"], "images": [f"img/{i}.png"]}))
+    (directory / "data.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def read_records(path: Path) -> list[dict]:
+    """A results file's records by sample id (the file holds them in batch order)."""
+    return sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda r: r["sample_id"])
+
+
+def run_generate(*args: str) -> dict:
+    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(args))
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_onevision", "vila"])
+def test_journey(family, tmp_path, run_absl_script, capsys):
+    hf, model = tmp_path / "hf", tmp_path / "model"
+    tokenizer = save_tiny_checkpoint(family, hf)
+    write_jsonl_data(tmp_path / "data")
+    assert convert(["--src", str(hf), "--dst", str(model), "--verify"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["passed"]
+    common = ["--model", str(model), "--tokenizer", str(tokenizer), "--processor", str(hf)]
+
+    run_absl_script(
+        "label.py", "--config", "configs/label/tiny.py", "--out", str(tmp_path / "labels"),
+        "--config.source=benchmark", f"--config.model={hf}", f"--config.data_dir={tmp_path / 'data/data.jsonl'}",
+        "--config.buckets.text=64", "--config.buckets.visual=256", "--config.batch_size=2", "--config.shard_size=2",
+    )  # fmt: skip
+    labels = read_split(tmp_path / "labels" / "tfds" / "relevance_labels" / "1.0.0", "train")
+    assert sorted(example["sample_id"] for example in labels) == ["q0", "q1", "q2", "q3"]
+    for example in labels:
+        relevance = np.asarray(example["relevance"])
+        assert relevance.size == np.asarray(example["features"]).shape[-1] > 0 and np.isfinite(relevance).all()
+
+    run_absl_script(
+        "train_mapper.py", "--config", "configs/mapper/paper.py:runlocal", "--workdir", str(tmp_path / "mapper"),
+        f"--config.data.dir={tmp_path / 'labels/tfds'}", "--config.data.eval_splits=()",
+        "--config.data.correct_only=False", f"--config.data.family={family}", "--config.num_steps=40",
+        "--config.batch_size=4", "--config.log_every=10", "--config.model.channels=(8,8)",
+    )  # fmt: skip
+    losses = [json.loads(line)["train_kl"] for line in (tmp_path / "mapper/metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0], losses
+
+    run_absl_script(
+        "evaluate.py", "--config", "configs/eval/jsonl.py:data.jsonl", "--data_dir", str(tmp_path / "data"),
+        *common, "--mapper", str(tmp_path / "mapper/mapper"),
+        "--scorer", "mapper", "--keep", "0.25", "--out", str(tmp_path / "eval"),
+    )  # fmt: skip
+    unpruned, pruned = (read_records(tmp_path / f"eval/data/{run}.host0.jsonl") for run in ("unpruned", "mapper@0.25"))
+    assert [r["sample_id"] for r in pruned] == ["q0", "q1", "q2", "q3"]
+    for full, cut in zip(unpruned, pruned, strict=True):
+        visual = cut["visual_tokens"]
+        assert visual > 0 and full["prefill_tokens"] == full["unpruned_tokens"]
+        assert full["prefill_tokens"] - cut["prefill_tokens"] == visual - -(-visual // 4)
+
+    report = run_generate(*common, "--image", str(tmp_path / "data/img/0.png"), "--prompt", PROMPT,
+                          "--scorer", "attention", "--keep", "1.0", "--max-new-tokens", "4")  # as configs/eval/jsonl.py  # fmt: skip
+    assert report["visual_tokens_kept"] == report["visual_tokens_total"] == unpruned[0]["visual_tokens"]
+    assert report["answer"] == unpruned[0]["reply"]
