@@ -1,7 +1,12 @@
 """LLaVA-OneVision model presets as ml_collections configs: `--config configs/models/llava_onevision.py:0.5b`.
 
-Variants: 0.5b, 7b (published config.json values of llava-hf/llava-onevision-qwen2-*-ov-hf) and
-tiny (tests: 56-pixel SigLIP tiles, a 2-layer Qwen2).
+Variants: 0.5b, 7b (llava-hf/llava-onevision-qwen2-*-ov-hf) and tiny (tests: 56-pixel SigLIP tiles, a
+2-layer Qwen2). Sources: transformers' convert_llava_onevision_weights_to_hf.py builds those configs
+from Qwen/Qwen2-0.5B-Instruct / Qwen2-7B-Instruct and SigLIP-so400m with 26 layers, the vocabulary
+resized to the Qwen2 tokenizer + 2 (<image>, <video>: 151646, 151647, added_tokens.json) padded to a
+multiple of 64 (152000, 152128); the image token id and the 36 pinpoints are read in
+mgoin/llava-onevision-qwen2-7b-ov-hf-bnb-full-4bit's copy of the 7b config.json. The released
+config.json files themselves were not found in a public copy.
 """
 
 from ml_collections import ConfigDict

@@ -1,7 +1,10 @@
 """Qwen2-VL's config: the ViT with its 2x2 patch merger, the Qwen2 decoder with M-RoPE, token ids.
 
 Presets are the released checkpoints' config.json values (Qwen/Qwen2-VL-2B-Instruct and
-Qwen/Qwen2-VL-7B-Instruct on the Hugging Face hub, as mirrored in transformers' docs and tests).
+Qwen/Qwen2-VL-7B-Instruct; copies of both files, original and re-saved, are in
+tests/fixtures/configs with their sources, and tests/models/test_config_layouts.py reads them back
+to these presets). The released preprocessor_config.json says min_pixels 3136, max_pixels 12845056
+(Qwen/Qwen2-VL-2B @258ddfb); without that file, the processor keeps transformers' defaults.
 `from_hf_config` reads a transformers `config.json` dict as transformers does: flat or nested
 (`text_config`) text fields, `rope_scaling` or `rope_parameters`, and a `vision_config` that holds
 only the fields differing from transformers' defaults (checkpoints re-saved by later versions).
