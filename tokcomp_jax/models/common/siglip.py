@@ -64,11 +64,12 @@ class SiglipAttention(nnx.Module):
             linear(dim, dim, bias=True, dtype=dtype, rngs=rngs) for _ in range(4)
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """[B, N, D] -> output [B, N, D], probabilities [B, heads, N, N]."""
         batch, length, dim = x.shape
         heads = [proj(x).reshape(batch, length, self.num_heads, -1) for proj in (self.q_proj, self.k_proj, self.v_proj)]
-        output, _ = dot_product_attention(*heads, jnp.ones((batch, length, length), bool))
-        return self.out_proj(output.reshape(batch, length, dim))
+        output, probs = dot_product_attention(*heads, jnp.ones((batch, length, length), bool))
+        return self.out_proj(output.reshape(batch, length, dim)), probs
 
 
 class SiglipEncoderLayer(nnx.Module):
@@ -81,9 +82,11 @@ class SiglipEncoderLayer(nnx.Module):
         self.layer_norm2 = LayerNorm(dim, eps=eps, dtype=dtype)
         self.mlp = MLP(dim, config.intermediate_size, dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.self_attn(self.layer_norm1(x))
-        return x + self.mlp(self.layer_norm2(x))
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """[B, N, D] -> hidden states [B, N, D], attention probabilities [B, heads, N, N]."""
+        attended, probs = self.self_attn(self.layer_norm1(x))
+        x = x + attended
+        return x + self.mlp(self.layer_norm2(x)), probs
 
 
 class SiglipVisionTower(nnx.Module):
@@ -97,13 +100,19 @@ class SiglipVisionTower(nnx.Module):
         )
         self.post_layernorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)
 
-    def __call__(self, pixel_values: jax.Array, feature_layer: int = -1, post_norm: bool = False) -> jax.Array:
+    def __call__(
+        self, pixel_values: jax.Array, feature_layer: int = -1, post_norm: bool = False, return_attention: bool = False
+    ):
         """pixel_values [B, C, H, W] -> hidden states [B, N, D] after `feature_layer` layers (python
         indexing of hidden_states: 0 = embeddings, -1 = last); post_norm applies the post-layernorm
-        (transformers' last_hidden_state, with feature_layer=-1)."""
+        (transformers' last_hidden_state, with feature_layer=-1). With return_attention, also [B, N]
+        the attention each patch received in the last layer run (mean over heads and queries)."""
         depth = len(self.layers)
         stop = feature_layer % (depth + 1)
         x = self.embeddings(pixel_values)
+        received = jnp.zeros(x.shape[:2], jnp.float32)
         for layer in list(self.layers)[:stop]:
-            x = layer(x)
-        return self.post_layernorm(x) if post_norm else x
+            x, probs = layer(x)
+            received = probs.astype(jnp.float32).mean((1, 2))
+        x = self.post_layernorm(x) if post_norm else x
+        return (x, received) if return_attention else x

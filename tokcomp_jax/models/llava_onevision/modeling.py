@@ -73,17 +73,28 @@ class LlavaOnevision(DecoderMLLM):
         self.language_model = Decoder(config.text, dtype=dtype, rngs=rngs)
         self.lm_head = LMHead(config.text, dtype=dtype, rngs=rngs)
 
-    def embed(self, inputs: LlavaOnevisionInputs) -> jax.Array:
-        """Token embeddings with the planned visual tokens placed: [B, T, D]."""
+    def embed(self, inputs: LlavaOnevisionInputs, return_vision_attention: bool = False):
+        """Token embeddings with the planned visual tokens placed: [B, T, D].
+
+        With return_vision_attention, also [B, T] the attention each visual token's source patches
+        received in the tower's last layer run, mixed by the same plan weights (0 at text and
+        newlines), as Qwen2VL.embed returns it.
+        """
         embeds = self.language_model.embed_tokens(inputs.input_ids)
         if inputs.pixel_values is None:
-            return embeds
-        tiles = self.vision_tower(inputs.pixel_values, self.config.vision_feature_layer)
+            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+        tiles, received = self.vision_tower(
+            inputs.pixel_values, self.config.vision_feature_layer, return_attention=True
+        )
         features = self.multi_modal_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         taps = features[inputs.visual_sources]  # [B, T, 4, D]
         visual = jnp.einsum("BTKD,BTK->BTD", taps, inputs.visual_weights.astype(embeds.dtype))
         visual = jnp.where(inputs.newline_mask[..., None], self.image_newline[...].astype(embeds.dtype), visual)
-        return jnp.where(inputs.visual_token_mask[..., None], visual, embeds)
+        embeds = jnp.where(inputs.visual_token_mask[..., None], visual, embeds)
+        if not return_vision_attention:
+            return embeds
+        mixed = jnp.einsum("BTK,BTK->BT", received.reshape(-1)[inputs.visual_sources], inputs.visual_weights)
+        return embeds, jnp.where(inputs.newline_mask, 0.0, mixed)
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         """1-D RoPE tables [B, T, head_dim] for positions [B, T]."""

@@ -80,15 +80,25 @@ class Vila(DecoderMLLM):
         self.language_model = Decoder(config.text, dtype=dtype, rngs=rngs)
         self.lm_head = LMHead(config.text, dtype=dtype, rngs=rngs)
 
-    def embed(self, inputs: VilaInputs) -> jax.Array:
-        """Token embeddings with each tile's projected tokens at its image tokens: [B, T, D]."""
+    def embed(self, inputs: VilaInputs, return_vision_attention: bool = False):
+        """Token embeddings with each tile's projected tokens at its image tokens: [B, T, D].
+
+        With return_vision_attention, also [B, T] the attention each visual token's 2 x 2 patches
+        received in the tower's last layer run (their mean; 0 at text), as Qwen2VL.embed returns it.
+        """
         embeds = self.language_model.embed_tokens(jnp.maximum(inputs.input_ids, 0))  # placeholders are < 0
         if inputs.pixel_values is None:
-            return embeds
-        tiles = self.vision_tower(inputs.pixel_values, self.config.vision_feature_layer)
+            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+        tiles, received = self.vision_tower(
+            inputs.pixel_values, self.config.vision_feature_layer, return_attention=True
+        )
         visual = self.mm_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         index = jnp.maximum(inputs.visual_token_index, 0)
-        return jnp.where(inputs.visual_token_mask[..., None], visual[index], embeds)
+        embeds = jnp.where(inputs.visual_token_mask[..., None], visual[index], embeds)
+        if not return_vision_attention:
+            return embeds
+        per_token = fold_2x2(received[..., None]).mean(-1).reshape(-1)  # the projector's fold, on [P, N, 1]
+        return embeds, jnp.where(inputs.visual_token_mask, per_token[index], 0.0)
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         return text_rope(position_ids, self.config.text.head_dim, self.config.text.rope_theta, dtype)
