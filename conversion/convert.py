@@ -10,13 +10,16 @@ from transformers' Llama and SigLIP and the projector (conversion/verify_vila.py
 Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read with
 `torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
 against the shapes the config implies and cast, so the model is held once, in the target dtype.
-`--verify` prints one JSON line of max abs diffs and exits 1 above tolerance.
+`--verify` prints one JSON line of max abs diffs and exits 1 above tolerance. The tokenizer, chat
+template and preprocessor_config.json are copied beside the weights (VILA1.5: into llm/ and
+vision_tower/), so the converted directory is a complete model for scripts/generate.py and evaluate.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +55,26 @@ def iter_torch_bin(directory: Path) -> Iterator[tuple[str, str, np.ndarray]]:
                 yield path.name, name, tensor.numpy()
 
 
+PROCESSOR_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json", "preprocessor_config.json",
+    "generation_config.json",
+)  # fmt: skip
+
+
+def copy_processor_files(src: Path, dst: Path, family) -> list[str]:
+    """The tokenizer, chat template and preprocessor files beside the weights, in the family's
+    subdirectories, so the converted directory is all scripts/generate.py and evaluate.py need."""
+    copied = []
+    for subdir in family.processor_subdirs:
+        for name in PROCESSOR_FILES:
+            if (source := src / subdir / name).is_file():
+                (dst / subdir).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, dst / subdir / name)
+                copied.append(str(Path(subdir) / name))
+    return copied
+
+
 def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) -> None:
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
@@ -63,6 +86,7 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     _, abstract = abstract_state(family.builder(config, checkpoint.jax_dtype(dtype)))
     params = nest(map_weights(abstract, tensors, family.name_map(config)))
     checkpoint.save(dst, family, config, dtype, params)
+    copy_processor_files(src, dst, family)
 
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:

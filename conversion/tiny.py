@@ -5,6 +5,7 @@ and for trying the whole journey (README: "From a released checkpoint to a prune
     python -m conversion.tiny --family qwen2_vl --dst /tmp/tiny-qwen2-vl
     python -m conversion.tiny --family llava_onevision --dst /tmp/tiny-llava
     python -m conversion.tiny --family vila --dst /tmp/tiny-vila
+    python -m conversion.tiny --jsonl-sample --dst /tmp/tiny-data  # 8 images and questions, jsonl + media
     python -m conversion.tiny --dst /tmp/tiny --hidden 96 --heads 6 --kv-heads 1 --mrope 2 2 4 --tie  # Qwen2-VL sizes
 
 Ids 250..253 are the image, video, vision-start and vision-end tokens (vocabulary of 256).
@@ -182,10 +183,33 @@ def save_tiny_checkpoint(family: str, directory: str | os.PathLike, seed: int = 
     return tokenizer_dir
 
 
+def write_jsonl_sample(directory: str | os.PathLike, count: int = 8, seed: int = 0) -> Path:
+    """A tiny benchmark in the generic jsonl format (tokcomp_jax/data/jsonl_vqa.py): `count` random
+    images of a few sizes, one question each, in DIR/train.jsonl and DIR/test.jsonl (half each)."""
+    import numpy as np
+    from PIL import Image
+
+    directory = Path(directory)
+    (directory / "img").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(count):
+        size = [(56, 84), (84, 84), (70, 112), (84, 56)][i % 4]
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(directory / f"img/{i}.png")
+        answer = ["red", "green", "blue", "yellow"][i % 4]
+        lines.append(json.dumps({"id": f"q{i}", "question": "what colour is the square ?", "answers": [answer],
+                                 "images": [f"img/{i}.png"]}))  # fmt: skip
+    half = count // 2
+    (directory / "train.jsonl").write_text("\n".join(lines[:half]) + "\n")
+    (directory / "test.jsonl").write_text("\n".join(lines[half:]) + "\n")
+    return directory
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dst", required=True)
     parser.add_argument("--family", choices=sorted(SPECIAL_TOKENS), help="a complete tiny checkpoint of this family")
+    parser.add_argument("--jsonl-sample", action="store_true", help="write a tiny jsonl benchmark into --dst instead")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
@@ -197,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vision-dim", type=int, default=32)
     parser.add_argument("--vision-heads", type=int, default=4)
     args = parser.parse_args(argv)
+    if args.jsonl_sample:
+        print(f"wrote a tiny jsonl benchmark to {write_jsonl_sample(args.dst, seed=args.seed)}")
+        return
     if args.family:
         save_tiny_checkpoint(args.family, args.dst, args.seed)
         print(f"wrote a tiny {args.family} checkpoint to {args.dst}")

@@ -1,6 +1,7 @@
 """Every family through every entry point, as the README's journey runs them: a tiny released-layout
-checkpoint (conversion.tiny) -> convert --verify -> label.py on the user's own jsonl data ->
-train_mapper.py -> evaluate.py pruned by that mapper -> generate.py."""
+checkpoint (conversion.tiny) -> convert --verify (which carries the tokenizer and preprocessor
+files over) -> label.py on the user's own jsonl data -> train_mapper.py -> evaluate.py pruned by
+that mapper -> generate.py, all from the converted directory alone."""
 
 from __future__ import annotations
 
@@ -13,26 +14,12 @@ import pytest
 from array_record.python import array_record_data_source  # noqa: F401  (defines absl flags on import;
 
 # imported here, before run_absl_script's snapshot of the flags, so that it never removes them)
-from PIL import Image
-
 from conversion.convert import main as convert
-from conversion.tiny import save_tiny_checkpoint
+from conversion.tiny import save_tiny_checkpoint, write_jsonl_sample
 from tokcomp_jax.data.labels import read_split
 
 REPO = Path(__file__).resolve().parents[2]
-SIZES = [(56, 84), (84, 84), (70, 112), (84, 56)]
 PROMPT = "what colour is the square ?"
-
-
-def write_jsonl_data(directory: Path) -> None:
-    """Four images of different sizes, one question each, in tokcomp_jax/data/jsonl_vqa.py's format."""
-    (directory / "img").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    lines = []
-    for i, size in enumerate(SIZES):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(directory / f"img/{i}.png")
-        lines.append(json.dumps({"id": f"q{i}", "question": PROMPT, "answers": ["red"], "images": [f"img/{i}.png"]}))
-    (directory / "data.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def read_records(path: Path) -> list[dict]:
@@ -50,15 +37,14 @@ def run_generate(*args: str) -> dict:
 @pytest.mark.parametrize("family", ["qwen2_vl", "llava_onevision", "vila"])
 def test_journey(family, tmp_path, run_absl_script, capsys):
     hf, model = tmp_path / "hf", tmp_path / "model"
-    tokenizer = save_tiny_checkpoint(family, hf)
-    write_jsonl_data(tmp_path / "data")
+    save_tiny_checkpoint(family, hf)
+    data = write_jsonl_sample(tmp_path / "data")
     assert convert(["--src", str(hf), "--dst", str(model), "--verify"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["passed"]
-    common = ["--model", str(model), "--tokenizer", str(tokenizer), "--processor", str(hf)]
 
     run_absl_script(
         "label.py", "--config", "configs/label/tiny.py", "--out", str(tmp_path / "labels"),
-        "--config.source=benchmark", f"--config.model={hf}", f"--config.data_dir={tmp_path / 'data/data.jsonl'}",
+        "--config.source=benchmark", f"--config.model={model}", f"--config.data_dir={data / 'train.jsonl'}",
         "--config.buckets.text=64", "--config.buckets.visual=256", "--config.batch_size=2", "--config.shard_size=2",
     )  # fmt: skip
     labels = read_split(tmp_path / "labels" / "tfds" / "relevance_labels" / "1.0.0", "train")
@@ -77,18 +63,18 @@ def test_journey(family, tmp_path, run_absl_script, capsys):
     assert losses[-1] < losses[0], losses
 
     run_absl_script(
-        "evaluate.py", "--config", "configs/eval/jsonl.py:data.jsonl", "--data_dir", str(tmp_path / "data"),
-        *common, "--mapper", str(tmp_path / "mapper/mapper"),
+        "evaluate.py", "--config", "configs/eval/jsonl.py:test.jsonl", "--data_dir", str(data),
+        "--model", str(model), "--mapper", str(tmp_path / "mapper/mapper"),
         "--scorer", "mapper", "--keep", "0.25", "--out", str(tmp_path / "eval"),
     )  # fmt: skip
-    unpruned, pruned = (read_records(tmp_path / f"eval/data/{run}.host0.jsonl") for run in ("unpruned", "mapper@0.25"))
-    assert [r["sample_id"] for r in pruned] == ["q0", "q1", "q2", "q3"]
+    unpruned, pruned = (read_records(tmp_path / f"eval/test/{run}.host0.jsonl") for run in ("unpruned", "mapper@0.25"))
+    assert [r["sample_id"] for r in pruned] == ["q4", "q5", "q6", "q7"]
     for full, cut in zip(unpruned, pruned, strict=True):
         visual = cut["visual_tokens"]
         assert visual > 0 and full["prefill_tokens"] == full["unpruned_tokens"]
         assert full["prefill_tokens"] - cut["prefill_tokens"] == visual - -(-visual // 4)
 
-    report = run_generate(*common, "--image", str(tmp_path / "data/img/0.png"), "--prompt", PROMPT,
+    report = run_generate("--model", str(model), "--image", str(data / "img/4.png"), "--prompt", PROMPT,
                           "--scorer", "attention", "--keep", "1.0", "--max-new-tokens", "4")  # as configs/eval/jsonl.py  # fmt: skip
     assert report["visual_tokens_kept"] == report["visual_tokens_total"] == unpruned[0]["visual_tokens"]
     assert report["answer"] == unpruned[0]["reply"]

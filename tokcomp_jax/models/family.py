@@ -40,6 +40,7 @@ class Family(abc.ABC):
     model: ClassVar[type]  # the nnx.Module class
     checkpoint_parts: ClassVar[tuple[str, ...]] = ()  # subdirectories holding the weights ("<part>/" names)
     tokenizer_subdir: ClassVar[str] = ""  # where a HF checkpoint keeps its tokenizer files
+    processor_subdirs: ClassVar[tuple[str, ...]] = ("",)  # where it keeps tokenizer and preprocessor files
 
     # --- checkpoints ------------------------------------------------------------------------
     def read_config(self, directory: str | os.PathLike) -> Any:

@@ -23,6 +23,7 @@ class VilaFamily(Family):
     model = Vila
     checkpoint_parts = PARTS
     tokenizer_subdir = "llm"
+    processor_subdirs = ("llm", "vision_tower")
 
     def read_config(self, directory):
         return VilaConfig.from_directory(directory)
