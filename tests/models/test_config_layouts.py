@@ -89,3 +89,25 @@ def test_vila_three_part_layout(tmp_path):
     assert family.name == "vila" and config.text.vocab_size == 32001 and config.vision.num_hidden_layers == 27
     with pytest.raises(ValueError, match="needs its LLM's and vision tower's configs"):
         VilaConfig.from_vila_top_config({k: v for k, v in top.items() if k != "llm_cfg"})
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, expected an object"),
+     ('{"family": "gpt5", "config": {}}', "unknown family 'gpt5'"),
+     ('{"family": "vila", "config": {"text": {}}}', "cannot build a vila config")],
+)  # fmt: skip
+def test_bad_model_files_name_the_file(tmp_path, content, message):
+    from tokcomp_jax import load
+    from tokcomp_jax.models.checkpoint import MODEL_FILE
+    from tokcomp_jax.models.safetensors_io import CheckpointError
+
+    (tmp_path / MODEL_FILE).write_text(content)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load(tmp_path)
+    assert MODEL_FILE in str(error.value)
+    (tmp_path / MODEL_FILE).unlink()
+    (tmp_path / "config.json").write_text(content.replace('"family"', '"model_type"'))
+    if content.startswith(("{not", "[")):
+        with pytest.raises(CheckpointError, match=message):
+            load(tmp_path)

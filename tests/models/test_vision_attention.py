@@ -11,11 +11,10 @@ import pytest
 import torch
 from flax import nnx
 
-from configs.models import llava_onevision, vila
 from tests.models.test_siglip_parity import towers  # noqa: F401  (the fixture)
-from tests.prune.family_batches import llava_batch, vila_batch
+from tests.prune.test_family_pipeline import CASES
 from tokcomp_jax.models.families import FAMILIES
-from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 
 
 @pytest.mark.parametrize("feature_layer", [-1, 2])
@@ -27,13 +26,6 @@ def test_siglip_received_attention_matches_transformers(towers, feature_layer): 
     expected = attentions[feature_layer % (len(attentions) + 1) - 1].numpy().mean((1, 2))
     _, received = tower(jnp.asarray(pixels), feature_layer=feature_layer, return_attention=True)
     np.testing.assert_allclose(np.asarray(received), expected, atol=1e-6)
-
-
-CASES = {
-    "llava_onevision": (llava_onevision.tiny, lambda c: llava_batch(c, [(40, 100), (100, 60)]),
-                        Buckets(text=32, visual=96, queries=8, tiles=8)),
-    "vila": (vila.tiny, lambda c: vila_batch(c, [1, 2]), Buckets(text=16, visual=24, queries=8, tiles=4)),
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("family", sorted(CASES))

@@ -20,7 +20,7 @@ from flax import nnx
 
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, safetensors_files
+from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, read_json_object, safetensors_files
 
 MODEL_FILE = "tokcomp_model.json"
 PARAMS_DIR = "params"
@@ -38,13 +38,7 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
     path = Path(directory) / "config.json"
     if not path.exists():
         raise CheckpointError(f"{directory} has no config.json")
-    try:
-        hf_config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(hf_config, dict):
-        raise CheckpointError(f"{path} holds a JSON {type(hf_config).__name__}, expected an object")
-    family = family_of_hf_config(hf_config)
+    family = family_of_hf_config(read_json_object(path))
     try:
         return family, family.read_config(directory)
     except (KeyError, TypeError, ValueError) as err:
@@ -112,9 +106,16 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
     """
     path = Path(path).absolute()
     if (path / MODEL_FILE).exists():
-        meta = json.loads((path / MODEL_FILE).read_text())
+        meta = read_json_object(path / MODEL_FILE)
+        if meta.get("family") not in FAMILIES:
+            raise CheckpointError(
+                f"{path / MODEL_FILE}: unknown family {meta.get('family')!r}; known: {sorted(FAMILIES)}"
+            )
         family = FAMILIES[meta["family"]]
-        config = family.config_from_dict(meta["config"])
+        try:
+            config = family.config_from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path / MODEL_FILE}: cannot build a {family.name} config ({err!r})") from None
         return _restore(path, family, config, dtype or meta["dtype"])
     if (path / "config.json").exists():
         family, config = read_hf_config(path)

@@ -34,6 +34,17 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names every file and tensor at fault."""
 
 
+def read_json_object(path: Path) -> dict:
+    """A checkpoint's JSON file that must hold an object; a clear CheckpointError naming it otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, expected an object")
+    return data
+
+
 class SafetensorsFile:
     """One `.safetensors` file: `keys()`, `shape(key)`, `dtype(key)`, `get(key)` -> numpy view."""
 

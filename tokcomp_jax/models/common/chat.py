@@ -3,11 +3,12 @@ token a reply ends with, the checkpoint's preprocessor_config.json, and input ch
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from tokcomp_jax.models.safetensors_io import read_json_object
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>")  # Qwen2 / ChatML, Llama 3
 
@@ -42,13 +43,7 @@ def read_preprocessor_config(checkpoint: str | os.PathLike | None) -> dict:
     """The checkpoint's preprocessor_config.json ({} without a checkpoint or the file)."""
     if checkpoint is None or not (path := Path(checkpoint) / "preprocessor_config.json").exists():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a JSON {type(data).__name__}, expected an object")
-    return data
+    return read_json_object(path)
 
 
 def check_image(image: np.ndarray, name: str, min_side: int) -> np.ndarray:
