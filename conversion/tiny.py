@@ -153,34 +153,44 @@ def tiny_tokenizer(family: str):
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
     tokenizer.add_special_tokens({"additional_special_tokens": [*markers, *special]})
-    if family == "vila":
+    if (template := TEMPLATES / f"{family}.jinja").exists():
+        tokenizer.chat_template = template.read_text()
+    else:  # VILA1.5's LLM tokenizer: BOS / EOS, and the processor writes the conversation
         tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>"})
-    else:
-        tokenizer.chat_template = (TEMPLATES / f"{family}.jinja").read_text()
     return tokenizer
+
+
+def _save_tiny_llava(directory: Path, seed: int) -> None:
+    tiny_llava_model(seed).save_pretrained(directory)
+
+
+def _save_tiny_vila(directory: Path, seed: int) -> None:
+    from conversion.verify_vila import save_tiny_vila
+
+    save_tiny_vila(directory, seed)
+
+
+SIGLIP_PIXELS = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+# family -> (weights + config writer, preprocessor_config.json, its subdirectory, the tokenizer's)
+TINY_CHECKPOINTS = {
+    "qwen2_vl": (save_tiny_model, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
+    "llava_onevision": (_save_tiny_llava, SIGLIP_PIXELS, "", ""),
+    "vila": (_save_tiny_vila, SIGLIP_PIXELS, "vision_tower", "llm"),
+}
 
 
 def save_tiny_checkpoint(family: str, directory: str | os.PathLike, seed: int = 0) -> Path:
     """A complete tiny HF checkpoint of `family`: weights and config.json (VILA1.5: its three parts),
-    tokenizer files (VILA1.5: in llm/) and preprocessor_config.json (small images)."""
-    from conversion.verify_vila import save_tiny_vila
-
+    tokenizer files (VILA1.5: in llm/) and preprocessor_config.json (small images). Returns the
+    tokenizer's directory."""
+    if family not in TINY_CHECKPOINTS:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(TINY_CHECKPOINTS)}")
+    write_weights, preprocessor, preprocessor_dir, tokenizer_dir = TINY_CHECKPOINTS[family]
     directory = Path(directory)
-    if family == "qwen2_vl":
-        save_tiny_model(directory, seed)
-        preprocessor, tokenizer_dir = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, directory
-    elif family == "llava_onevision":
-        tiny_llava_model(seed).save_pretrained(directory)
-        preprocessor, tokenizer_dir = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}, directory
-    elif family == "vila":
-        save_tiny_vila(directory, seed)
-        preprocessor, tokenizer_dir = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}, directory / "llm"
-        directory = directory / "vision_tower"
-    else:
-        raise ValueError(f"unknown family {family!r}; choose one of {sorted(SPECIAL_TOKENS)}")
-    tiny_tokenizer(family).save_pretrained(tokenizer_dir)
-    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
-    return tokenizer_dir
+    write_weights(directory, seed)
+    tiny_tokenizer(family).save_pretrained(directory / tokenizer_dir)
+    (directory / preprocessor_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return directory / tokenizer_dir
 
 
 def write_jsonl_sample(directory: str | os.PathLike, count: int = 8, seed: int = 0) -> Path:
