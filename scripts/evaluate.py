@@ -13,6 +13,11 @@ Devices: with several local devices the model is sharded over a (data, model) me
 (`--mesh_model` devices per model copy). On a TPU VM pod, run the same command on every host with
 `--distributed`: each host takes every n-th sample and its own results files, host 0 writes the
 report after all are done (see README, "Evaluating").
+
+Every benchmark is read and checked (files, records, unique ids, readable media) before the model
+loads, and all problems are reported at once; `--check_data` stops there. `--rescore` recomputes
+an earlier run's results in --out from its stored replies, without a model (e.g. after a scoring
+fix); scripts/score.py scores replies produced anywhere.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 import tokcomp_jax
-from tokcomp_jax.eval.adapters import read_benchmark
+from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
 from tokcomp_jax.eval.metrics import benchmark_score
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
+from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
@@ -42,7 +48,7 @@ from tokcomp_jax.prune import SCORERS, PruneConfig
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "suite config, e.g. configs/eval/images.py", lock_config=False
 )
-_MODEL = flags.DEFINE_string("model", None, "orbax model directory (conversion) or HF directory", required=True)
+_MODEL = flags.DEFINE_string("model", None, "orbax model directory (conversion) or HF directory")
 _MAPPER = flags.DEFINE_string("mapper", None, "trained mapper directory (scorer mapper)")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "tokenizer directory for chat models (default: --model)")
 _PROCESSOR = flags.DEFINE_string("processor", None, "directory with preprocessor_config.json (default: --model)")
@@ -52,6 +58,8 @@ _SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s not in 
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
+_CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
+_RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 
 
 def make_codec(config, model):
@@ -100,6 +108,53 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_data(config) -> dict:
+    """Every benchmark of the suite, read and checked before any model loads; all problems at once."""
+    suite = [(b.name, b.adapter, Path(_DATA_DIR.value) / b.data_dir) for b in config.benchmarks]
+    samples, problems = read_suite(suite)
+    if problems:
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        raise app.UsageError(f"{count} in the benchmark data:\n  " + "\n  ".join(problems))
+    return samples
+
+
+def stored_runs(out: Path, name: str) -> dict[str, list[Path]]:
+    """run name -> its hosts' results files, for a benchmark of an earlier run in `out`."""
+    runs: dict[str, list[Path]] = {}
+    for path in sorted((out / name).glob("*.host*.jsonl")):
+        runs.setdefault(path.name.rsplit(".host", 1)[0], []).append(path)
+    return runs
+
+
+def rescore(config, samples: dict, out: Path) -> list[dict]:
+    """Table rows of an earlier run recomputed from its stored replies, by today's scoring rules."""
+    rows = []
+    for benchmark in config.benchmarks:
+        runs = stored_runs(out, benchmark.name)
+        if "unpruned" not in runs:
+            raise app.UsageError(f"{out / benchmark.name} holds no unpruned run to rescore")
+        per_run = {}
+        for run, paths in runs.items():
+            replies = {r["sample_id"]: r for p in paths for r in ResultsFile(p).read()}
+            chosen = [s for s in samples[benchmark.name] if s.sample_id in replies]
+            records = reply_records(
+                chosen, {i: r["reply"] for i, r in replies.items() if i in {s.sample_id for s in chosen}}
+            )
+            for record in records:
+                record["flops_pct"] = replies[record["sample_id"]]["flops_pct"]
+            per_run[run] = {"records": records, "wall_s": float("nan")}
+        rows += summarise(benchmark.name, samples[benchmark.name][0].metric, per_run)
+    return rows
+
+
+def write_report(config, out: Path, rows: list[dict]) -> None:
+    (out / "results.json").write_text(
+        json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
+    )
+    (out / "results.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
 def main(argv) -> None:
     del argv
     if _DISTRIBUTED.value:
@@ -107,6 +162,17 @@ def main(argv) -> None:
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
+    all_samples = read_data(config)
+    if _CHECK_DATA.value:
+        count = sum(map(len, all_samples.values()))
+        print(f"{len(all_samples)} benchmarks, {count} samples: no problems found")
+        return
+    out = Path(_OUT.value)
+    if _RESCORE.value:
+        write_report(config, out, rescore(config, all_samples, out))
+        return
+    if not _MODEL.value:
+        raise app.UsageError("--model is required (except with --check_data or --rescore)")
     host, hosts = jax.process_index(), jax.process_count()
     model = tokcomp_jax.load(_MODEL.value)
     if _SCORER.value == "mapper" and not _MAPPER.value:
@@ -123,10 +189,9 @@ def main(argv) -> None:
     runs = {"unpruned": None} | {
         f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep)) for keep in _KEEP.value
     }
-    out = Path(_OUT.value)
     completed, metrics = {}, {}
     for benchmark in config.benchmarks:
-        samples = read_benchmark(benchmark.adapter, Path(_DATA_DIR.value) / benchmark.data_dir)
+        samples = all_samples[benchmark.name]
         metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
         completed[benchmark.name] = {}
         for run, prune in runs.items():
@@ -147,11 +212,7 @@ def main(argv) -> None:
             ]
             per_run[run] = {"records": records, "wall_s": completed[benchmark.name][run]}
         rows += summarise(benchmark.name, metrics[benchmark.name], per_run)
-    (out / "results.json").write_text(
-        json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
-    )
-    (out / "results.md").write_text(markdown(rows))
-    print(markdown(rows))
+    write_report(config, out, rows)
 
 
 if __name__ == "__main__":

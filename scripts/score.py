@@ -1,0 +1,74 @@
+"""Score replies without a model, by the same rules as scripts/evaluate.py:
+
+    python scripts/score.py --benchmark mme --data_dir /data/MME_Benchmark_release_version \\
+        --list_samples samples.jsonl                      # the benchmark's samples, one json per line
+    python scripts/score.py --benchmark mme --data_dir /data/MME_Benchmark_release_version \\
+        --replies replies.jsonl --out result.json         # {"sample_id", "reply"} lines -> the scores
+
+The result holds `score` (the benchmark's headline), the per-category / per-split / per-subtask
+scores and `samples`. A sample without a reply, a reply for no sample, or a sample id replied to
+twice is an error that lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tokcomp_jax.eval.adapters import ADAPTERS
+from tokcomp_jax.eval.check import read_suite
+from tokcomp_jax.eval.scoring import sample_record, score_replies
+
+
+def read_replies(path: Path) -> dict[str, str]:
+    """{sample_id: reply} of a jsonl file; bad lines and repeated ids are errors naming the line."""
+    replies: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            sample_id, reply = str(record["sample_id"]), record["reply"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}:{number}: expected a JSON object with sample_id and reply ({err!r})") from None
+        if sample_id in replies:
+            raise ValueError(f"{path}:{number}: sample {sample_id!r} is replied to twice")
+        replies[sample_id] = str(reply)
+    return replies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmark", required=True, choices=sorted(ADAPTERS))
+    parser.add_argument("--data_dir", required=True, type=Path)
+    parser.add_argument("--list_samples", type=Path, help="write the samples here as jsonl")
+    parser.add_argument("--replies", type=Path, help="jsonl of {sample_id, reply} to score")
+    parser.add_argument("--out", type=Path, help="the scores as JSON (default: printed)")
+    args = parser.parse_args(argv)
+    if (args.list_samples is None) == (args.replies is None):
+        parser.error("give exactly one of --list_samples and --replies")
+    suite, problems = read_suite([(args.benchmark, args.benchmark, args.data_dir)])
+    if problems:
+        print("error: " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    samples = suite[args.benchmark]
+    if args.list_samples is not None:
+        args.list_samples.write_text("".join(json.dumps(sample_record(s)) + "\n" for s in samples))
+        print(f"wrote {len(samples)} samples to {args.list_samples}", file=sys.stderr)
+        return 0
+    try:
+        result = score_replies(samples, read_replies(args.replies))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = json.dumps({"benchmark": args.benchmark, **result}, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
