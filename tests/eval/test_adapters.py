@@ -44,7 +44,7 @@ def write_gqa(root):
     (root / "questions" / "testdev_balanced_questions.json").write_text(json.dumps(questions))
     for name in ("n1", "n2"):
         _png(root / "images" / f"{name}.jpg")
-    return {"count": 2, "first_answers": ("yes",), "metric": "exact", "category": "verify"}
+    return {"count": 2, "first_answers": ("yes",), "metric": "gqa", "category": "verify"}
 
 
 def write_textvqa(root):
@@ -62,7 +62,7 @@ def write_pope(root):
         ]
         (root / f"coco_pope_{split}.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     _png(root / "val2014" / "COCO_val2014_000000000001.jpg")
-    return {"count": 6, "first_answers": ("yes",), "metric": "yes_no", "category": "random"}
+    return {"count": 6, "first_answers": ("yes",), "metric": "pope", "category": "random"}
 
 
 def write_mme(root):
@@ -88,7 +88,7 @@ def write_mmbench(root):
         [1, "Which is larger?", "Look carefully.", "left", "right", "nan", "nan", "B", "spatial", image],
     ]
     _tsv(root / "MMBench_DEV_EN.tsv", header, rows)
-    return {"count": 2, "first_answers": ("A",), "metric": "choice", "category": "attribute", "options": 3}
+    return {"count": 2, "first_answers": ("A",), "metric": "circular", "category": "attribute", "options": 3}
 
 
 def write_scienceqa(root):
@@ -118,7 +118,7 @@ def write_seed(root):
     }  # fmt: skip
     (root / "SEED-Bench.json").write_text(json.dumps(data))
     _png(root / "SEED-Bench-image" / "1454426_2591111986")
-    return {"count": 1, "first_answers": ("C",), "metric": "choice", "category": "Scene Understanding", "options": 4}
+    return {"count": 1, "first_answers": ("C",), "metric": "mcq", "category": "Scene Understanding", "options": 4}
 
 
 def write_mmstar(root):
@@ -126,7 +126,7 @@ def write_mmstar(root):
     question = "Which option describes the object?\nOptions: A: a round cup, B: a square box, C: a tall lamp, D: a dog"
     _tsv(root / "MMStar.tsv", ["index", "question", "answer", "category", "l2_category", "image"],
          [[0, question, "B", "coarse perception", "image scene", image]])  # fmt: skip
-    return {"count": 1, "first_answers": ("B",), "metric": "choice", "category": "coarse perception", "options": 4}
+    return {"count": 1, "first_answers": ("B",), "metric": "mcq", "category": "coarse perception", "options": 4}
 
 
 def _mp4(path, frames=24, fps=8):
@@ -172,7 +172,7 @@ def write_video_mme(root):
     })  # fmt: skip
     pq.write_table(table, root / "videomme" / "test-00000-of-00001.parquet")
     _mp4(root / "data" / "fFjv93ACGo8.mp4")
-    return {"count": 1, "first_answers": ("C",), "metric": "choice", "category": "short", "options": 4}
+    return {"count": 1, "first_answers": ("C",), "metric": "video_mme", "category": "short", "options": 4}
 
 
 WRITERS = {
@@ -196,7 +196,7 @@ def test_adapter_reads_the_published_format(tmp_path, name):
         assert load_video(first.video).shape == (16, 32, 32, 3)
     else:
         assert load_image(first.images[0]).shape == (8, 12, 3)
-    if expected["metric"] == "choice" and name != "video_mme":
+    if expected["metric"] in ("choice", "mcq", "circular"):
         assert len(first.options) == expected["options"]
         assert first.prompt.endswith(LETTER_ANSWER) and f"{first.options[-1][0]}. " in first.prompt
         assert first.answers[0] in dict(first.options)

@@ -4,19 +4,19 @@ Each reader takes the benchmark's directory (as unpacked from its release) and r
 in the file's order; `read_benchmark(name, data_dir)` picks one from ADAPTERS. A missing file or
 field raises a ValueError that names the file and what is missing.
 
-| name      | files under data_dir                                                   | metric  |
-|-----------|------------------------------------------------------------------------|---------|
-| gqa       | questions/testdev_balanced_questions.json, images/<imageId>.jpg        | exact   |
-| textvqa   | TextVQA_0.5.1_val.json, train_images/<image_id>.jpg                    | vqa     |
-| pope      | coco_pope_{random,popular,adversarial}.json (jsonl), val2014/<image>   | yes_no  |
-| mme       | <category>/{images,questions_answers_YN}/ or <category>/<img>+<txt>    | mme     |
-| mmbench   | MMBench_DEV_EN.tsv (VLMEvalKit: base64 image column)                   | choice  |
-| scienceqa | problems.json, images/test/<pid>/image.png (image questions only)      | choice  |
-| seed      | SEED-Bench.json, SEED-Bench-image/<data_id> (image questions only)     | choice  |
-| mmstar    | MMStar.tsv (VLMEvalKit: options inside the question, base64 image)     | choice  |
-| mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, uniform)         | choice  |
-| video_mme | videomme/*.parquet, data/<videoID>.mp4 (16 frames, uniform)             | choice  |
-| jsonl     | <name>.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)             | exact / choice |
+| name      | files under data_dir                                                 | metric: the official rule followed          |
+|-----------|----------------------------------------------------------------------|---------------------------------------------|
+| gqa       | questions/testdev_balanced_questions.json, images/<imageId>.jpg      | gqa: LLaVA convert_gqa_for_eval + GQA eval.py |
+| textvqa   | TextVQA_0.5.1_val.json, train_images/<image_id>.jpg                  | vqa: the VQA normaliser, leave-one-out       |
+| pope      | coco_pope_{random,popular,adversarial}.json (jsonl), val2014/<image> | pope: POPE evaluate.py, F1 per split         |
+| mme       | [one level of folder, then] <category>/{images,questions_answers_YN}/ or <category>/<img>+<txt> | mme: MME calculation.py |
+| mmbench   | MMBench_DEV_EN.tsv (VLMEvalKit: base64 image column, circular copies) | circular: VLMEvalKit CircularEval            |
+| scienceqa | problems.json, images/test/<pid>/image.png (image questions only)    | choice: this project's letter extraction     |
+| seed      | SEED-Bench.json or SEED-Bench_v2*.json, the image folder (one-image questions) | mcq: VLMEvalKit vanilla (can_infer) |
+| mmstar    | MMStar.tsv (options in the question, or VLMEvalKit's A-D columns)    | mcq: VLMEvalKit vanilla (can_infer)          |
+| mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, as its loader) | choice: this project's letter extraction   |
+| video_mme | videomme/*.parquet, data/<videoID>.mp4 (16 frames, uniform)           | video_mme: eval_your_results.py              |
+| jsonl     | <name>.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)           | exact / choice                               |
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tokcomp_jax.data.jsonl_vqa import parse_line
+from tokcomp_jax.eval.metrics import MME_COGNITION, MME_PERCEPTION
 from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, VideoClip, choice_prompt
+
+MME_CATEGORIES = frozenset(MME_PERCEPTION + MME_COGNITION)
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -59,6 +62,8 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 
 
 def read_gqa(data_dir: Path, split: str = "testdev_balanced") -> list[EvalSample]:
+    """Scored as LLaVA's convert_gqa_for_eval.py + GQA's eval.py: `reply.rstrip('.').lower()` equal to
+    the answer ("two" is not "2", "A camera" is not "camera")."""
     path = data_dir / "questions" / f"{split}_questions.json"
     samples = []
     for qid, record in _json(path).items():
@@ -66,7 +71,7 @@ def read_gqa(data_dir: Path, split: str = "testdev_balanced") -> list[EvalSample
         samples.append(
             EvalSample(
                 benchmark="gqa", sample_id=str(qid), prompt=f"{_field(record, 'question', where)}\n{SHORT_ANSWER}",
-                answers=(_field(record, "answer", where),), metric="exact",
+                answers=(_field(record, "answer", where),), metric="gqa",
                 images=(data_dir / "images" / f"{_field(record, 'imageId', where)}.jpg",),
                 category=record.get("types", {}).get("structural", ""),
             )
@@ -91,6 +96,8 @@ def read_textvqa(data_dir: Path, split: str = "val") -> list[EvalSample]:
 
 
 def read_pope(data_dir: Path, splits: tuple[str, ...] = ("random", "popular", "adversarial")) -> list[EvalSample]:
+    """Scored as AoiDragon/POPE evaluate.py: a reply is "no" if its first sentence holds the word No,
+    not or no, else "yes"; F1 per split (the category), the headline their mean (metrics.pope_scores)."""
     samples = []
     for split in splits:
         path = data_dir / f"coco_pope_{split}.json"
@@ -108,24 +115,40 @@ def read_pope(data_dir: Path, splits: tuple[str, ...] = ("random", "popular", "a
                 EvalSample(
                     benchmark="pope", sample_id=f"{split}/{_field(record, 'question_id', where)}",
                     prompt=f"{_field(record, 'text', where)}\n{SHORT_ANSWER}",
-                    answers=(_field(record, "label", where).strip().lower(),), metric="yes_no",
+                    answers=(_field(record, "label", where).strip().lower(),), metric="pope",
                     images=(data_dir / "val2014" / _field(record, "image", where),), category=split,
                 )
             )  # fmt: skip
     return samples
 
 
+def _mme_root(data_dir: Path) -> Path:
+    """The directory holding MME's category directories: data_dir, or its one subdirectory that does
+    (an archive unpacked one level deeper)."""
+    names = lambda d: {p.name for p in d.iterdir() if p.is_dir()}  # noqa: E731
+    if not data_dir.is_dir():
+        raise ValueError(f"missing benchmark directory {data_dir}")
+    if names(data_dir) & MME_CATEGORIES:
+        return data_dir
+    inner = [d for d in data_dir.iterdir() if d.is_dir() and names(d) & MME_CATEGORIES]
+    if len(inner) == 1:
+        return inner[0]
+    raise ValueError(f"no MME category directories (existence, count, ..., OCR) under {data_dir} or one level below")
+
+
 def read_mme(data_dir: Path) -> list[EvalSample]:
     """Every category directory: question files `<image stem>.txt` of "question<TAB>answer" lines,
-    beside the images or in questions_answers_YN/ with the images in images/."""
-    categories = sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
-    if not categories:
-        raise ValueError(f"no MME category directories under {data_dir}")
+    beside the images or in questions_answers_YN/ with the images in images/. Scored as MME's
+    eval_tool/calculation.py: the lowercased reply's first 4 characters decide yes / no / other."""
+    data_dir = _mme_root(data_dir)
+    categories = sorted(p for p in data_dir.iterdir() if p.is_dir())
     samples = []
     for category in categories:
         nested = (category / "questions_answers_YN").is_dir()
         questions = category / "questions_answers_YN" if nested else category
         images = category / "images" if nested else category
+        if not any(questions.glob("*.txt")):
+            raise ValueError(f"{category}: no question files (*.txt)")
         for text_file in sorted(questions.glob("*.txt")):
             image = next((p for p in sorted(images.glob(f"{text_file.stem}.*")) if p.suffix != ".txt"), None)
             if image is None:
@@ -158,19 +181,40 @@ def _base64_image(record: dict, where: str) -> bytes:
         raise ValueError(f"{where}: the image column is not base64") from None
 
 
+def _resolve_image_references(rows: list[dict], path: Path) -> None:
+    """VLMEvalKit's convention: an `image` of at most 64 characters is another row's index, whose
+    image it shares (ImageBaseDataset.__init__); resolved one level deep, in place."""
+    images = {row.get("index", ""): row.get("image", "") for row in rows}
+    for number, row in enumerate(rows, 2):
+        image = row.get("image", "")
+        if 0 < len(image) <= 64:
+            if len(images.get(image, "")) <= 64:
+                raise ValueError(f"{path}:{number}: image refers to row index {image!r}, which holds no image")
+            row["image"] = images[image]
+
+
 def read_mmbench(data_dir: Path, split: str = "MMBench_DEV_EN") -> list[EvalSample]:
+    """VLMEvalKit's MMBench TSV, circular copies included (index = question + k * 1e6). Scored as
+    VLMEvalKit (multiple_choice.py mcq_circular_eval with exact matching, can_infer): a question is
+    right only if every copy is; the single-pass score is `vanilla` in the details."""
     path = data_dir / f"{split}.tsv"
+    rows = _tsv(path)
+    _resolve_image_references(rows, path)
     samples = []
-    for row_number, record in enumerate(_tsv(path), 2):
+    for row_number, record in enumerate(rows, 2):
         where = f"{path}:{row_number}"
         options = _options(record)
         hint = record.get("hint", "")
+        index = _field(record, "index", where)
+        if not index.strip().isdigit():
+            raise ValueError(f"{where}: index {index!r} is not a number")
         samples.append(
             EvalSample(
-                benchmark="mmbench", sample_id=str(_field(record, "index", where)),
+                benchmark="mmbench", sample_id=str(index),
                 prompt=choice_prompt(_field(record, "question", where), options, "" if hint == "nan" else hint),
-                answers=(_field(record, "answer", where).strip(),), metric="choice",
+                answers=(_field(record, "answer", where).strip(),), metric="circular",
                 images=(_base64_image(record, where),), options=tuple(options), category=record.get("category", ""),
+                group=str(int(index) % 1_000_000),
             )
         )  # fmt: skip
     return samples
@@ -199,13 +243,20 @@ def read_scienceqa(data_dir: Path, split: str = "test") -> list[EvalSample]:
     return samples
 
 
+SEED_IMAGE_TYPES = ("image", "Single Image")  # SEED-Bench's and SEED-Bench-2's data_type of one-image questions
+
+
 def read_seed(data_dir: Path) -> list[EvalSample]:
-    path = data_dir / "SEED-Bench.json"
+    """SEED-Bench or SEED-Bench-2 (SEED-Bench.json or SEED-Bench_v2_level1_2_3.json): the one-image
+    questions. Scored as VLMEvalKit's SEEDBench_IMG / SEEDBench2 (vanilla MCQ, can_infer); the
+    benchmark's own eval.py ranks the options by likelihood instead, which a generated reply cannot."""
+    candidates = [data_dir / "SEED-Bench.json", *sorted(data_dir.glob("SEED-Bench_v2*.json"))]
+    path = next((p for p in candidates if p.is_file()), candidates[0])
     data = _json(path)
     type_names = {number: name for name, number in data.get("question_type", {}).items()}
     samples = []
     for index, record in enumerate(_field(data, "questions", str(path))):
-        if record.get("data_type", "image") != "image":
+        if record.get("data_type", "image") not in SEED_IMAGE_TYPES:
             continue
         where = f"{path}: questions[{index}]"
         options = [(letter, _field(record, f"choice_{letter.lower()}", where)) for letter in "ABCD"]
@@ -213,34 +264,45 @@ def read_seed(data_dir: Path) -> list[EvalSample]:
             EvalSample(
                 benchmark="seed", sample_id=str(_field(record, "question_id", where)),
                 prompt=choice_prompt(_field(record, "question", where), options),
-                answers=(_field(record, "answer", where).strip(),), metric="choice",
-                images=(data_dir / "SEED-Bench-image" / _field(record, "data_id", where),), options=tuple(options),
+                answers=(_field(record, "answer", where).strip(),), metric="mcq",
+                images=(data_dir / _seed_image_dir(data_dir) / _field(record, "data_id", where),), options=tuple(options),
                 category=type_names.get(record.get("question_type_id"), str(record.get("question_type_id", ""))),
             )
         )  # fmt: skip
     return samples
 
 
+def _seed_image_dir(data_dir: Path) -> str:
+    """SEED-Bench's images are in SEED-Bench-image/; SEED-Bench-2's in SEED-Bench-2-image/ (or cc3m-image/)."""
+    return next((n for n in ("SEED-Bench-image", "SEED-Bench-2-image", "cc3m-image") if (data_dir / n).is_dir()),
+                "SEED-Bench-image")  # fmt: skip
+
+
 _INLINE_OPTION = re.compile(r"(?:^|,?\s+)([A-F])[:.]\s+")  # splits "A: x, B: y" at each letter
 
 
 def read_mmstar(data_dir: Path) -> list[EvalSample]:
-    """MMStar puts its options in the question ("...\\nOptions: A: x, B: y, C: z, D: w")."""
+    """MMStar.tsv in either layout: the release's (options inside the question, "...\\nOptions: A: x,
+    B: y, C: z, D: w") or VLMEvalKit's (A-D columns). Scored as VLMEvalKit's vanilla MCQ (can_infer);
+    MMStar's own MMStar_eval takes the reply's first character instead."""
     path = data_dir / "MMStar.tsv"
     samples = []
     for row_number, record in enumerate(_tsv(path), 2):
         where = f"{path}:{row_number}"
         question = _field(record, "question", where)
         stem, _, listed = question.partition("Options:")
-        parts = _INLINE_OPTION.split(listed.strip())[1:]  # [letter, text, letter, text, ...]
-        options = [(letter, text.strip()) for letter, text in zip(parts[::2], parts[1::2], strict=True)]
+        if "A" in record:  # VLMEvalKit's columns
+            stem, options = question, _options(record)
+        else:
+            parts = _INLINE_OPTION.split(listed.strip())[1:]  # [letter, text, letter, text, ...]
+            options = [(letter, text.strip()) for letter, text in zip(parts[::2], parts[1::2], strict=True)]
         if len(options) < 2:
             raise ValueError(f"{where}: cannot find the options (expected 'Options: A: ..., B: ...')")
         samples.append(
             EvalSample(
                 benchmark="mmstar", sample_id=str(_field(record, "index", where)),
                 prompt=choice_prompt(stem, options),
-                answers=(_field(record, "answer", where).strip(),), metric="choice",
+                answers=(_field(record, "answer", where).strip(),), metric="mcq",
                 images=(_base64_image(record, where),), options=tuple(options), category=record.get("category", ""),
             )
         )  # fmt: skip
@@ -313,7 +375,8 @@ VIDEO_MME_PROMPT = (
 
 def read_video_mme(data_dir: Path, num_frames: int = 16) -> list[EvalSample]:
     """Questions from videomme/*.parquet (the release's file), videos data/<videoID>.mp4; reported
-    per duration (short / medium / long)."""
+    per duration (short / medium / long). Scored as eval_your_results.py (extract_characters_regex:
+    the first capital A-D; replies without one are left out of the accuracy, their count in `answered`)."""
     import pyarrow.parquet as pq
 
     files = sorted((data_dir / "videomme").glob("*.parquet"))
@@ -334,7 +397,7 @@ def read_video_mme(data_dir: Path, num_frames: int = 16) -> list[EvalSample]:
                 EvalSample(
                     benchmark="video_mme", sample_id=str(_field(record, "question_id", where)),
                     prompt=f"{VIDEO_MME_PROMPT}\n{_field(record, 'question', where)}\n{listed}\nThe best answer is:",
-                    answers=(_field(record, "answer", where).strip(),), metric="choice",
+                    answers=(_field(record, "answer", where).strip(),), metric="video_mme",
                     video=VideoClip(data_dir / "data" / f"{_field(record, 'videoID', where)}.mp4", num_frames),
                     options=tuple(options), category=str(record.get("duration", "")),
                 )

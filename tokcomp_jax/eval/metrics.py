@@ -1,5 +1,6 @@
 """Benchmark metrics: VQA accuracy with the standard answer normaliser, multiple-choice letters,
-yes/no accuracy and F1 (POPE), and the MME score.
+POPE's per-split F1, the MME score, MMBench's CircularEval; each benchmark's reply parsing is its
+official script's (tokcomp_jax.eval.official).
 
 The normaliser is the official VQA evaluation's (punctuation, digits, articles, contractions), so
 GQA / TextVQA numbers compare with published ones.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+
+from tokcomp_jax.eval import official
 
 _PUNCTUATION = (
     ";",
@@ -128,15 +131,9 @@ def extract_choice(text: str, options: dict[str, str]) -> str | None:
     return alone.pop() if len(alone) == 1 else None
 
 
-def parse_yes_no(text: str) -> str | None:
-    """'yes' or 'no' from a reply (its first yes/no word), None if it has neither."""
-    match = re.search(r"\b(yes|no)\b", text.lower())
-    return match.group(1) if match else None
-
-
-def yes_no_scores(predictions: Iterable[str | None], labels: Iterable[str]) -> dict[str, float]:
-    """POPE's metrics over parsed replies (None counts as neither yes nor a correct no):
-    accuracy, precision, recall and F1 of "yes", and the fraction of "yes" replies (in %)."""
+def yes_no_scores(predictions: Iterable[str], labels: Iterable[str]) -> dict[str, float]:
+    """POPE's metrics (AoiDragon/POPE evaluate.py) over parsed 'yes' / 'no' replies, "yes" the positive
+    class: accuracy, precision, recall, F1 and the share of "yes" replies, in %."""
     pairs = list(zip(predictions, labels, strict=True))
     if not pairs:
         raise ValueError("yes_no_scores needs at least one prediction")
@@ -152,6 +149,40 @@ def yes_no_scores(predictions: Iterable[str | None], labels: Iterable[str]) -> d
         "f1": 100.0 * (2 * precision * recall / max(precision + recall, 1e-12)),
         "yes_ratio": 100.0 * sum(p == "yes" for p, _ in pairs) / len(pairs),
     }
+
+
+def pope_scores(records: Sequence[dict]) -> dict[str, float]:
+    """POPE as published: each split (category) scored on its own; the headline is the mean F1 of the
+    splits (LLaVA's eval_pope reports each split; papers average their F1). `pooled/*`: one score
+    over every split's questions together (lmms-eval's `pope` task), for comparison."""
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_split[record["category"]].append(record)
+    result = {}
+    for split, rows in sorted(by_split.items()):
+        scores = yes_no_scores([r["score"] for r in rows], [r["answers"][0] for r in rows])
+        result.update({f"{split}/{name}": value for name, value in scores.items()})
+    pooled = yes_no_scores([r["score"] for r in records], [r["answers"][0] for r in records])
+    result.update({f"pooled/{name}": value for name, value in pooled.items()})
+    return {"score": sum(result[f"{s}/f1"] for s in by_split) / len(by_split), **result}
+
+
+def circular_scores(records: Sequence[dict]) -> dict[str, float]:
+    """MMBench's CircularEval (VLMEvalKit multiple_choice.py mcq_circular_eval): a question (its
+    `group`: index % 1e6) counts only if every circular copy of it is right; per category too.
+    `vanilla`: every row on its own, the single-pass score."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        groups[record["group"]].append(record)
+    hits = {group: all(r["score"] for r in rows) for group, rows in groups.items()}
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for group, rows in groups.items():
+        by_category[rows[0]["category"]].append(hits[group])
+    result = {"score": 100.0 * sum(hits.values()) / len(hits), "questions": float(len(hits)),
+              "vanilla": 100.0 * sum(r["score"] for r in records) / len(records)}  # fmt: skip
+    if len(by_category) > 1:
+        result.update({f"category/{c}": 100.0 * sum(v) / len(v) for c, v in sorted(by_category.items())})
+    return result
 
 
 # MME's two subtask groups; every other category is reported on its own.
@@ -185,16 +216,27 @@ def mme_scores(rows: Iterable[tuple[str, str, str | None, str]]) -> dict[str, fl
 
 
 def score_reply(metric: str, reply: str, answers: Sequence[str], options: dict[str, str]) -> float | str | None:
-    """One sample's score: in [0, 1] for vqa / exact / choice; the parsed yes/no (or None) for
-    yes_no and mme, which are scored over the whole benchmark (yes_no_scores, mme_scores)."""
+    """One sample's score by its benchmark's official rule (tokcomp_jax.eval.official): in [0, 1] for
+    vqa / exact / gqa / choice / mcq / circular / video_mme (None: a Video-MME reply with no letter,
+    left out as the official script leaves it); the parsed answer for pope and mme, which are
+    scored over the whole benchmark (pope_scores, mme_scores)."""
     if metric == "vqa":
         return vqa_accuracy(reply, answers)
     if metric == "exact":
         return exact_match(reply, answers)
+    if metric == "gqa":
+        return float(official.gqa_prediction(reply) == answers[0])
     if metric == "choice":
         return float(extract_choice(reply, options) == answers[0])
-    if metric in ("yes_no", "mme"):
-        return parse_yes_no(reply)
+    if metric in ("mcq", "circular"):
+        return float(official.vlmevalkit_choice(reply, options) == answers[0])
+    if metric == "video_mme":
+        letter = official.video_mme_letter(reply)
+        return float(letter == answers[0]) if letter else None
+    if metric == "pope":
+        return official.pope_answer(reply)
+    if metric == "mme":
+        return official.mme_answer(reply)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -203,16 +245,22 @@ def benchmark_score(metric: str, records: Sequence[dict]) -> dict[str, float]:
     `answers`, `category` and `group` fields (tokcomp_jax.eval.runner)."""
     if not records:
         raise ValueError("no records to score")
-    if metric == "yes_no":
-        scores = yes_no_scores([r["score"] for r in records], [r["answers"][0] for r in records])
-        return {"score": scores["f1"], **scores}
+    if metric == "pope":
+        return pope_scores(records)
     if metric == "mme":
         scores = mme_scores((r["category"], r["group"], r["score"], r["answers"][0]) for r in records)
         return {"score": scores["perception"] + scores["cognition"], **scores}
+    if metric == "circular":
+        return circular_scores(records)
+    answered = [r for r in records if r["score"] is not None]  # Video-MME: replies with a letter
+    if not answered:
+        return {"score": 0.0, "answered": 0.0}
     by_category: dict[str, list[float]] = defaultdict(list)
-    for record in records:
+    for record in answered:
         by_category[record["category"]].append(record["score"])
-    result = {"score": 100.0 * sum(r["score"] for r in records) / len(records)}
+    result = {"score": 100.0 * sum(r["score"] for r in answered) / len(answered)}
+    if len(answered) < len(records):
+        result["answered"] = float(len(answered))
     if len(by_category) > 1:
         result.update({f"category/{c}": 100.0 * sum(v) / len(v) for c, v in sorted(by_category.items())})
     return result

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-METRICS = ("vqa", "exact", "choice", "yes_no", "mme")
+METRICS = ("vqa", "exact", "gqa", "choice", "mcq", "circular", "video_mme", "pope", "mme")
 
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 LETTER_ANSWER = "Answer with the option's letter from the given choices directly."
@@ -42,13 +42,15 @@ class EvalSample:
     benchmark: str
     sample_id: str
     prompt: str  # the full user turn: question, hint, options and the answer-format instruction
-    answers: tuple[str, ...]  # references: human answers (vqa), the answer (exact, yes_no, mme), a letter (choice)
+    answers: tuple[
+        str, ...
+    ]  # references: human answers (vqa), the answer (exact, gqa, pope, mme), a letter (choice ...)
     metric: str  # one of METRICS: how a reply is scored
     images: tuple[ImageSource, ...] = ()
     video: VideoClip | None = None
     options: tuple[tuple[str, str], ...] = ()  # (letter, text) for multiple choice
     category: str = ""  # reported per category (MMBench, SEED, MME, POPE split ...)
-    group: str = ""  # MME: the image whose two questions make accuracy+
+    group: str = ""  # MME: the image whose two questions make accuracy+; MMBench: the circular group
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -83,13 +85,26 @@ def uniform_indices(count: int, num_frames: int, first: int = 0) -> np.ndarray:
     return first + np.minimum(((np.arange(num_frames) + 0.5) * count / num_frames).astype(int), count - 1)
 
 
+def frame_numbers(start: float | None, end: float | None, fps: float, count: int, num_frames: int) -> list[int]:
+    """Frames of a frame directory, numbered from 1 as its files are (00001.jpg ...), as MVBench's
+    loader picks them (Ask-Anything video_chat2/mvbench.ipynb, MVBench_dataset.get_index with
+    first_idx=1): the middle of `num_frames` equal segments of [start, end] seconds, the whole
+    directory without a bound."""
+    start, end = (-100000, 100000) if start is None or end is None else (start, end)
+    first, last = max(1, round(start * fps)), min(round(end * fps), count)
+    segment = float(last - first) / num_frames
+    return [int(first + segment / 2 + np.round(segment * index)) for index in range(num_frames)]
+
+
 def load_video(clip: VideoClip) -> np.ndarray:
     """The clip's frames, RGB uint8 [num_frames, H, W, 3]."""
     if clip.path.is_dir():
         files = sorted(p for p in clip.path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        first = 0 if clip.start is None else min(int(clip.start * clip.fps), len(files) - 1)
-        last = len(files) if clip.end is None else min(max(int(clip.end * clip.fps), first + 1), len(files))
-        return np.stack([load_image(files[i]) for i in uniform_indices(last - first, clip.num_frames, first)])
+        if not files:
+            raise ValueError(f"video directory {clip.path} holds no frames")
+        numbers = frame_numbers(clip.start, clip.end, clip.fps, len(files), clip.num_frames)
+        by_name = {path.stem: path for path in files}  # MVBench opens f"{number:05d}.jpg"; else by position
+        return np.stack([load_image(by_name.get(f"{n:05d}", files[min(n, len(files)) - 1])) for n in numbers])
     if not clip.path.is_file():
         raise ValueError(f"video {clip.path} does not exist")
     import av  # imported here: only the video benchmarks need it
