@@ -47,8 +47,10 @@ class LabelSettings:
 def collate(config, samples: Sequence[dict]) -> dict:
     """Samples (input_ids [T] or [1, T] and the family's media arrays; other keys are ignored) -> a
     right-padded batch."""
-    rows = [{**s, "input_ids": np.atleast_2d(s["input_ids"]), "attention_mask": np.ones_like(np.atleast_2d(s["input_ids"]))}
-            for s in samples]  # fmt: skip
+    rows = []
+    for sample in samples:
+        ids = np.atleast_2d(sample["input_ids"])
+        rows.append({**sample, "input_ids": ids, "attention_mask": np.ones_like(ids)})
     return family_of(config).collate(rows)
 
 

@@ -31,6 +31,12 @@ from tokcomp_jax.models.loading import NameMap
 from tokcomp_jax.prune.layout import Buckets, VisualLayout
 
 
+def tile_bucket(tiles: int, batch_size: int) -> int:
+    """The tile bucket of a batch of rows like one of `tiles` tiles (SigLIP families): each row's tiles
+    rounded up to a power of two, so a few buckets cover every image size."""
+    return batch_size * (1 << max(tiles - 1, 0).bit_length())
+
+
 class Family(abc.ABC):
     """One MLLM family. Subclasses set the class attributes and implement the abstract methods."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokcomp_jax.models.family import Family
+from tokcomp_jax.models.family import Family, tile_bucket
 from tokcomp_jax.models.llava_onevision import processor
 from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tokcomp_jax.models.llava_onevision.modeling import LlavaOnevision, prepare_llava_inputs
@@ -12,10 +12,6 @@ from tokcomp_jax.models.llava_onevision.params import llava_onevision_name_map
 from tokcomp_jax.prune.layout import Buckets, visual_layout
 
 MEDIA = ("pixel_values", "image_sizes", "pixel_values_videos", "batch_num_images")
-
-
-def power_of_two(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
 
 
 class LlavaOnevisionFamily(Family):
@@ -34,16 +30,11 @@ class LlavaOnevisionFamily(Family):
         return processor.collate(rows)
 
     def buckets(self, config, row, text, visual, batch_size):
-        """Tiles padded to a power of two per row, so a few tile buckets cover every image size."""
-        return Buckets(
-            text=text, visual=visual, tiles=batch_size * power_of_two(max(processor.row_tiles(config, row), 1))
-        )
+        return Buckets(text=text, visual=visual, tiles=tile_bucket(processor.row_tiles(config, row), batch_size))
 
     def token_counts(self, config, row):
         text, visual = super().token_counts(config, row)
-        media = {key: row.get(key) for key in MEDIA}
-        newline = prepare_llava_inputs(config, row["input_ids"], row["attention_mask"], **media).newline_mask
-        newlines = 0 if newline is None else int(np.asarray(newline).sum())
+        newlines = processor.row_newlines(config, row)
         return text + newlines, visual - newlines
 
     def prepare(self, config, batch, buckets):

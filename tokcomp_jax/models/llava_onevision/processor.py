@@ -42,11 +42,18 @@ def image_processor(config: LlavaOnevisionConfig, preprocessor: dict | None = No
     )  # fmt: skip
 
 
-def image_token_count(config: LlavaOnevisionConfig, size: tuple[int, int], tiled: bool) -> int:
-    """Tokens an image of (height, width) makes: tiled (anyres) alone in its prompt, one tile beside others."""
+def image_plan(config: LlavaOnevisionConfig, size: tuple[int, int], tiled: bool) -> layout.Plan:
+    """The layout plan of an image of (height, width): tiled (anyres) alone in its prompt, one tile beside others."""
     side = config.vision.grid_side
-    plan = layout.image_plan(size, config.image_grid_pinpoints, config.vision.image_size, side, config.max_tiles, tiled)
-    return len(plan[0])
+    return layout.image_plan(size, config.image_grid_pinpoints, config.vision.image_size, side, config.max_tiles, tiled)
+
+
+def row_newlines(config: LlavaOnevisionConfig, row: dict) -> int:
+    """Row newlines (never pruned) a one-row batch's images and videos make, from their plans alone."""
+    sizes = [tuple(s) for s in np.asarray(row.get("image_sizes", np.zeros((0, 2), int))).tolist()]
+    plans = [image_plan(config, size, tiled=len(sizes) == 1) for size in sizes]
+    plans += [layout.video_plan(len(v), config.vision.grid_side) for v in row.get("pixel_values_videos", ())]
+    return int(sum(np.asarray(newline).sum() for _, _, newline in plans))
 
 
 def row_tiles(config: LlavaOnevisionConfig, row: dict) -> int:
@@ -106,7 +113,7 @@ class LlavaOnevisionChat:
             batch.update(pixel_values=out["pixel_values"].astype(np.float32), image_sizes=np.asarray(out["image_sizes"]),
                          batch_num_images=np.array([len(images)]))  # fmt: skip
             tiled = len(images) == 1
-            counts = [image_token_count(self.config, tuple(s), tiled) for s in batch["image_sizes"].tolist()]
+            counts = [len(image_plan(self.config, tuple(s), tiled)[0]) for s in batch["image_sizes"].tolist()]
             text = expand_media_tokens(text, self.image_token, counts)
         if video is not None:
             batch["pixel_values_videos"] = process_video(self.processor, video, self.config.vision.image_size)

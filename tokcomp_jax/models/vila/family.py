@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tokcomp_jax.models.common.chat import read_preprocessor_config
-from tokcomp_jax.models.family import Family
-from tokcomp_jax.models.llava_onevision.family import power_of_two
+from tokcomp_jax.models.family import Family, tile_bucket
 from tokcomp_jax.models.vila import processor
 from tokcomp_jax.models.vila.config import VilaConfig
 from tokcomp_jax.models.vila.modeling import Vila, prepare_vila_inputs
@@ -42,8 +41,7 @@ class VilaFamily(Family):
         return processor.collate(rows)
 
     def buckets(self, config, row, text, visual, batch_size):
-        tiles = len(row.get("pixel_values", ()))
-        return Buckets(text=text, visual=visual, tiles=batch_size * power_of_two(max(tiles, 1)))
+        return Buckets(text=text, visual=visual, tiles=tile_bucket(len(row.get("pixel_values", ())), batch_size))
 
     def visual_token_ids(self, config):
         return (config.image_token_id,)
