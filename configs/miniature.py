@@ -73,7 +73,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 16
     config.eval.pictures = 6  # per evaluation split
-    config.eval.fastv_layer = 2
+    config.eval.prune_layer = 2
 
     if variant == "demo":  # the full run's MLLM as shipped; fewer samples and mapper steps, the paper mapper only
         config.mllm.pretrained = str(Path(__file__).parents[1] / "assets" / "miniature-mllm")
@@ -83,7 +83,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     if variant == "test":
         config.labels.train_count = 1500
         config.labels.tokens = (9, 36)
-        config.mllm.model.update({"width": 32, "layers": 2, "heads": 2, "kv_heads": 1, "mlp": 64, "vision_width": 16})
+        config.mllm.model.update({"width": 32, "layers": 4, "heads": 2, "kv_heads": 1, "mlp": 64, "vision_width": 16})
         config.mllm.visual_buckets = (36,)  # one bucket: fewer compiles
         config.mllm.curriculum = ()
         config.mllm.batch_size = config.mllm.eval_batch_size = config.mllm.min_batch_size = 4
@@ -96,5 +96,5 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
         config.mapper.model.channels = (4, 4, 4, 4, 4)
         config.mapper.data = {"correct_only": False}  # a 4-step model answers nothing right
         config.eval.pictures = 1
-        config.eval.fastv_layer = 1
+        config.eval.prune_layer = 1
     return config

@@ -139,7 +139,7 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
     decode = [
         {
             "cache": name,
-            "kv_mib": sum(x.nbytes for x in jax.tree.leaves(states[name].caches)) / 2**20,
+            "kv_mib": sum(x.nbytes for x in jax.tree.leaves(states[name].segments)) / 2**20,
             "tokens_per_s": states[name].token.shape[0] * (steps.max_new_tokens - 1) / timing.median_s,
         }
         for name, (timing, _) in decoded.items()
@@ -339,6 +339,7 @@ def main(argv) -> None:
     config = _CONFIG.value
     model_cfg = model_config(config)
     model, torch_model = build_models(config, model_cfg)
+    model.language_model.layers.configure(scan=config.scan_layers)
     heads = model_cfg.text.num_attention_heads
     mapper_config = MapperConfig(num_heads=heads, channels=tuple(config.mapper_channels), family=model_cfg.family)
     mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))

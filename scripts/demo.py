@@ -157,7 +157,7 @@ def main(argv) -> None:
     start = time.perf_counter()
     settings = EvalSettings(
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
-        batch_size=config.eval.batch_size, fastv_layer=config.eval.fastv_layer, seed=config.seed,
+        batch_size=config.eval.batch_size, prune_layer=config.eval.prune_layer, seed=config.seed,
     )  # fmt: skip
     results, records = {}, {}
     (first, mapper), *others = mappers.items()

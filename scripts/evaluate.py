@@ -54,7 +54,8 @@ _TOKENIZER = flags.DEFINE_string("tokenizer", None, "tokenizer directory for cha
 _PROCESSOR = flags.DEFINE_string("processor", None, "directory with preprocessor_config.json (default: --model)")
 _DATA_DIR = flags.DEFINE_string("data_dir", ".", "root of the benchmarks' local copies")
 _KEEP = flags.DEFINE_list("keep", ["0.5"], "keep ratios, comma-separated")
-_SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s not in ("oracle", "fastv")], "scorer")
+_SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s != "oracle"], "scorer")
+_LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before this decoder layer")
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
@@ -187,7 +188,7 @@ def main(argv) -> None:
             shard_model(mapper, mesh)
         place = functools.partial(place_batch, mesh)
     runs = {"unpruned": None} | {
-        f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep)) for keep in _KEEP.value
+        f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
     }
     completed, metrics = {}, {}
     for benchmark in config.benchmarks:

@@ -62,7 +62,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--frames", type=int, default=8, help="video frames sampled uniformly")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--scorer", default="mapper", choices=[s for s in SCORERS if s not in ("oracle", "fastv")])
+    parser.add_argument("--scorer", default="mapper", choices=[s for s in SCORERS if s != "oracle"])
+    parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
     parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
@@ -85,7 +86,7 @@ def main(argv=None) -> dict:
     buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
     buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
     inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
-    prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather")
+    prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer)
 
     out = generate(
         model, inputs, max_new_tokens=args.max_new_tokens, eos_token_id=chat.eos_token_id, mapper=mapper,

@@ -83,5 +83,5 @@ def test_bad_generation_arguments(tiny_qwen2vl, batch):
     inputs = prepare_inputs(model.config, **batch)
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(model, inputs, max_new_tokens=0, eos_token_id=1)
-    with pytest.raises(NotImplementedError, match="FastV"):
+    with pytest.raises(ValueError, match="fastv prunes before layer 2; the decoder has 2 layers"):
         generate(model, inputs, max_new_tokens=2, eos_token_id=1, prune=PruneConfig("fastv", 0.5))

@@ -6,6 +6,8 @@ matmuls at real widths. scripts/bench.py prints these next to XLA's own count of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tokcomp_jax.mapper.model import MapperConfig
 from tokcomp_jax.models.common.config import DecoderConfig
 
@@ -24,6 +26,16 @@ def prefill_flops(config: DecoderConfig, length: int, pruned_length: int | None 
     pruned_length = length if pruned_length is None else pruned_length
     full = layer_prefill_flops(config, length) * after_layer
     return full + layer_prefill_flops(config, pruned_length) * (config.num_hidden_layers - after_layer)
+
+
+def staged_prefill_flops(config: DecoderConfig, lengths: Sequence[int], first_layers: Sequence[int]) -> int:
+    """A prefill pruned inside the LLM: stage s runs layers [first_layers[s], first_layers[s + 1]) at
+    lengths[s] tokens (first_layers[0] = 0; the last stage runs to the last layer)."""
+    ends = (*first_layers[1:], config.num_hidden_layers)
+    return sum(
+        layer_prefill_flops(config, length) * (end - first)
+        for length, first, end in zip(lengths, first_layers, ends, strict=True)
+    )
 
 
 def lm_head_flops(config: DecoderConfig, tokens: int = 1) -> int:

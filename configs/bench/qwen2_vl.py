@@ -38,6 +38,9 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.decode_tokens = 16
     config.repeats = 5
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
+    # Decoder layers unrolled: XLA's cost analysis counts a scanned loop's body once, so only an
+    # unrolled graph's FLOP count can be set beside the analytic one.
+    config.scan_layers = False
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
     if variant == "real":
         config.cases = [

@@ -44,8 +44,34 @@ def torch_relevance(torch_model, config, batch: dict, answer_positions: np.ndarr
     return np.mean(rows, axis=0)
 
 
+def torch_input_gradient(torch_model, config, batch: dict, answer_positions: np.ndarray) -> np.ndarray:
+    """|| d log p(y_t) / d e_v ||_2 with autograd: the language model's inputs_embeds swapped for a leaf."""
+    leaves = []
+
+    def swap_for_leaf(module, args, kwargs):
+        leaves.append(kwargs["inputs_embeds"].detach().requires_grad_(True))
+        return args, {**kwargs, "inputs_embeds": leaves[-1]}
+
+    handle = torch_model.model.language_model.register_forward_pre_hook(swap_for_leaf, with_kwargs=True)
+    try:
+        args = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in batch.items()}
+        types = torch.from_numpy(token_types(batch["input_ids"], config.image_token_id, config.video_token_id))
+        logits = torch_model(**args, mm_token_type_ids=types).logits
+    finally:
+        handle.remove()
+    ids = batch["input_ids"][0]
+    visual = np.flatnonzero(np.isin(ids, [config.image_token_id, config.video_token_id]))
+    rows = []
+    for position in answer_positions[0]:
+        (gradient,) = torch.autograd.grad(
+            torch.log_softmax(logits[0, position - 1], dim=-1)[int(ids[position])], leaves[0], retain_graph=True
+        )
+        rows.append(gradient[0, visual].norm(dim=-1).numpy())
+    return np.mean(rows, axis=0)
+
+
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("method", ["gradient", "rollout"])
+@pytest.mark.parametrize("method", ["gradient", "rollout", "input_gradient"])
 def test_relevance_matches_pytorch_autograd(tiny_qwen2vl, case, method):
     _, torch_model, model = tiny_qwen2vl
     config = model.config
@@ -55,7 +81,10 @@ def test_relevance_matches_pytorch_autograd(tiny_qwen2vl, case, method):
         Buckets(text=32, visual=64),
     )  # fmt: skip
     ours = np.asarray(relevance(model, prepare_inputs(config, **batch), answer_positions, layout, method))
-    reference = torch_relevance(torch_model, config, batch, answer_positions, method)
+    if method == "input_gradient":
+        reference = torch_input_gradient(torch_model, config, batch, answer_positions)
+    else:
+        reference = torch_relevance(torch_model, config, batch, answer_positions, method)
     count = reference.size
     np.testing.assert_allclose(ours[0, :count], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
     assert (ours[0, count:] == 0).all()

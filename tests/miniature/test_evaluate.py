@@ -19,7 +19,7 @@ from tokcomp_jax.miniature.samples import Samples, collate
 from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, pruned_forward
 
-SETTINGS = EvalSettings(text_bucket=20, visual_buckets=(36,), batch_size=4, keep_ratios=(0.5, 0.25), fastv_layer=1)
+SETTINGS = EvalSettings(text_bucket=20, visual_buckets=(36,), batch_size=4, keep_ratios=(0.5, 0.25), prune_layer=1)
 
 
 @pytest.fixture(scope="module")

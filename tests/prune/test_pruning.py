@@ -20,7 +20,7 @@ from tokcomp_jax.prune.features import first_layer_features
 ATOL = 1e-5  # float32, highest matmul precision: the same arithmetic in a different order
 BUCKETS = Buckets(text=24, visual=64, queries=8)
 ROWS = [[("image", 112, 84)], [("image", 56, 112), ("image", 56, 56)], [("video", 4, 56, 84)]]
-INPUT_SCORERS = ["mapper", "attention", "random", "stride", "oracle", "dart", "vision_attention"]
+INPUT_SCORERS = ["mapper", "attention", "random", "stride", "oracle", "dart_input", "vision_attention"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_keep_ratio_one_equals_unpruned(setup, mode):
 )
 def test_gather_equals_mask(setup, scorer, keep_ratio):
     model, mapper, inputs, scoring = setup
-    masked = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer, keep_ratio, "mask", fastv_layer=1))
-    gathered = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer, keep_ratio, "gather", fastv_layer=1))
+    masked = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer, keep_ratio, "mask", layer=1))
+    gathered = pruned_forward(model, mapper, inputs, scoring, PruneConfig(scorer, keep_ratio, "gather", layer=1))
     np.testing.assert_array_equal(masked.selection.kept_slots, gathered.selection.kept_slots)
     np.testing.assert_allclose(
         _real(gathered.logits, gathered.attention_mask), _real(masked.logits, masked.attention_mask), atol=ATOL

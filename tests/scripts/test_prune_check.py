@@ -12,7 +12,7 @@ def test_prune_check_reports_equivalence(tmp_path):
     spec = importlib.util.spec_from_file_location("prune_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    results = module.main(["--scorers", "dart", "--keep", "1.0", "0.25", "--json", str(tmp_path / "r.json")])
+    results = module.main(["--scorers", "dart_input", "--keep", "1.0", "0.25", "--json", str(tmp_path / "r.json")])
     assert [row["keep_ratio"] for row in results["rows"]] == [1.0, 0.25]
     assert all(row["gather_vs_mask"] < 1e-4 for row in results["rows"])
     assert results["rows"][0]["keep1_vs_unpruned"] < 1e-4

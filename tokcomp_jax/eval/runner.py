@@ -131,7 +131,9 @@ def evaluate(
         real_lengths = np.asarray(inputs.attention_mask).sum(-1)
         visual_counts = np.asarray(scoring.layout.visual_count)
         records = [
-            _record(config, sample, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]))
+            _record(
+                config, sample, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]), settings.prune
+            )
             for row, sample in enumerate(batch_samples)
         ]
         results.append(records)
@@ -141,10 +143,14 @@ def evaluate(
     return sorted((r for r in results.read() if r["sample_id"] in order), key=lambda r: order[r["sample_id"]])
 
 
-def _record(config, sample: EvalSample, codec, generation, row: int, length: int, visual: int) -> dict:
+def _record(config, sample: EvalSample, codec, generation, row: int, length: int, visual: int, prune) -> dict:
     tokens = np.asarray(generation.tokens[row, : int(generation.lengths[row])])
     reply = codec.decode(tokens)
-    prefilled = int(generation.prefill_length[row])
+    prefilled = int(generation.prefill_length[row])  # by the last layer
+    if prune is not None and prune.in_llm:
+        flops = prune.layer_pruning(config.text.num_hidden_layers).prefill_flops(config.text, length, visual)
+    else:
+        flops = prefill_flops(config.text, prefilled)
     return {
         "sample_id": sample.sample_id,
         "benchmark": sample.benchmark,
@@ -156,5 +162,5 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
         "prefill_tokens": prefilled,
         "unpruned_tokens": length,
         "visual_tokens": visual,
-        "flops_pct": 100.0 * prefill_flops(config.text, prefilled) / prefill_flops(config.text, length),
+        "flops_pct": 100.0 * flops / prefill_flops(config.text, length),
     }

@@ -24,6 +24,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tokcomp_jax.models.loading import STACKED
+
 log = logging.getLogger(__name__)
 
 # (regex on the dotted parameter path, logical axis name per dimension); first match wins.
@@ -56,7 +58,12 @@ def make_mesh(model: int = 1, data: int | None = None, devices=None) -> Mesh:
 
 
 def param_spec(path: str, shape: tuple[int, ...], mesh: Mesh, mesh_axes=MESH_AXES, param_axes=PARAM_AXES) -> P:
-    """The PartitionSpec of one parameter: its logical axes through the rules, divisibility checked."""
+    """The PartitionSpec of one parameter: its logical axes through the rules, divisibility checked.
+    A stacked layer parameter (`...layers.stacked...`) follows the rule of one layer; its leading
+    layer axis is never split."""
+    if STACKED in path.split("."):
+        per_layer = ".".join("0" if part == STACKED else part for part in path.split("."))
+        return P(None, *param_spec(per_layer, shape[1:], mesh, mesh_axes, param_axes))
     names = next((axes for pattern, axes in param_axes if re.fullmatch(pattern, path)), ())
     if len(names) not in (0, len(shape)):
         raise ValueError(f"sharding rule for {path} names {len(names)} axes; the parameter has shape {shape}")

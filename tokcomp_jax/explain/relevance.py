@@ -12,12 +12,15 @@ tokens. `first_layer_attention` / `last_layer_attention` read mean_heads(A_l) at
 Every attention passes its probabilities through an identity hook (`jax.custom_vjp`) whose
 backward pass also writes the head-reduced map into the cotangent of a zero "probe" [B, T, S]:
 the vjp of the answer's log-probabilities with respect to the probes *is* the list of Ā_l, so
-only O(layers * T^2) is materialised. The layers run as a `lax.scan` over their stacked
-parameters under `jax.checkpoint` (an unrolled loop lets XLA keep every layer's per-head
-softmax for the backward pass; the scan recomputes one layer at a time). Stacking copies the
-decoder's parameters once.
+only O(layers * T^2) is materialised. The decoder's layer stack runs with remat "full" (each
+layer recomputed in the backward pass: no layer's per-head softmax is kept for it).
 `gradient_naive` materialises the per-head gradients and attentions instead (O(layers * heads *
 T^2)), for checking and for the memory comparison.
+
+`input_gradient` is the saliency of Simonyan et al. (2014) at the LLM's input instead: the relevance
+of visual token v for y_t is || d log p(y_t) / d e_v ||_2, the norm over the hidden size of the
+gradient at its input embedding (one vjp per answer token, no attention map). On the miniature it
+puts far more of its mass on the evidence than the attention rules (docs/results.md, issue 16).
 """
 
 from __future__ import annotations
@@ -25,13 +28,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 
-METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention")
+METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention", "input_gradient")
 
 
 def _probe_hook(probe_cotangent):
@@ -94,38 +95,47 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
     """Per answer token, per layer, the map Ā_l: [M, L, B, T, T]."""
     embeds = jax.lax.stop_gradient(model.embed(inputs))
     batch, length, _ = embeds.shape
-    num_layers = len(model.language_model.layers)
-    hook = {"gradient": _gradient_hook, "gradient_naive": _naive_hook}.get(method, _attention_hook)
     decoder = model.language_model
-    cos, sin = model.rope(inputs.position_ids, embeds.dtype)
-    mask = causal_mask(inputs.attention_mask)
-
-    layer_graph, _ = nnx.split(decoder.layers[0])
-    layer_states = jax.tree.map(lambda *xs: jnp.stack(xs), *(nnx.state(layer) for layer in decoder.layers))
-
-    @jax.checkpoint  # the backward pass recomputes one layer at a time: no per-layer, per-head residuals
-    def one_layer(x, state_and_probe):
-        state, probe = state_and_probe
-        return nnx.merge(layer_graph, state)(x, cos, sin, mask, None, 0, hook, probe)[0], None
+    hook = {"gradient": _gradient_hook, "gradient_naive": _naive_hook}.get(method, _attention_hook)
 
     def answer_log_probs(probes):
-        x, _ = jax.lax.scan(one_layer, embeds, (layer_states, probes))
-        logits = model.lm_head(decoder.norm(x), decoder.embed_tokens)
+        # remat "full": the backward pass recomputes one layer at a time, no per-layer, per-head residuals
+        logits = model.forward_embeddings(
+            embeds, inputs.position_ids, inputs.attention_mask, hook=hook, probes=probes, remat="full"
+        ).logits
         return _answer_log_probs(logits, inputs.input_ids, answer_positions)
 
-    heads = decoder.layers[0].self_attn.num_heads
+    heads = decoder.layers.stacked.self_attn.num_heads
     shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
-    probes = jnp.zeros((num_layers, *shape), jnp.float32)
+    probes = jnp.zeros((len(decoder.layers), *shape), jnp.float32)
     log_probs, pullback = jax.vjp(answer_log_probs, probes)
-    num_answers = answer_positions.shape[1]
-    seeds = jnp.eye(num_answers, dtype=log_probs.dtype)[:, None, :] * jnp.ones((1, batch, 1), log_probs.dtype)
+    seeds = _answer_seeds(answer_positions, log_probs.dtype)
     if method not in ("gradient", "gradient_naive"):
         maps = pullback(seeds[0])[0]  # no gradient: the same maps for every answer token
-        return jnp.broadcast_to(maps, (num_answers, *maps.shape))
+        return jnp.broadcast_to(maps, (answer_positions.shape[1], *maps.shape))
     (maps,) = jax.vmap(pullback)(seeds)  # [M, L, B, T, T], naive: [M, L, 2, B, N, T, T]
     if method == "gradient_naive":
         maps = jax.nn.relu(maps[:, :, 0] * maps[:, :, 1]).mean(3)
     return maps
+
+
+def _answer_seeds(answer_positions: jax.Array, dtype) -> jax.Array:
+    """One cotangent per answer token for a vmapped pullback of [B, M] log-probabilities: [M, B, M]."""
+    num_answers, batch = answer_positions.shape[1], answer_positions.shape[0]
+    return jnp.eye(num_answers, dtype=dtype)[:, None, :] * jnp.ones((1, batch, 1), dtype)
+
+
+def _input_gradient_norms(model, inputs, answer_positions) -> jax.Array:
+    """Per answer token, || d log p(y_t) / d e ||_2 at every input position: [M, B, T]."""
+    embeds = jax.lax.stop_gradient(model.embed(inputs))
+
+    def answer_log_probs(embeds):
+        logits = model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits
+        return _answer_log_probs(logits, inputs.input_ids, answer_positions)
+
+    log_probs, pullback = jax.vjp(answer_log_probs, embeds)
+    (gradients,) = jax.vmap(pullback)(_answer_seeds(answer_positions, log_probs.dtype))  # [M, B, T, D]
+    return jnp.linalg.norm(gradients.astype(jnp.float32), axis=-1)
 
 
 def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, method: str = "gradient") -> jax.Array:
@@ -136,6 +146,18 @@ def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, 
     """
     if method not in METHODS:
         raise ValueError(f"unknown relevance method {method!r}; expected one of {METHODS}")
+    if method == "input_gradient":
+        swept = _input_gradient_norms(model, inputs, answer_positions)  # [M, B, T]
+    else:
+        swept = _swept_rows(model, inputs, answer_positions, method)
+    visual = jnp.take_along_axis(swept, jnp.maximum(layout.visual_positions, 0)[None], axis=-1)  # [M, B, N]
+    valid = (answer_positions >= 0).T.astype(jnp.float32)  # [M, B]
+    mean = jnp.einsum("MBN,MB->BN", visual, valid) / jnp.maximum(valid.sum(0), 1)[:, None]
+    return jnp.where(layout.visual_mask, mean, 0.0)
+
+
+def _swept_rows(model, inputs, answer_positions: jax.Array, method: str) -> jax.Array:
+    """Per answer token, the relevance row of the position that predicts it, over all positions: [M, B, T]."""
     maps = _layer_maps(model, inputs, answer_positions, method)  # [M, L, B, T, T]
     length = maps.shape[-1]
     rows = jax.nn.one_hot(jnp.maximum(answer_positions - 1, 0).T, length, dtype=jnp.float32)  # [M, B, T]
@@ -147,7 +169,4 @@ def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, 
         swept = rows
         for layer in reversed(range(maps.shape[1])):
             swept = swept + jnp.einsum("MBT,MBTS->MBS", swept, maps[:, layer])
-    visual = jnp.take_along_axis(swept, jnp.maximum(layout.visual_positions, 0)[None], axis=-1)  # [M, B, N]
-    valid = (answer_positions >= 0).T.astype(jnp.float32)  # [M, B]
-    mean = jnp.einsum("MBN,MB->BN", visual, valid) / jnp.maximum(valid.sum(0), 1)[:, None]
-    return jnp.where(layout.visual_mask, mean, 0.0)
+    return swept

@@ -20,17 +20,16 @@ from tqdm import tqdm
 
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
-from tokcomp_jax.prune import scorers
-from tokcomp_jax.prune.fastv import fastv_forward
+from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.layout import Buckets, keep_count
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, visual_scores
 from tokcomp_jax.prune.select import apply_selection, select_visual_tokens
 
 KEEP_RATIOS = (0.5, 0.25, 0.111)
 # Input-level methods: a prune.pruner scorer each, except ground_truth (the oracle scorer fed the
-# evidence cells instead of relevance labels). FastV prunes inside the LLM.
-INPUT_METHODS = ("mapper", "attention", "vision_attention", "dart", "stride", "random", "oracle", "ground_truth")
-METHODS = (*INPUT_METHODS[:6], "fastv", *INPUT_METHODS[6:])
+# evidence cells instead of relevance labels). FastV, PyramidDrop and DART prune inside the LLM.
+INPUT_METHODS = ("mapper", "attention", "vision_attention", "dart_input", "stride", "random", "oracle", "ground_truth")
+METHODS = (*INPUT_METHODS[:6], *in_llm.METHODS, *INPUT_METHODS[6:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +38,7 @@ class EvalSettings:
     visual_buckets: tuple[int, ...]
     batch_size: int = 16
     keep_ratios: tuple[float, ...] = KEEP_RATIOS
-    fastv_layer: int = 2
+    prune_layer: int = 2  # FastV and DART prune before this layer
     seed: int = 0
     methods: tuple[str, ...] = METHODS
 
@@ -78,12 +77,12 @@ def answers_after_selection(model, embeds, inputs, layout, scores, keep_ratio: f
     return last_token_answers(logits, kept[2]), selection.kept_slots, selection.kept_valid
 
 
-@nnx.jit(static_argnames=("keep_ratio", "layer"))
-def fastv_answers(model, embeds, inputs, layout, keep_ratio: float, layer: int):
-    logits, mask, selection = fastv_forward(
-        model, embeds, inputs.position_ids, inputs.attention_mask, layout, keep_ratio, "gather", layer
-    )
-    return last_token_answers(logits, mask), selection.kept_slots, selection.kept_valid
+@nnx.jit(static_argnames="pruning")
+def in_llm_answers(model, embeds, inputs, layout, pruning: in_llm.LayerPruning):
+    """Answers [B] after pruning inside the LLM (prune.in_llm), and the visual slots that reached its last layer."""
+    staged = in_llm.staged_prefill(model, embeds, inputs.position_ids, inputs.attention_mask, layout, pruning)
+    logits = model.lm_head(staged.hidden, model.language_model.embed_tokens)
+    return last_token_answers(logits, staged.attention_mask), staged.selection.kept_slots, staged.selection.kept_valid
 
 
 def _kept_masks(slots: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
@@ -134,8 +133,10 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
     results: dict[tuple[str, float], tuple[np.ndarray, list[np.ndarray]]] = {}
     for keep in settings.keep_ratios:
         for method in settings.methods:
-            if method == "fastv":
-                out = fastv_answers(model, embeds, inputs, scoring.layout, keep, settings.fastv_layer)
+            if method in in_llm.METHODS:
+                out = in_llm_answers(
+                    model, embeds, inputs, scoring.layout, _layer_pruning(model, method, keep, settings)
+                )
             else:
                 method_scores = scores[f"stride@{keep}" if method == "stride" else method]
                 out = answers_after_selection(model, embeds, inputs, scoring.layout, method_scores, keep)
@@ -236,9 +237,19 @@ def _method_order(method: str) -> tuple[int, str]:
     return (METHODS.index(method) if method in METHODS else len(METHODS), method)
 
 
+def _layer_pruning(model_config_or_model, method: str, keep: float, settings: EvalSettings) -> in_llm.LayerPruning:
+    config = getattr(model_config_or_model, "config", model_config_or_model)
+    return in_llm.layer_pruning(method, keep, config.text.num_hidden_layers, settings.prune_layer)
+
+
 def _relative_flops(record: dict, key: str, method: str, config, settings: EvalSettings) -> float:
     """The LLM prefill FLOPs of this sample's pruned run, in % of its unpruned prefill."""
     length = record["text_tokens"] + record["visual_tokens"]
-    pruned = record["text_tokens"] + keep_count(float(key.split("@")[1]), record["visual_tokens"])
-    after = settings.fastv_layer if method == "fastv" else 0
-    return 100.0 * prefill_flops(config.text, length, pruned, after) / prefill_flops(config.text, length)
+    keep = float(key.split("@")[1])
+    if method in in_llm.METHODS:
+        pruned = _layer_pruning(config, method, keep, settings).prefill_flops(
+            config.text, length, record["visual_tokens"]
+        )
+    else:
+        pruned = prefill_flops(config.text, length, record["text_tokens"] + keep_count(keep, record["visual_tokens"]))
+    return 100.0 * pruned / prefill_flops(config.text, length)

@@ -15,10 +15,12 @@ LABELS = {
     "mapper_grid": "mapper (heads + grid)",
     "attention": "layer-1 attention",
     "vision_attention": "vision-encoder attention (VisionZip-style)",
-    "dart": "DART-style duplication",
+    "dart_input": "DART-style duplication at the input",
     "stride": "uniform stride",
     "random": "random",
     "fastv": "FastV (K=2)",
+    "pdrop": "PyramidDrop (L/4, L/2, 3L/4; lambda = keep)",
+    "dart": "DART (K=2)",
     "oracle": "explanation oracle (relevance labels)",
     "ground_truth": "ground-truth evidence cells",
 }

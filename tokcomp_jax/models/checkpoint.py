@@ -89,8 +89,21 @@ def _restore(directory: Path, family: Family, config: Any, dtype: str) -> nnx.Mo
         try:
             restored = checkpointer.restore(directory / PARAMS_DIR, target)
         except (ValueError, KeyError, FileNotFoundError) as err:
+            if _stores_layers_one_by_one(checkpointer, directory / PARAMS_DIR):
+                raise CheckpointError(
+                    f"{directory / PARAMS_DIR} stores the decoder layers one by one (written before they were "
+                    "stacked); convert the source checkpoint again with `python -m conversion.convert`"
+                ) from None
             raise CheckpointError(f"{directory / PARAMS_DIR} does not match its {MODEL_FILE}: {err}") from None
     return merge_weights(graphdef, abstract, _int_keys(restored))
+
+
+def _stores_layers_one_by_one(checkpointer: ocp.StandardCheckpointer, params_dir: Path) -> bool:
+    try:
+        layers = checkpointer.metadata(params_dir).item_metadata["language_model"]["layers"]
+    except (KeyError, TypeError, ValueError, FileNotFoundError):
+        return False
+    return "0" in layers
 
 
 def _int_keys(tree: Any) -> Any:

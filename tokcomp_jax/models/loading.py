@@ -73,15 +73,44 @@ def abstract_state(build: Callable[[], nnx.Module]) -> tuple[nnx.GraphDef, nnx.S
     return nnx.split(nnx.eval_shape(build))
 
 
+# The path component under which a LayerStack keeps its parameters, stacked on a leading layer axis.
+STACKED = "stacked"
+
+
+def per_layer_paths(abstract: nnx.State) -> dict[tuple[str | int, ...], tuple[jax.ShapeDtypeStruct, tuple | None]]:
+    """Every parameter as a checkpoint names it: a stacked one as one path per layer
+    (`language_model.layers.3.mlp...` for `language_model.layers.stacked.mlp...`[3]).
+
+    -> path: (expected shape and dtype, (stacked path, layer) or None for an unstacked parameter)
+    """
+    paths = {}
+    for path, variable in nnx.to_flat_state(abstract):
+        value = variable.get_value()
+        if STACKED not in path:
+            paths[path] = (jax.ShapeDtypeStruct(value.shape, value.dtype), None)
+            continue
+        at = path.index(STACKED)
+        for layer in range(value.shape[0]):
+            paths[path[:at] + (layer,) + path[at + 1 :]] = (
+                jax.ShapeDtypeStruct(value.shape[1:], value.dtype),
+                (path, layer),
+            )
+    return paths
+
+
 def map_weights(
     abstract: nnx.State, tensors: Iterable[tuple[str, str, np.ndarray]], name_map: NameMap
 ) -> dict[tuple[str | int, ...], np.ndarray]:
     """Checked Flax path -> array for (source, name, array) triples, cast to the abstract state's dtypes.
 
-    Raises one CheckpointError listing every unexpected, missing, misshapen or non-float tensor.
+    Checkpoints name one tensor per layer; stacked parameters are filled layer by layer into one
+    preallocated array each (no second copy of the weights). Raises one CheckpointError listing
+    every unexpected, missing, misshapen or non-float tensor.
     """
-    expected = {path: var.get_value() for path, var in nnx.to_flat_state(abstract)}
-    filled: dict[tuple[str | int, ...], np.ndarray] = {}
+    expected = per_layer_paths(abstract)
+    stacked_shapes = {path: variable.get_value().shape for path, variable in nnx.to_flat_state(abstract)}
+    arrays: dict[tuple[str | int, ...], np.ndarray] = {}
+    filled: set[tuple[str | int, ...]] = set()
     errors: list[str] = []
     for source, name, tensor in tensors:
         if name_map.is_ignored(name):
@@ -94,21 +123,30 @@ def map_weights(
         where, dotted = f"{source}: tensor {name}", ".".join(map(str, path))
         if path not in expected:
             errors.append(f"{where} maps to {dotted}, which the model built from config.json does not have")
-        elif path in filled:
+            continue
+        shape_dtype, stacked = expected[path]
+        if path in filled:
             errors.append(f"{where} maps to {dotted}, already filled by another tensor")
         elif tensor.dtype not in FLOAT_DTYPES:
             errors.append(f"{where} has dtype {tensor.dtype}, expected a floating-point tensor")
-        elif (value := transform.apply(tensor)).shape != expected[path].shape:
+        elif (value := transform.apply(tensor)).shape != shape_dtype.shape:
             errors.append(
                 f"{where} has shape {tensor.shape} ({transform.value} -> {value.shape}), "
-                f"but config.json gives {dotted} shape {expected[path].shape}"
+                f"but config.json gives {dotted} shape {shape_dtype.shape}"
             )
+        elif stacked is None:
+            arrays[path] = np.asarray(value, dtype=shape_dtype.dtype)
+            filled.add(path)
         else:
-            filled[path] = np.asarray(value, dtype=expected[path].dtype)
+            stacked_path, layer = stacked
+            if stacked_path not in arrays:
+                arrays[stacked_path] = np.empty(stacked_shapes[stacked_path], shape_dtype.dtype)
+            arrays[stacked_path][layer] = value
+            filled.add(path)
     errors.extend(f"missing tensor for {'.'.join(map(str, p))}" for p in expected if p not in filled)
     if errors:
         raise CheckpointError("cannot load checkpoint:\n  " + "\n  ".join(errors))
-    return filled
+    return arrays
 
 
 def nest(flat: dict[tuple[str | int, ...], object]) -> dict:

@@ -1,4 +1,5 @@
-"""The mapper's input: first-layer attention from the instruction tokens to the visual tokens.
+"""The mapper's input: first-layer attention from the instruction tokens to the visual tokens
+(and, by `attention_to_visual`, any layer's attention from chosen queries: PyramidDrop's score).
 
 Computed from layer 1's input norm, q/k projections and RoPE only: queries for the Q instruction
 tokens, keys for all T tokens (the softmax needs every key a query sees), never values, the
@@ -29,14 +30,23 @@ def first_layer_features(
     features [B, Hd, N]: the softmax probability (over every key the query sees) averaged over
     the sample's instruction queries; 0 at padded visual slots.
     """
-    layer = model.language_model.layers[0]
-    attention = layer.self_attn
-    batch, length, _ = embeds.shape
     cos, sin = model.rope(position_ids, embeds.dtype)
-    x = layer.input_layernorm(embeds)
+    layer = model.language_model.layers[0]
+    return attention_to_visual(layer, embeds, cos, sin, attention_mask, layout.query_positions, layout)
+
+
+def attention_to_visual(
+    layer, x: jax.Array, cos: jax.Array, sin: jax.Array, attention_mask: jax.Array, queries: jax.Array,
+    layout: VisualLayout,
+) -> jax.Array:  # fmt: skip
+    """One decoder layer's attention from query positions [B, Q] (-1 = none) to the visual tokens,
+    from its input x [B, T, D] (input norm, q/k projections and RoPE only): [B, Hd, N], averaged over
+    the valid queries, 0 at padded visual slots."""
+    attention = layer.self_attn
+    batch, length, _ = x.shape
+    x = layer.input_layernorm(x)
     key = attention.k_proj(x).reshape(batch, length, attention.num_kv_heads, attention.head_dim)
     key = apply_rotary(key, cos, sin)
-    queries = layout.query_positions
     query = attention.q_proj(take_positions(x, queries)).reshape(batch, -1, attention.num_heads, attention.head_dim)
     query = apply_rotary(query, take_positions(cos, queries), take_positions(sin, queries))
 

@@ -17,14 +17,15 @@ from flax import nnx, struct
 from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models import families
-from tokcomp_jax.prune import scorers
-from tokcomp_jax.prune.fastv import fastv_forward
+from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.layout import Buckets, check_keep_ratio
 from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 
 log = logging.getLogger(__name__)
 
-SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart", "vision_attention", "fastv")
+# Scorers at the LLM input, then the methods that prune inside the LLM (prune/in_llm.py).
+INPUT_SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart_input", "vision_attention")
+SCORERS = INPUT_SCORERS + in_llm.METHODS
 MODES = ("mask", "gather")
 
 
@@ -35,7 +36,7 @@ class PruneConfig:
     scorer: str = "mapper"
     keep_ratio: float = 0.5
     mode: str = "gather"  # "gather": a physically shorter sequence; "mask": full length, pruned tokens masked
-    fastv_layer: int = 2  # FastV: prune after this many layers
+    layer: int = 2  # FastV and DART: prune before this layer (PyramidDrop: stages at L/4, L/2, 3L/4)
 
     def __post_init__(self):
         if self.scorer not in SCORERS:
@@ -43,6 +44,14 @@ class PruneConfig:
         if self.mode not in MODES:
             raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")
         check_keep_ratio(self.keep_ratio)
+
+    @property
+    def in_llm(self) -> bool:
+        return self.scorer in in_llm.METHODS
+
+    def layer_pruning(self, num_layers: int) -> in_llm.LayerPruning:
+        """The in-LLM method's stages for a decoder of num_layers (keep_ratio is PyramidDrop's lambda)."""
+        return in_llm.layer_pruning(self.scorer, self.keep_ratio, num_layers, self.layer)
 
 
 @struct.dataclass
@@ -114,7 +123,7 @@ def visual_scores(
         return scorers.stride_scores(scoring, config.keep_ratio)
     if config.scorer == "oracle":
         return scorers.oracle_scores(scoring)
-    if config.scorer == "dart":
+    if config.scorer == "dart_input":
         return scorers.dart_scores(embeds, scoring)
     if config.scorer == "vision_attention":
         return scorers.vision_attention_scores(vision_attention, scoring)
@@ -143,13 +152,13 @@ def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, con
 @nnx.jit(static_argnames="config")
 def pruned_forward(model, mapper, inputs, scoring, config: PruneConfig) -> PrunedOutput:
     """Logits of the pruned prefill; one compile per (bucket, config)."""
-    if config.scorer == "fastv":
-        embeds = model.embed(inputs)
-        logits, mask, selection = fastv_forward(
-            model, embeds, inputs.position_ids, inputs.attention_mask, scoring.layout, config.keep_ratio,
-            config.mode, config.fastv_layer,
+    if config.in_llm:
+        staged = in_llm.staged_prefill(
+            model, model.embed(inputs), inputs.position_ids, inputs.attention_mask, scoring.layout,
+            config.layer_pruning(len(model.language_model.layers)), mode=config.mode,
         )  # fmt: skip
-        return PrunedOutput(logits, mask, selection)
+        logits = model.lm_head(staged.hidden, model.language_model.embed_tokens)
+        return PrunedOutput(logits, staged.attention_mask, staged.selection)
     embeds, position_ids, attention_mask, selection = prune_embeddings(model, mapper, inputs, scoring, config)
     logits = model.forward_embeddings(embeds, position_ids, attention_mask).logits
     return PrunedOutput(logits, attention_mask, selection)

@@ -31,15 +31,26 @@ def select_visual_tokens(
     scores: jax.Array, layout: VisualLayout, attention_mask: jax.Array, keep_ratio: float
 ) -> Selection:
     """Scores [B, N] (higher = keep) -> the Selection of each sample's top ceil(keep_ratio * n_b) tokens."""
+    k = keep_count(keep_ratio, scores.shape[1])
+    return select_count(scores, layout, attention_mask, k, per_sample_keep(keep_ratio, layout.visual_count))
+
+
+def select_count(
+    scores: jax.Array, layout: VisualLayout, attention_mask: jax.Array, slots: int, keep: jax.Array
+) -> Selection:
+    """Scores [B, N] -> the Selection of each sample's top keep[b] tokens in `slots` static slots (keep <= slots)."""
     num_slots = scores.shape[1]
-    k = keep_count(keep_ratio, num_slots)
     finite = jnp.nan_to_num(scores.astype(jnp.float32), nan=jnp.finfo(jnp.float32).min, neginf=-3e38, posinf=3e38)
     ranked = jnp.where(layout.visual_mask, finite, -jnp.inf)
-    _, top = jax.lax.top_k(ranked, k)
-    valid = jnp.arange(k)[None] < per_sample_keep(keep_ratio, layout.visual_count)[:, None]
-    slots = jnp.sort(jnp.where(valid, top, num_slots), axis=-1)
-    valid = slots < num_slots
+    _, top = jax.lax.top_k(ranked, slots)
+    valid = (jnp.arange(slots)[None] < keep[:, None]) & (jnp.arange(slots)[None] < layout.visual_count[:, None])
+    return selection_of_slots(jnp.sort(jnp.where(valid, top, num_slots), axis=-1), layout, attention_mask)
 
+
+def selection_of_slots(slots: jax.Array, layout: VisualLayout, attention_mask: jax.Array) -> Selection:
+    """The Selection that keeps visual slots [B, K] (ascending; N = unused) and every real text token."""
+    num_slots = layout.visual_positions.shape[1]
+    valid = slots < num_slots
     batch, length = attention_mask.shape
     rows = jnp.arange(batch)[:, None]
     visual_at = jnp.where(layout.visual_mask, layout.visual_positions, length)  # length = dropped by scatter

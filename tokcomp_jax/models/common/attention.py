@@ -89,6 +89,17 @@ class LayerCache:
         return cls(*(jnp.zeros((batch, slots, num_kv_heads, head_dim), dtype) for _ in range(2)))
 
 
+@struct.dataclass
+class CacheSegment:
+    """The KV cache of the decoder layers [first, end), which prefilled `length` tokens (in-LLM pruning
+    gives later layers shorter prefills: one segment per stage)."""
+
+    cache: LayerCache  # stacked [end - first, B, S, K, H]; prefill in slots [0, length)
+    key_valid: jax.Array  # [B, S] slots holding a real token
+    layers: tuple[int, int] = struct.field(pytree_node=False)
+    length: int = struct.field(pytree_node=False)
+
+
 class SelfAttention(nnx.Module):
     """Rotary GQA self-attention of the Qwen2/Llama decoders; q/k/v biases optional, o_proj without."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 from tokcomp_jax.models.common.attention import LayerCache, SelfAttention
 from tokcomp_jax.models.common.config import DecoderConfig
@@ -43,46 +43,176 @@ class DecoderLayer(nnx.Module):
         return x, probs, cache
 
 
-class Decoder(nnx.Module):
-    """Token embeddings, decoder layers and the final norm (transformers' `*TextModel`)."""
+REMAT_POLICIES = {
+    "none": None,  # keep every residual for the backward pass (fastest, most memory)
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each layer in the backward pass
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep the weight matmuls only
+}
 
-    def __init__(self, config: DecoderConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)])
-        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
 
-    def init_cache(self, batch: int, slots: int, dtype: jnp.dtype) -> list[LayerCache]:
-        """Empty key/value caches of S slots, one per layer."""
-        attention = self.layers[0].self_attn
-        return [
-            LayerCache.zeros(batch, slots, attention.num_kv_heads, attention.head_dim, dtype)
-            for _ in range(len(self.layers))
-        ]
+@struct.dataclass
+class StackOutput:
+    hidden: jax.Array  # [B, T, D] after the range's last layer (the stack does not apply the final norm)
+    attention: jax.Array | None = None  # [B, N, T, S] probabilities of layer `attention_at`, when asked
+    cache: LayerCache | None = None  # the range's caches, stacked [L_range, B, S, K, H], when given
+
+
+class LayerStack(nnx.Module):
+    """The decoder layers, created stacked: every parameter has a leading layer axis (`stack.stacked`).
+
+    One run API for every pass (forward, prefill, decode, pruning inside the LLM, relevance):
+
+        out = stack(x, cos, sin, mask, layers=slice(a, b), cache=..., attention_at=a, hook=..., probes=...)
+
+    runs layers [a, b) by `lax.scan` over their parameters (`scan=True`) or as an unrolled loop;
+    `remat` (a REMAT_POLICIES key) sets what the backward pass recomputes. Named taps instead of
+    per-layer arguments: `attention_at` returns that layer's attention probabilities (the layer runs
+    on its own, the rest of the range scanned around it); `hook`/`probes` pass every layer's
+    probabilities through hook(probs, probes[l - a]) (the relevance probes); `cache` holds the
+    range's keys/values. `stack[i]` is layer i as a plain DecoderLayer (a view of its parameters).
+    """
+
+    def __init__(
+        self, config: DecoderConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs, scan: bool = True, remat: str = "none"
+    ):
+        @nnx.split_rngs(splits=config.num_hidden_layers)
+        @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=config.num_hidden_layers)
+        def create(rngs: nnx.Rngs) -> DecoderLayer:
+            return DecoderLayer(config, dtype=dtype, rngs=rngs)
+
+        self.stacked = create(rngs)
+        self.num_layers = config.num_hidden_layers
+        self.configure(scan=scan, remat=remat)
+
+    def configure(self, scan: bool | None = None, remat: str | None = None) -> None:
+        """Switch between scanned and unrolled layers, and the remat policy (both change the compiled graph only)."""
+        if remat is not None and remat not in REMAT_POLICIES:
+            raise ValueError(f"unknown remat policy {remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+        self.scan = self.scan if scan is None else bool(scan)
+        self.remat = self.remat if remat is None else remat
+
+    def __len__(self) -> int:
+        return self.num_layers
+
+    def __getitem__(self, index: int) -> DecoderLayer:
+        graphdef, state = nnx.split(self.stacked)
+        return nnx.merge(graphdef, _index(state, index))
+
+    def layer_range(self, layers: slice) -> range:
+        """The static layer indices of a slice; refuses steps and empty ranges."""
+        if layers.step not in (None, 1):
+            raise ValueError(f"a layer range runs consecutive layers; got step {layers.step}")
+        indices = range(*layers.indices(self.num_layers))
+        if not indices:
+            raise ValueError(f"layer range {layers} of a {self.num_layers}-layer decoder is empty")
+        return indices
 
     def __call__(
         self,
-        inputs_embeds,
-        cos,
-        sin,
-        mask,
-        caches: list[LayerCache] | None = None,
-        cache_index=0,
+        x: jax.Array,
+        cos: jax.Array,
+        sin: jax.Array,
+        mask: jax.Array,
+        *,
+        layers: slice = slice(None),
+        cache: LayerCache | None = None,
+        cache_index: jax.Array | int = 0,
+        attention_at: int | None = None,
         hook=None,
-        probes=None,
-    ):
-        """Embeddings [B, T, D] -> normed hidden [B, T, D], first layer's probabilities [B, N, T, S], caches.
+        probes: jax.Array | None = None,
+        remat: str | None = None,
+    ) -> StackOutput:
+        """x [B, T, D], rope tables, mask [B, T, S] -> StackOutput of layers `layers` (see the class)."""
+        indices = self.layer_range(layers)
+        if attention_at is not None and attention_at not in indices:
+            raise ValueError(f"attention_at={attention_at} is outside the layer range {layers}")
+        for name, stacked in (("cache", cache), ("probes", probes)):
+            if stacked is not None and jax.tree.leaves(stacked)[0].shape[0] != len(indices):
+                raise ValueError(
+                    f"{name} covers {jax.tree.leaves(stacked)[0].shape[0]} layers, the range {len(indices)}"
+                )
+        policy = REMAT_POLICIES[self.remat if remat is None else remat]
+        start, stop = indices.start, indices.stop
+        pieces = (
+            [(start, stop)]
+            if attention_at is None
+            else [(start, attention_at), (attention_at, attention_at + 1), (attention_at + 1, stop)]
+        )
+        attention, caches = None, []
+        for first, end in pieces:
+            if first == end:
+                continue
+            part = slice(first - start, end - start)
+            x, probs, part_cache = self._run(
+                x, cos, sin, mask, first, end, _index(cache, part), cache_index, hook, _index(probes, part), policy
+            )
+            attention = probs if first == attention_at else attention
+            caches.append(part_cache)
+        if cache is not None:
+            cache = jax.tree.map(lambda *parts: jnp.concatenate(parts), *caches) if len(caches) > 1 else caches[0]
+        return StackOutput(x, attention, cache)
 
-        With caches (from init_cache), each layer writes its keys/values at cache_index. With a
-        hook, layer l's attention probabilities pass through hook(probs, probes[l]).
-        """
-        x, first_layer_attention, new_caches = inputs_embeds, None, []
-        for index, layer in enumerate(self.layers):
-            cache = None if caches is None else caches[index]
-            probe = None if probes is None else probes[index]
-            x, probs, cache = layer(x, cos, sin, mask, cache, cache_index, hook, probe)
-            first_layer_attention = probs if index == 0 else first_layer_attention
-            new_caches.append(cache)
-        return self.norm(x), first_layer_attention, (None if caches is None else new_caches)
+    def _run(self, x, cos, sin, mask, first, end, cache, cache_index, hook, probes, policy):
+        """Layers [first, end): hidden, the last layer's probabilities (unrolled or single layer only), stacked caches."""
+        graphdef, state = nnx.split(self.stacked)
+
+        def one_layer(x, layer_state, layer_cache, probe):
+            layer = nnx.merge(graphdef, layer_state)
+            return layer(x, cos, sin, mask, layer_cache, cache_index, hook, probe)
+
+        if policy is not None:
+            one_layer = jax.checkpoint(one_layer, policy=policy)
+        if not self.scan or end - first == 1:
+            probs, caches = None, []
+            for index in range(first, end):
+                x, probs, layer_cache = one_layer(
+                    x, _index(state, index), _index(cache, index - first), _index(probes, index - first)
+                )
+                caches.append(layer_cache)
+            stacked = None if cache is None else jax.tree.map(lambda *layers: jnp.stack(layers), *caches)
+            return x, probs, stacked
+
+        # The whole stack scans over its parameters (their gradient is a scan output); a sub-range scans
+        # over layer indices and reads each layer's slice, so no copy of the sub-range's parameters is made.
+        if (first, end) == (0, self.num_layers):
+            over, read = state, lambda layer_state: layer_state
+        else:
+            over = jnp.arange(first, end)
+            read = lambda i: jax.tree.map(lambda v: jax.lax.dynamic_index_in_dim(v, i, keepdims=False), state)  # noqa: E731
+
+        def body(x, layer):
+            layer_state, layer_cache, probe = layer
+            x, _, layer_cache = one_layer(x, read(layer_state), layer_cache, probe)
+            return x, layer_cache
+
+        x, caches = jax.lax.scan(body, x, (over, cache, probes))
+        return x, None, caches
+
+
+def _index(stacked, index: int | slice):
+    """A layer (or a range of layers) of a stacked pytree; None stays None."""
+    return None if stacked is None else jax.tree.map(lambda value: value[index], stacked)
+
+
+class Decoder(nnx.Module):
+    """Token embeddings, the stacked decoder layers and the final norm (transformers' `*TextModel`)."""
+
+    def __init__(self, config: DecoderConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.layers = LayerStack(config, dtype=dtype, rngs=rngs)
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
+
+    def init_cache(self, batch: int, slots: int, dtype: jnp.dtype, layers: slice = slice(None)) -> LayerCache:
+        """Empty key/value caches of S slots for the layers of `layers`, stacked [L_range, B, S, K, H]."""
+        attention = self.layers.stacked.self_attn
+        shape = (len(self.layers.layer_range(layers)), batch, slots, attention.num_kv_heads, attention.head_dim)
+        return LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    def __call__(self, inputs_embeds, cos, sin, mask, **taps) -> StackOutput:
+        """Embeddings [B, T, D] -> every layer, then the final norm: StackOutput with normed hidden [B, T, D].
+        `taps`: LayerStack's keywords (cache, cache_index, attention_at, hook, probes, remat)."""
+        out = self.layers(inputs_embeds, cos, sin, mask, **taps)
+        return out.replace(hidden=self.norm(out.hidden))
 
 
 class LMHead(nnx.Module):

@@ -26,17 +26,27 @@ class DecoderMLLM(nnx.Module):
         return_first_layer_attention: bool = False,
         hook=None,
         probes=None,
+        remat: str | None = None,
     ) -> MLLMOutput:
         """The decoder and LM head on embeddings [B, T, D] at the family's position ids, padding mask [B, T].
 
         Pruned inputs come in here: a shorter sequence that keeps its tokens' original positions.
-        `hook`/`probes`: an attention-probability hook per layer (see dot_product_attention).
+        `hook`/`probes`: an attention-probability hook per layer (see dot_product_attention);
+        `remat`: the layer stack's remat policy for this pass (see LayerStack).
         """
         cos, sin = self.rope(position_ids, embeds.dtype)
         mask = causal_mask(attention_mask)
-        hidden, first_layer_attention, _ = self.language_model(embeds, cos, sin, mask, hook=hook, probes=probes)
-        logits = self.lm_head(hidden, self.language_model.embed_tokens)
-        return MLLMOutput(logits, first_layer_attention if return_first_layer_attention else None)
+        out = self.language_model(
+            embeds,
+            cos,
+            sin,
+            mask,
+            attention_at=0 if return_first_layer_attention else None,
+            hook=hook,
+            probes=probes,
+            remat=remat,
+        )
+        return MLLMOutput(self.lm_head(out.hidden, self.language_model.embed_tokens), out.attention)
 
     def __call__(self, inputs, return_first_layer_attention: bool = False) -> MLLMOutput:
         """Logits [B, T, V] and, if asked, the first decoder layer's attention probabilities [B, N, T, T]."""
