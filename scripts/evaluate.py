@@ -43,7 +43,8 @@ from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
-from tokcomp_jax.prune import SCORERS, PruneConfig
+from tokcomp_jax.prune import PruneConfig
+from tokcomp_jax.prune.methods import usable_without_labels
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "suite config, e.g. configs/eval/images.py", lock_config=False
@@ -54,7 +55,7 @@ _TOKENIZER = flags.DEFINE_string("tokenizer", None, "tokenizer directory for cha
 _PROCESSOR = flags.DEFINE_string("processor", None, "directory with preprocessor_config.json (default: --model)")
 _DATA_DIR = flags.DEFINE_string("data_dir", ".", "root of the benchmarks' local copies")
 _KEEP = flags.DEFINE_list("keep", ["0.5"], "keep ratios, comma-separated")
-_SCORER = flags.DEFINE_enum("scorer", "mapper", [s for s in SCORERS if s != "oracle"], "scorer")
+_SCORER = flags.DEFINE_enum("scorer", "mapper", usable_without_labels(), "scorer")
 _LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before this decoder layer")
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")

@@ -33,7 +33,8 @@ from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
-from tokcomp_jax.prune import SCORERS, PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.prune.methods import usable_without_labels
 from tokcomp_jax.visualize import kept_overlay, save_panels
 
 
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--frames", type=int, default=8, help="video frames sampled uniformly")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--scorer", default="mapper", choices=[s for s in SCORERS if s != "oracle"])
+    parser.add_argument("--scorer", default="mapper", choices=usable_without_labels())
     parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
     parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
     parser.add_argument("--max-new-tokens", type=int, default=32)

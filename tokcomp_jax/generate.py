@@ -135,7 +135,7 @@ def generate(
     and, for the mapper scorer, the mapper from prepare_pruning): at the LLM input, or inside it
     for FastV, PyramidDrop and DART (each stage of layers decodes against its own pruned cache)."""
     layer_pruning = None
-    if prune is None or prune.in_llm:
+    if prune is None or prune.inside_llm:
         embeds, position_ids, attention_mask = model.embed(inputs), inputs.position_ids, inputs.attention_mask
         layer_pruning = None if prune is None else prune.layer_pruning(len(model.language_model.layers))
     else:

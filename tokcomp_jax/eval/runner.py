@@ -147,7 +147,7 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
     tokens = np.asarray(generation.tokens[row, : int(generation.lengths[row])])
     reply = codec.decode(tokens)
     prefilled = int(generation.prefill_length[row])  # by the last layer
-    if prune is not None and prune.in_llm:
+    if prune is not None and prune.inside_llm:
         flops = prune.layer_pruning(config.text.num_hidden_layers).prefill_flops(config.text, length, visual)
     else:
         flops = prefill_flops(config.text, prefilled)

@@ -22,14 +22,16 @@ from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
 from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.layout import Buckets, keep_count
+from tokcomp_jax.prune.methods import METHODS as REGISTERED
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, visual_scores
 from tokcomp_jax.prune.select import apply_selection, select_visual_tokens
 
 KEEP_RATIOS = (0.5, 0.25, 0.111)
 # Input-level methods: a prune.pruner scorer each, except ground_truth (the oracle scorer fed the
 # evidence cells instead of relevance labels). FastV, PyramidDrop and DART prune inside the LLM.
-INPUT_METHODS = ("mapper", "attention", "vision_attention", "dart_input", "stride", "random", "oracle", "ground_truth")
-METHODS = (*INPUT_METHODS[:6], *in_llm.METHODS, *INPUT_METHODS[6:])
+# Every registered method (prune/methods.py, in its order), then the ground-truth cells.
+METHODS = (*REGISTERED, "ground_truth")
+INPUT_METHODS = tuple(m for m in METHODS if m == "ground_truth" or REGISTERED[m].where == "input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,8 @@ def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Arra
 
 @nnx.jit(static_argnames=("methods", "keep_ratios"))
 def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...], keep_ratios: tuple[float, ...]):
-    """Embeddings [B, T, D], unpruned answers [B] and scores {method: [B, N]} (stride per keep ratio)."""
+    """Embeddings [B, T, D], unpruned answers [B] and scores {method: [B, N]}; a method whose scores
+    depend on the keep ratio (stride) has one entry per ratio, "method@ratio"."""
     embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
     answers = last_token_answers(
         model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits, inputs.attention_mask
@@ -60,8 +63,12 @@ def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...]
     for method in methods:
         if method == "ground_truth":
             scores[method] = scorers.oracle_scores(scoring.replace(relevance=evidence))
-        elif method == "stride":
-            scores.update({f"stride@{r}": scorers.stride_scores(scoring, r) for r in keep_ratios})
+        elif "keep_ratio" in REGISTERED[method].needs:
+            for ratio in keep_ratios:
+                config = PruneConfig(scorer=method, keep_ratio=ratio)
+                scores[f"{method}@{ratio}"] = visual_scores(
+                    model, mapper, embeds, vision_attention, inputs, scoring, config
+                )
         else:
             config = PruneConfig(scorer=method)
             scores[method] = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
@@ -133,12 +140,12 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
     results: dict[tuple[str, float], tuple[np.ndarray, list[np.ndarray]]] = {}
     for keep in settings.keep_ratios:
         for method in settings.methods:
-            if method in in_llm.METHODS:
+            if method != "ground_truth" and REGISTERED[method].where == "llm":
                 out = in_llm_answers(
                     model, embeds, inputs, scoring.layout, _layer_pruning(model, method, keep, settings)
                 )
             else:
-                method_scores = scores[f"stride@{keep}" if method == "stride" else method]
+                method_scores = scores.get(f"{method}@{keep}", scores.get(method))
                 out = answers_after_selection(model, embeds, inputs, scoring.layout, method_scores, keep)
             answers, slots, valid = (np.asarray(x) for x in out)
             results[method, keep] = answers, _kept_masks(slots, valid, counts)
@@ -246,7 +253,7 @@ def _relative_flops(record: dict, key: str, method: str, config, settings: EvalS
     """The LLM prefill FLOPs of this sample's pruned run, in % of its unpruned prefill."""
     length = record["text_tokens"] + record["visual_tokens"]
     keep = float(key.split("@")[1])
-    if method in in_llm.METHODS:
+    if method in REGISTERED and REGISTERED[method].where == "llm":
         pruned = _layer_pruning(config, method, keep, settings).prefill_flops(
             config.text, length, record["visual_tokens"]
         )

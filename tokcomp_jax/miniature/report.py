@@ -8,20 +8,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tokcomp_jax.data import vqa
+from tokcomp_jax.prune.methods import METHODS
 from tokcomp_jax.visualize import kept_overlay
 
 LABELS = {
-    "mapper": "mapper (paper)",
+    **{name: method.label for name, method in METHODS.items()},
     "mapper_grid": "mapper (heads + grid)",
-    "attention": "layer-1 attention",
-    "vision_attention": "vision-encoder attention (VisionZip-style)",
-    "dart_input": "DART-style duplication at the input",
-    "stride": "uniform stride",
-    "random": "random",
     "fastv": "FastV (K=2)",
     "pdrop": "PyramidDrop (L/4, L/2, 3L/4; lambda = keep)",
     "dart": "DART (K=2)",
-    "oracle": "explanation oracle (relevance labels)",
     "ground_truth": "ground-truth evidence cells",
 }
 

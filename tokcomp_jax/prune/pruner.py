@@ -19,13 +19,12 @@ from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models import families
 from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.layout import Buckets, check_keep_ratio
+from tokcomp_jax.prune.methods import METHODS, ScoringContext, method
 from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 
 log = logging.getLogger(__name__)
 
-# Scorers at the LLM input, then the methods that prune inside the LLM (prune/in_llm.py).
-INPUT_SCORERS = ("mapper", "attention", "random", "stride", "oracle", "dart_input", "vision_attention")
-SCORERS = INPUT_SCORERS + in_llm.METHODS
+SCORERS = tuple(METHODS)  # the registered methods (prune/methods.py), at the LLM input or inside it
 MODES = ("mask", "gather")
 
 
@@ -39,15 +38,14 @@ class PruneConfig:
     layer: int = 2  # FastV and DART: prune before this layer (PyramidDrop: stages at L/4, L/2, 3L/4)
 
     def __post_init__(self):
-        if self.scorer not in SCORERS:
-            raise ValueError(f"unknown scorer {self.scorer!r}; expected one of {SCORERS}")
+        method(self.scorer)  # raises on an unknown name
         if self.mode not in MODES:
             raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")
         check_keep_ratio(self.keep_ratio)
 
     @property
-    def in_llm(self) -> bool:
-        return self.scorer in in_llm.METHODS
+    def inside_llm(self) -> bool:
+        return method(self.scorer).where == "llm"
 
     def layer_pruning(self, num_layers: int) -> in_llm.LayerPruning:
         """The in-LLM method's stages for a decoder of num_layers (keep_ratio is PyramidDrop's lambda)."""
@@ -109,31 +107,17 @@ def prepare_pruning(
 def visual_scores(
     model, mapper, embeds, vision_attention, inputs, scoring: scorers.ScoringInputs, config: PruneConfig
 ) -> jax.Array:
-    """Scores [B, N] of the configured input-level scorer."""
-    args = (embeds, inputs.position_ids, inputs.attention_mask, scoring)
-    if config.scorer == "mapper":
-        if mapper is None:
-            raise ValueError("the mapper scorer needs a mapper (tokcomp_jax.mapper.load_mapper)")
-        return scorers.mapper_scores(model, mapper, *args)
-    if config.scorer == "attention":
-        return scorers.attention_scores(model, *args)
-    if config.scorer == "random":
-        return scorers.random_scores(scoring)
-    if config.scorer == "stride":
-        return scorers.stride_scores(scoring, config.keep_ratio)
-    if config.scorer == "oracle":
-        return scorers.oracle_scores(scoring)
-    if config.scorer == "dart_input":
-        return scorers.dart_scores(embeds, scoring)
-    if config.scorer == "vision_attention":
-        return scorers.vision_attention_scores(vision_attention, scoring)
-    raise ValueError(f"{config.scorer!r} does not score at the LLM input")
+    """Scores [B, N] of the configured input-level method (prune/methods.py)."""
+    chosen = method(config.scorer)
+    if chosen.where != "input":
+        raise ValueError(f"{config.scorer!r} prunes inside the LLM; it does not score at the LLM input")
+    return chosen.score(ScoringContext(model, mapper, embeds, vision_attention, inputs, scoring, config.keep_ratio))
 
 
 def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
     """Embed, score and select; returns (embeds, position ids, attention mask, selection) of the
     sequence the LLM will prefill: full length with pruned tokens masked, or gathered."""
-    if config.scorer == "vision_attention":
+    if "vision_attention" in method(config.scorer).needs:
         embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
     else:
         embeds, vision_attention = model.embed(inputs), None
@@ -152,7 +136,7 @@ def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, con
 @nnx.jit(static_argnames="config")
 def pruned_forward(model, mapper, inputs, scoring, config: PruneConfig) -> PrunedOutput:
     """Logits of the pruned prefill; one compile per (bucket, config)."""
-    if config.in_llm:
+    if config.inside_llm:
         staged = in_llm.staged_prefill(
             model, model.embed(inputs), inputs.position_ids, inputs.attention_mask, scoring.layout,
             config.layer_pruning(len(model.language_model.layers)), mode=config.mode,

@@ -1,0 +1,109 @@
+"""Every pruning method, registered once: its name, how tables call it, where it acts and what it needs.
+
+An input-level method scores the visual tokens at the LLM input (`score(ScoringContext) -> [B, N]`,
+higher = keep; the static top-k selection is shared); an in-LLM method prunes inside the decoder
+(its rule lives in prune/in_llm.py). Adding a method is its scoring function (prune/scorers.py or
+its own module) plus one `Method` entry in METHODS; PruneConfig, pruned_forward, generate, the
+eval harness, the scripts' `--scorer` choices and the miniature table all read this registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+
+from tokcomp_jax.prune import in_llm, scorers
+
+NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringContext:
+    """What an input-level method may read (one jitted batch)."""
+
+    model: object
+    mapper: object
+    embeds: jax.Array  # [B, T, D]
+    vision_attention: jax.Array | None  # [B, T] attention received in the vision tower ("vision_attention")
+    inputs: object  # the family's model inputs (position_ids, attention_mask, ...)
+    scoring: scorers.ScoringInputs
+    keep_ratio: float
+
+    @property
+    def args(self) -> tuple:
+        return self.embeds, self.inputs.position_ids, self.inputs.attention_mask, self.scoring
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # its row in tables
+    where: str  # "input": scores at the LLM input; "llm": prunes inside the LLM (prune/in_llm.py)
+    needs: frozenset[str] = frozenset()  # of NEEDS: what a caller must provide or compute
+    score: Callable[[ScoringContext], jax.Array] | None = None  # input methods only
+
+    def __post_init__(self):
+        if self.where not in ("input", "llm") or (self.where == "input") != (self.score is not None):
+            raise ValueError(f"method {self.name}: an input method has a score function, an in-LLM one none")
+        if unknown := set(self.needs) - set(NEEDS):
+            raise ValueError(f"method {self.name} needs unknown inputs {sorted(unknown)}; known: {NEEDS}")
+
+
+def _mapper(context: ScoringContext) -> jax.Array:
+    if context.mapper is None:
+        raise ValueError("the mapper scorer needs a mapper (tokcomp_jax.mapper.load_mapper)")
+    return scorers.mapper_scores(context.model, context.mapper, *context.args)
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper),
+        Method("attention", "layer-1 attention", "input", score=lambda c: scorers.attention_scores(c.model, *c.args)),
+        Method(
+            "vision_attention",
+            "vision-encoder attention (VisionZip-style)",
+            "input",
+            frozenset({"vision_attention"}),
+            lambda c: scorers.vision_attention_scores(c.vision_attention, c.scoring),
+        ),
+        Method(
+            "dart_input",
+            "DART-style duplication at the input",
+            "input",
+            score=lambda c: scorers.dart_scores(c.embeds, c.scoring),
+        ),
+        Method(
+            "stride",
+            "uniform stride",
+            "input",
+            frozenset({"keep_ratio"}),
+            lambda c: scorers.stride_scores(c.scoring, c.keep_ratio),
+        ),
+        Method("random", "random", "input", frozenset({"rng"}), lambda c: scorers.random_scores(c.scoring)),
+        Method("fastv", "FastV", "llm"),
+        Method("pdrop", "PyramidDrop", "llm"),
+        Method("dart", "DART", "llm"),
+        Method(
+            "oracle",
+            "explanation oracle (relevance labels)",
+            "input",
+            frozenset({"relevance"}),
+            lambda c: scorers.oracle_scores(c.scoring),
+        ),
+    )  # fmt: skip
+}
+assert {m.name for m in METHODS.values() if m.where == "llm"} == set(in_llm.METHODS)
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown scorer {name!r}; expected one of {tuple(METHODS)}")
+    return METHODS[name]
+
+
+def usable_without_labels() -> list[str]:
+    """The methods a run on new data can use (the oracle needs relevance labels of that data)."""
+    return [name for name, m in METHODS.items() if "relevance" not in m.needs]
