@@ -15,6 +15,7 @@ from tokcomp_jax.miniature.evaluate import (
     score_all,
     summarise,
 )
+from tokcomp_jax.miniature.report import matched_flops_table
 from tokcomp_jax.miniature.samples import Samples, collate
 from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, pruned_forward
@@ -87,6 +88,10 @@ def test_summary_retention_recall_coverage_and_flops(mini_model):
     assert row["paired_coverage"] == pytest.approx(1 / 2)
     assert 50.0 < row["flops"] < 100.0  # 8 of 10 tokens: linear terms at 80%, attention at 64%
     assert summary["methods"]["fastv"]["0.5"]["flops"] > row["flops"]  # FastV runs its first layer in full
+    # Matched compute: FastV (K=1 of 4 layers; 10 tokens, then 8 or 7) is nearest the input keep 0.5
+    # (8 tokens in every layer) at both its keep ratios, never 0.25 (7 tokens everywhere).
+    fastv_rows = [line for line in matched_flops_table(summary, SETTINGS.keep_ratios).splitlines() if "FastV" in line]
+    assert len(fastv_rows) == 2 and all("| 0.5 (" in line for line in fastv_rows)
 
 
 def test_retention_error_is_the_spread_of_retention_over_resampled_questions():

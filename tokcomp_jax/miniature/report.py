@@ -60,6 +60,31 @@ def retention_table(summary: dict, keep_ratios) -> str:
     return "\n".join(lines)
 
 
+def matched_flops_table(summary: dict, keep_ratios, compared=("mapper", "attention")) -> str:
+    """Each in-LLM (method, keep) beside the input-level keep ratio of nearest measured prefill FLOPs,
+    and the `compared` input methods' retention there (the paper's tables compare at equal FLOPs)."""
+    methods = summary["methods"]
+    inside = [m for m in methods if m in METHODS and METHODS[m].where == "llm"]
+    present = [m for m in compared if m in methods]
+    if not inside or not present:
+        return ""
+    header = "| in-LLM method | keep | FLOPs % | retention | input keep (FLOPs %) | " + " | ".join(
+        LABELS.get(m, m) for m in present
+    )
+    lines = [header + " |", "|---" * (5 + len(present)) + "|"]
+    for name in inside:
+        for keep in keep_ratios:
+            row = methods[name][str(keep)]
+            nearest = min(keep_ratios, key=lambda k: abs(methods[present[0]][str(k)]["flops"] - row["flops"]))
+            matched = methods[present[0]][str(nearest)]
+            cells = " | ".join(f"{methods[m][str(nearest)]['retention']:.1f}" for m in present)
+            lines.append(
+                f"| {LABELS.get(name, name)} | {keep} | {row['flops']:.0f} | {row['retention']:.1f} | "
+                f"{nearest} ({matched['flops']:.0f}) | {cells} |"
+            )
+    return "\n".join(lines)
+
+
 def retention_markdown(results: dict, keep_ratios, title: str) -> str:
     parts = [
         f"# {title}",
@@ -76,6 +101,9 @@ def retention_markdown(results: dict, keep_ratios, title: str) -> str:
             "",
         ]
         parts.append(retention_table(summary, keep_ratios))
+        matched = matched_flops_table(summary, keep_ratios)
+        if matched:
+            parts += ["", "At matched compute (the input-level keep ratio of nearest prefill FLOPs):", "", matched]
         kinds = ", ".join(f"{kind} {100 * v['unpruned_accuracy']:.0f}%" for kind, v in summary["kinds"].items())
         parts += ["", f"Unpruned accuracy per question kind: {kinds}."]
     return "\n".join(parts) + "\n"
