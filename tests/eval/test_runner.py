@@ -92,6 +92,19 @@ def test_pruned_run_prefills_fewer_tokens_and_scores_per_category(tmp_path, samp
     assert summary["score"] == pytest.approx(100 * np.mean([r["score"] for r in records]))
 
 
+def test_in_llm_pruned_run_generates_from_staged_caches_and_counts_every_stage(tmp_path, samples, model):
+    """FastV after layer 1 of 2: the last layer prefills text + ceil(n / 2) tokens; the FLOPs count
+    layer 0 at full length, so they lie between input pruning at 0.5 and none."""
+    settings = dataclasses.replace(SETTINGS, prune=PruneConfig("fastv", 0.5, layer=1))
+    records = evaluate(model, samples, MiniatureCodec(model.config), settings, ResultsFile(tmp_path / "f"))
+    input_level = dataclasses.replace(SETTINGS, prune=PruneConfig("attention", 0.5))
+    at_input = evaluate(model, samples, MiniatureCodec(model.config), input_level, ResultsFile(tmp_path / "a"))
+    for record, other, (height, width) in zip(records, at_input, SIZES, strict=True):
+        visual = (height // 28) * (width // 28)
+        assert record["unpruned_tokens"] - record["prefill_tokens"] == visual - -(-visual // 2)
+        assert other["flops_pct"] < record["flops_pct"] < 100
+
+
 def test_video_benchmark_runs_through_the_chat_codec_pruned_and_not(tmp_path, tiny_qwen2vl, tokenizer):
     """MVBench-format videos (an mp4 and a frame directory), the real chat template and processor, one
     block of patches per frame group; pruning by layer-1 attention keeps ceil(n / 2) visual tokens."""
