@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from conversion.references import REFERENCE_DIFFS
+from tokcomp_jax.files import directory_written_atomically
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
@@ -75,7 +76,9 @@ def copy_processor_files(src: Path, dst: Path, family) -> list[str]:
     return copied
 
 
-def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) -> None:
+def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None, overwrite: bool = False) -> None:
+    """Convert `src` into the orbax model directory `dst`, written beside it and renamed into place
+    (tokcomp_jax.files): a killed conversion leaves an existing `dst` as it was."""
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
@@ -84,9 +87,10 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None) ->
     else:
         tensors = iter_torch_bin(src)
     _, abstract = abstract_state(family.builder(config, checkpoint.jax_dtype(dtype)))
-    params = nest(map_weights(abstract, tensors, family.name_map(config)))
-    checkpoint.save(dst, family, config, dtype, params)
-    copy_processor_files(src, dst, family)
+    with directory_written_atomically(dst, overwrite) as partial:
+        params = nest(map_weights(abstract, tensors, family.name_map(config)))
+        checkpoint.save(partial, family, config, dtype, params)
+        copy_processor_files(src, partial, family)
 
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
@@ -113,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32")
     parser.add_argument("--family", choices=sorted(FAMILIES), help="fail unless the checkpoint is this family")
     parser.add_argument("--verify", action="store_true", help="compare with transformers on generated inputs")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --dst")
     args = parser.parse_args(argv)
     try:
-        convert(args.src, args.dst, args.dtype, args.family)
-    except (CheckpointError, ValueError) as err:
+        convert(args.src, args.dst, args.dtype, args.family, args.overwrite)
+    except (CheckpointError, ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.dst}", file=sys.stderr)

@@ -127,3 +127,34 @@ def test_hf_config_of_inverts_from_hf_config(preset):
     """scripts/bench.py builds transformers' model from our config; reading it back gives the same config."""
     config = preset()
     assert Qwen2VLConfig.from_hf_config(hf_config_of(config).to_dict()) == config
+
+
+def test_conversion_is_atomic_and_refuses_to_overwrite_unless_asked(gqa4_tied_dir, tmp_path, monkeypatch, capsys):
+    """A conversion that fails while writing into an existing --dst leaves the old model loading as
+    before; a second conversion into it needs --overwrite, and then replaces it whole."""
+    from conversion import convert as convert_module
+
+    other = tmp_path / "other"
+    save_tiny_model(other, seed=9, hidden=64, heads=8, kv_heads=2, mrope=(1, 1, 2), tie=True, depth=1)
+    dst = tmp_path / "model"
+    assert main(["--src", str(gqa4_tied_dir), "--dst", str(dst)]) == 0
+    before = nnx.to_pure_dict(nnx.state(tokcomp_jax.load(dst)))
+    assert main(["--src", str(other), "--dst", str(dst)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+    def killed_while_saving(directory, family, config, dtype, params):
+        (directory / "tokcomp_model.json").write_text("{}")  # half written, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert_module.checkpoint, "save", killed_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--src", str(other), "--dst", str(dst), "--overwrite"])
+    monkeypatch.undo()
+    after_kill = nnx.to_pure_dict(nnx.state(tokcomp_jax.load(dst)))
+    jax.tree.map(np.testing.assert_array_equal, after_kill, before)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    assert main(["--src", str(other), "--dst", str(dst), "--overwrite"]) == 0
+    replaced = nnx.to_pure_dict(nnx.state(tokcomp_jax.load(dst)))
+    embedding = lambda params: params["language_model"]["embed_tokens"]["embedding"]  # noqa: E731
+    assert not np.array_equal(embedding(replaced), embedding(before))  # the other checkpoint's weights

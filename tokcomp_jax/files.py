@@ -1,0 +1,58 @@
+"""Writing a directory a user keeps so that a kill never leaves a mixture of old and new.
+
+    with directory_written_atomically(dst, overwrite=False) as partial:
+        ...write everything into `partial`...
+
+The new directory is written beside `dst` (`.NAME.partial`), fsynced, then renamed into place; an
+existing `dst` is first renamed aside (`.NAME.replaced`) and removed only after the new one is
+in place. A kill while writing leaves `dst` as it was; a kill between the two renames leaves the
+previous directory whole under `.NAME.replaced` (POSIX has no atomic swap of two directories).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def directory_written_atomically(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    dst = Path(dst).absolute()
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+        raise FileExistsError(f"{dst} already exists; pass --overwrite to replace it")
+    partial, replaced = dst.with_name(f".{dst.name}.partial"), dst.with_name(f".{dst.name}.replaced")
+    shutil.rmtree(partial, ignore_errors=True)  # a killed earlier attempt
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed write leaves nothing behind, dst untouched
+        raise
+    _fsync_tree(partial)
+    if dst.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(dst, replaced)
+        os.replace(partial, dst)
+        shutil.rmtree(replaced)
+    else:
+        os.replace(partial, dst)
+    _fsync(dst.parent)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as file:
+                os.fsync(file.fileno())
+        _fsync(Path(root))
+
+
+def _fsync(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
