@@ -16,6 +16,16 @@ import tokcomp_jax  # noqa: E402
 from conversion.tiny import save_tiny_model  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_graphs():
+    """Drop every compiled graph after each test module. One process compiles thousands of graphs in
+    the suite; each CPU executable holds its own memory mappings, and without this the process runs
+    into the kernel's mapping limit (vm.max_map_count, 65530) and LLVM aborts a later compile with
+    "Cannot allocate memory" while resident memory is only ~6 GB."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen2vl(tmp_path_factory):
     """(HF directory, transformers model, Flax model loaded from that directory)."""
