@@ -77,7 +77,7 @@ class LayerPruning:
         if self.method != "dart":
             return tuple(keep_count(ratio, count) for ratio in self.keep_ratios)
         picks = math.floor(float(np.float32(count) * np.float32(self.keep_ratios[0]) / DART_PIVOTS) + 1e-4)
-        return (min(count, min(count, DART_VISUAL_PIVOTS) + (DART_VISUAL_PIVOTS + DART_TEXT_PIVOTS) * picks),)
+        return (min(count, min(count, DART_VISUAL_PIVOTS) + DART_PIVOTS * picks),)
 
     def prefill_flops(self, config: DecoderConfig, length: int, visual: int) -> int:
         """Analytic prefill FLOPs (tokcomp_jax.flops) of a sample of `length` real tokens, `visual` of them prunable."""
@@ -138,12 +138,12 @@ def staged_prefill(
     original_count, num_slots = layout.visual_count, layout.visual_positions.shape[1]
     x, positions, mask = embeds, position_ids, attention_mask
     slot_of = jnp.where(layout.visual_mask, jnp.arange(num_slots)[None], num_slots)  # original slot per current slot
-    segments, read = [], {}
+    segments, previous = [], None
+    cos, sin = model.rope(positions, embeds.dtype)
     for stage in range(len(bounds) - 1):
-        cos, sin = model.rope(positions, embeds.dtype)
         if stage > 0:
             ratio = pruning.keep_ratios[stage - 1]
-            scores, keep = _stage_scores(model, pruning, bounds[stage], read, x, cos, sin, mask, layout)
+            scores, keep = _stage_scores(model, pruning, bounds[stage], previous, x, cos, sin, mask, layout)
             keep = per_sample_keep(ratio, original_count) if keep is None else keep
             selection = select_count(
                 scores, layout, mask, min(keep_count(ratio, num_slots), layout_slots(layout)), keep
@@ -154,13 +154,14 @@ def staged_prefill(
                 length = x.shape[1] - layout_slots(layout) + selection.kept_slots.shape[1]
                 x, positions, mask = gather_kept(x, positions, selection, length)
                 layout = layout_after(layout, selection)
+                cos, sin = model.rope(positions, embeds.dtype)
             else:
                 mask = selection.keep_position.astype(jnp.int32)
                 layout = masked_layout(layout, selection)
-            cos, sin = model.rope(positions, embeds.dtype)
-        read, x, segment = _run_stage(
+        previous, segment = _run_stage(
             decoder, pruning, bounds[stage], bounds[stage + 1], x, cos, sin, mask, cache_extra
         )
+        x = previous.hidden
         segments.append(segment)
     return StagedPrefill(
         hidden=decoder.norm(x),
@@ -176,42 +177,31 @@ def layout_slots(layout: VisualLayout) -> int:
 
 
 def _run_stage(decoder, pruning, first, end, x, cos, sin, mask, cache_extra):
-    """Layers [first, end) on the current sequence: (what the next stage scores from, hidden states,
-    the stage's cache segment or None). FastV reads layer end - 1's attention, DART its input."""
+    """Layers [first, end) on the current sequence: (the stack's output, whose tap on layer end - 1
+    the next stage scores from, and the stage's cache segment or None)."""
     batch, length, _ = x.shape
-    last_stage = end == len(decoder.layers)
     cache = None if cache_extra is None else decoder.init_cache(batch, length + cache_extra, x.dtype, slice(first, end))
-    causal = causal_mask(mask)
-    ranges = [(first, end - 1), (end - 1, end)] if pruning.method == "dart" and not last_stage else [(first, end)]
-    read, caches = {}, []
-    for start, stop in ranges:
-        if start == stop:
-            continue
-        read["layer_input"] = x  # the input of the range's first layer (DART: of layer K - 1)
-        part = None if cache is None else jax.tree.map(lambda c, a=start, b=stop: c[a - first : b - first], cache)
-        tap = end - 1 if pruning.method == "fastv" and not last_stage else None
-        out = decoder.layers(x, cos, sin, causal, layers=slice(start, stop), cache=part, attention_at=tap)
-        x, read["attention"] = out.hidden, out.attention
-        caches.append(out.cache)
+    scored_next = end < len(decoder.layers) and pruning.method != "pdrop"  # PyramidDrop uses the next layer's q/k
+    tap = end - 1 if scored_next else None  # FastV reads layer end - 1's attention, DART its input
+    out = decoder.layers(x, cos, sin, causal_mask(mask), layers=slice(first, end), cache=cache, attention_at=tap)
     if cache is None:
-        return read, x, None
-    stacked = jax.tree.map(lambda *parts: jnp.concatenate(parts), *caches) if len(caches) > 1 else caches[0]
+        return out, None
     key_valid = jnp.concatenate([mask.astype(bool), jnp.zeros((batch, cache_extra), bool)], axis=1)
-    return read, x, CacheSegment(stacked, key_valid, (first, end), length)
+    return out, CacheSegment(out.cache, key_valid, (first, end), length)
 
 
-def _stage_scores(model, pruning, boundary, read, x, cos, sin, mask, layout):
+def _stage_scores(model, pruning, boundary, previous, x, cos, sin, mask, layout):
     """Scores [B, N] of the current visual slots before layer `boundary`, and DART's own keep count
     per sample [B] (None: the stage's keep ratio decides)."""
     decoder = model.language_model
     last = jnp.where(mask.astype(bool), jnp.arange(mask.shape[1]), 0).max(-1)[:, None]  # the last real token [B, 1]
     if pruning.method == "fastv":
-        row = jnp.take_along_axis(read["attention"].mean(1), last[:, :, None], axis=1)[:, 0]  # [B, T]
+        row = jnp.take_along_axis(previous.attention.mean(1), last[:, :, None], axis=1)[:, 0]  # [B, T]
         return take_positions(row, layout.visual_positions), None
     if pruning.method == "pdrop":
         return attention_to_visual(decoder.layers[boundary], x, cos, sin, mask, last, layout).mean(1), None
     layer = decoder.layers[boundary - 1]
-    _, keys = layer.self_attn.rotated_query_key(layer.input_layernorm(read["layer_input"]), cos, sin)
+    _, keys = layer.self_attn.rotated_query_key(layer.input_layernorm(previous.attention_input), cos, sin)
     return dart_scores(decoder.norm(x), keys.reshape(*keys.shape[:2], -1), layout, pruning.keep_ratios[0])
 
 

@@ -54,6 +54,7 @@ REMAT_POLICIES = {
 class StackOutput:
     hidden: jax.Array  # [B, T, D] after the range's last layer (the stack does not apply the final norm)
     attention: jax.Array | None = None  # [B, N, T, S] probabilities of layer `attention_at`, when asked
+    attention_input: jax.Array | None = None  # [B, T, D] the hidden states that entered that layer
     cache: LayerCache | None = None  # the range's caches, stacked [L_range, B, S, K, H], when given
 
 
@@ -66,8 +67,8 @@ class LayerStack(nnx.Module):
 
     runs layers [a, b) by `lax.scan` over their parameters (`scan=True`) or as an unrolled loop;
     `remat` (a REMAT_POLICIES key) sets what the backward pass recomputes. Named taps instead of
-    per-layer arguments: `attention_at` returns that layer's attention probabilities (the layer runs
-    on its own, the rest of the range scanned around it); `hook`/`probes` pass every layer's
+    per-layer arguments: `attention_at` returns that layer's attention probabilities and its input
+    hidden states (the layer runs on its own, the rest of the range scanned around it); `hook`/`probes` pass every layer's
     probabilities through hook(probs, probes[l - a]) (the relevance probes); `cache` holds the
     range's keys/values. `stack[i]` is layer i as a plain DecoderLayer (a view of its parameters).
     """
@@ -138,11 +139,12 @@ class LayerStack(nnx.Module):
             if attention_at is None
             else [(start, attention_at), (attention_at, attention_at + 1), (attention_at + 1, stop)]
         )
-        attention, caches = None, []
+        attention, attention_input, caches = None, None, []
         for first, end in pieces:
             if first == end:
                 continue
             part = slice(first - start, end - start)
+            attention_input = x if first == attention_at else attention_input
             x, probs, part_cache = self._run(
                 x, cos, sin, mask, first, end, _index(cache, part), cache_index, hook, _index(probes, part), policy
             )
@@ -150,7 +152,7 @@ class LayerStack(nnx.Module):
             caches.append(part_cache)
         if cache is not None:
             cache = jax.tree.map(lambda *parts: jnp.concatenate(parts), *caches) if len(caches) > 1 else caches[0]
-        return StackOutput(x, attention, cache)
+        return StackOutput(x, attention, attention_input, cache)
 
     def _run(self, x, cos, sin, mask, first, end, cache, cache_index, hook, probes, policy):
         """Layers [first, end): hidden, the last layer's probabilities (unrolled or single layer only), stacked caches."""
