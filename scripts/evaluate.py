@@ -22,6 +22,8 @@ fix); scripts/score.py scores replies produced anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import time
@@ -45,6 +47,7 @@ from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig
 from tokcomp_jax.prune.methods import usable_without_labels
+from tokcomp_jax.runs import RunConflict, claim, digest, exclusive, model_digest
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "suite config, e.g. configs/eval/images.py", lock_config=False
@@ -62,6 +65,7 @@ _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over the runs in --out that another model/config/data made")
 
 
 def make_codec(config, model):
@@ -149,6 +153,35 @@ def rescore(config, samples: dict, out: Path) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def _exclusive(out: Path, lock: str):
+    try:
+        with exclusive(out, lock):
+            yield
+    except RunConflict as err:
+        raise app.UsageError(str(err)) from None
+
+
+def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune: PruneConfig | None) -> None:
+    """Record what a run's results are made from, or check it on resume; results made from something
+    else are refused (or, with --overwrite, removed so the run starts over)."""
+    fingerprint = made_from | {
+        "mapper": made_from["mapper"] if prune is not None and prune.scorer == "mapper" else None,
+        "prune": dataclasses.asdict(prune) if prune is not None else None,
+        "data": {"adapter": benchmark.adapter, "data_dir": str(Path(_DATA_DIR.value, benchmark.data_dir).absolute()),
+                 "samples": digest([(s.sample_id, s.prompt, s.answers) for s in samples])},
+    }  # fmt: skip
+    results.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fresh = claim(
+            results.path.with_suffix(".fingerprint.json"), fingerprint, _OVERWRITE.value, bool(results.read())
+        )
+    except RunConflict as err:
+        raise app.UsageError(str(err)) from None
+    if fresh and results.path.exists():
+        results.path.unlink()
+
+
 def write_report(config, out: Path, rows: list[dict]) -> None:
     (out / "results.json").write_text(
         json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
@@ -191,16 +224,21 @@ def main(argv) -> None:
     runs = {"unpruned": None} | {
         f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
     }
+    made_from = {"model": model_digest(model), "codec": config.codec, "tokenizer": _TOKENIZER.value or _MODEL.value,
+                 "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": hosts,
+                 "mapper": model_digest(mapper) if mapper is not None else None}  # fmt: skip
     completed, metrics = {}, {}
-    for benchmark in config.benchmarks:
-        samples = all_samples[benchmark.name]
-        metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
-        completed[benchmark.name] = {}
-        for run, prune in runs.items():
-            start = time.perf_counter()
-            results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
-            evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
-            completed[benchmark.name][run] = time.perf_counter() - start
+    with _exclusive(out, f".lock.host{host}"):
+        for benchmark in config.benchmarks:
+            samples = all_samples[benchmark.name]
+            metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
+            completed[benchmark.name] = {}
+            for run, prune in runs.items():
+                start = time.perf_counter()
+                results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
+                _claim_run(results, made_from, benchmark, samples, prune)
+                evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
+                completed[benchmark.name][run] = time.perf_counter() - start
     if hosts > 1:
         multihost_utils.sync_global_devices("evaluation done")
     if host != 0:

@@ -27,10 +27,12 @@ from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.runs import RunConflict, exclusive
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/label/tiny.py", "labelling config")
 _OUT = flags.DEFINE_string("out", "outputs/labels", "output directory (shards and the TFDS dataset)")
 _STOP_AFTER = flags.DEFINE_integer("stop_after_shards", None, "stop after this many new shards (rerun to continue)")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over labels in --out that another model/config/data made")
 
 
 def benchmark_samples(model, config):
@@ -86,7 +88,19 @@ def main(argv) -> None:
         eos_token_id=eos,
         split=config.split,
     )
-    directory = write_labels(model, samples, _OUT.value, settings, stop_after_shards=_STOP_AFTER.value, **extra)
+    try:
+        with exclusive(_OUT.value):
+            directory = write_labels(
+                model,
+                samples,
+                _OUT.value,
+                settings,
+                stop_after_shards=_STOP_AFTER.value,
+                overwrite=_OVERWRITE.value,
+                **extra,
+            )
+    except RunConflict as err:
+        raise app.UsageError(str(err)) from None
     print(f"labels: {directory}" if directory else "stopped early; rerun to continue")
 
 

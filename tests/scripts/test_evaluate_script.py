@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
+import pytest
 from flax import nnx
 from PIL import Image
 
@@ -53,3 +55,16 @@ def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_sc
     before = results.read_text()
     run_absl_script("evaluate.py", *args)  # resumes: every sample is done, nothing is appended
     assert results.read_text() == before
+
+    # another mapper into the same --out: its runs are refused, naming what differs; --overwrite starts them over
+    other = Mapper(MapperConfig(num_heads=2, channels=(8,), family="qwen2_vl"), rngs=nnx.Rngs(2))
+    save_mapper(tmp_path / "mapper2", other)
+    moved = [*args[:-4], "--mapper", str(tmp_path / "mapper2"), *args[-2:]]
+    capsys.readouterr()
+    with pytest.raises(AssertionError):  # absl exits 1 on a UsageError, printing it
+        run_absl_script("evaluate.py", *moved)
+    assert re.search(r"out/test holds outputs made with another mapper \(mapper@0\.5", capsys.readouterr().err)
+    unpruned_before = (tmp_path / "out" / "test" / "unpruned.host0.jsonl").read_text()
+    run_absl_script("evaluate.py", *moved, "--overwrite")
+    assert (tmp_path / "out" / "test" / "unpruned.host0.jsonl").read_text() == unpruned_before  # made alike: kept
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][1]["samples"] == 4

@@ -17,16 +17,17 @@ class ResultsFile:
         self.path = Path(path)
 
     def read(self) -> list[dict]:
-        """Every complete record, in the order written."""
+        """Every complete record, in the order written; a sample written twice counts once (the first)."""
         if not self.path.exists():
             return []
-        records = []
+        records = {}
         for line in self.path.read_text().splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # the partial last line of a killed run
-        return records
+            records.setdefault(record["sample_id"], record)
+        return list(records.values())
 
     def finished_ids(self) -> set[str]:
         return {record["sample_id"] for record in self.read()}

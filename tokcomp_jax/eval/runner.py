@@ -24,6 +24,7 @@ from tqdm import tqdm
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.samples import EvalSample
+from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.generate import generate
 from tokcomp_jax.mapper.inputs import choose_bucket
@@ -42,6 +43,7 @@ class RunSettings:
     prune: PruneConfig | None = None  # None: the unpruned model
 
     def __post_init__(self):
+        check_field_types(self)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,9 +30,11 @@ from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.features import first_layer_features
 from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import prepare_pruning
+from tokcomp_jax.runs import claim, digest, model_digest
 
 SHARDS_DIR = "shards"
 TFDS_DIR = "tfds"
+FINGERPRINT_FILE = "fingerprint.json"  # what the shards were made from (tokcomp_jax.runs.claim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +145,22 @@ def _load_shard(path: Path) -> Iterator[dict]:
             yield example
 
 
+def _check_unique_ids(samples: Sequence[dict]) -> None:
+    ids = samples.sample_ids() if hasattr(samples, "sample_ids") else [s["sample_id"] for s in samples]
+    repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+    if repeated:
+        raise ValueError(
+            f"{len(repeated)} sample ids appear more than once (each would be labelled once): {repeated[:10]}"
+        )
+
+
+def _samples_digest(samples: Sequence[dict]) -> str:
+    """What the samples hold, cheaply: a sequence that processes lazily offers `content_digest()`."""
+    if hasattr(samples, "content_digest"):
+        return samples.content_digest()
+    return digest([(s["sample_id"], np.asarray(s["input_ids"]).tolist()) for s in samples])
+
+
 def write_labels(
     model,
     samples: Sequence[dict],
@@ -148,13 +168,27 @@ def write_labels(
     settings: LabelSettings,
     stop_after_shards: int | None = None,
     correct=reference_match,
+    overwrite: bool = False,
 ) -> Path | None:
     """Label every sample; returns the TFDS dataset directory (None if stopped early by stop_after_shards).
-    `correct(sample, answer ids)` judges each greedy answer (default: equal to its reference_ids)."""
+    `correct(sample, answer ids)` judges each greedy answer (default: equal to its reference_ids).
+
+    Resumes the shards in out_dir only if they were made from the same model, settings and samples
+    (FINGERPRINT_FILE); otherwise raises RunConflict, or with `overwrite` starts over."""
     out_dir = Path(out_dir).absolute()
-    (out_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     if len(samples) == 0:
         raise ValueError("no samples to label")
+    _check_unique_ids(samples)
+    made_from = {
+        "settings": dataclasses.asdict(settings),
+        "model": model_digest(model),
+        "samples": _samples_digest(samples),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if claim(out_dir / FINGERPRINT_FILE, made_from, overwrite, has_outputs=any((out_dir / SHARDS_DIR).glob("*.npz"))):
+        shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
+        shutil.rmtree(out_dir / TFDS_DIR, ignore_errors=True)
+    (out_dir / SHARDS_DIR).mkdir(exist_ok=True)
     shards = [samples[i : i + settings.shard_size] for i in range(0, len(samples), settings.shard_size)]
     todo = [i for i in range(len(shards)) if not _shard_path(out_dir, i).exists()]
     if stop_after_shards is not None:

@@ -12,6 +12,8 @@ from flax import nnx
 
 from tokcomp_jax.mapper.inputs import MapperBatch
 from tokcomp_jax.mapper.model import Mapper, MapperConfig
+from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object
+from tokcomp_jax.orbax_params import restore_checked
 
 CONFIG_FILE = "mapper.json"
 PARAMS_DIR = "params"
@@ -28,19 +30,18 @@ def save_mapper(directory: str | Path, mapper: Mapper) -> Path:
 
 
 def load_mapper(directory: str | Path) -> Mapper:
-    """A trained mapper from save_mapper's directory; shapes are checked against mapper.json."""
+    """A trained mapper from save_mapper's directory; every stored shape is checked against mapper.json."""
     directory = Path(directory).absolute()
     if not (directory / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{directory} is not a mapper directory (no {CONFIG_FILE})")
-    config = MapperConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    try:
+        config = MapperConfig.from_dict(read_json_object(directory / CONFIG_FILE))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {err}") from None
     abstract = nnx.eval_shape(lambda: Mapper(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
-    with ocp.StandardCheckpointer() as checkpointer:
-        try:
-            params = checkpointer.restore(directory / PARAMS_DIR, target)
-        except (ValueError, KeyError) as error:
-            raise ValueError(f"{directory / PARAMS_DIR} does not match {CONFIG_FILE}: {error}") from error
+    params = restore_checked(directory / PARAMS_DIR, target, directory / CONFIG_FILE)
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(graphdef, state)
 

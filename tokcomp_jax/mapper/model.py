@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tokcomp_jax.fields import check_field_types, from_fields
 from tokcomp_jax.mapper.inputs import LAYOUTS, MapperBatch
 
 INPUT_CHANNELS = ("mean", "heads")
@@ -34,13 +35,14 @@ class MapperConfig:
     family: str | None = None  # the MLLM family whose first-layer attention it was trained on
 
     def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(self.channels))  # JSON stores a list
+        check_field_types(self)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.input_channels not in INPUT_CHANNELS:
             raise ValueError(f"input_channels must be one of {INPUT_CHANNELS}, got {self.input_channels!r}")
         if self.kernel_size % 2 == 0 or self.kernel_size < 1:
             raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
-        object.__setattr__(self, "channels", tuple(self.channels))
 
     @property
     def in_channels(self) -> int:
@@ -55,7 +57,7 @@ class MapperConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> MapperConfig:
-        return cls(**values)
+        return from_fields(cls, values, "mapper config")
 
 
 def gather_neighbours(x: jax.Array, neighbour_index: jax.Array) -> jax.Array:

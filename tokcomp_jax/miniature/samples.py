@@ -7,6 +7,7 @@ followed by EOS. Pixels are processed per batch (`Samples[i:j]`), never for a wh
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ from tokcomp_jax.models.common.config import DecoderConfig
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig, Qwen2VLConfig
 from tokcomp_jax.models.qwen2_vl.processor import batch_media, image_processor, process_images, process_video
 from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.runs import digest
 
 NUM_SPECIAL = 4  # image, video, vision start, vision end: right after the words
 
@@ -114,6 +116,16 @@ class Samples(Sequence):
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def sample_ids(self) -> list[str]:
+        return [example["sample_id"] for example in self.examples]
+
+    def content_digest(self) -> str:
+        """A digest of every example's id, question, answer and pixels, without processing them."""
+        return digest([
+            (e["sample_id"], e["question"], e["answer"], hashlib.sha256(np.ascontiguousarray(e["image"])).hexdigest())
+            for e in self.examples
+        ])  # fmt: skip
 
     def __getitem__(self, index):
         if isinstance(index, slice):

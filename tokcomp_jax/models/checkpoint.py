@@ -21,6 +21,7 @@ from flax import nnx
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
 from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, read_json_object, safetensors_files
+from tokcomp_jax.orbax_params import restore_checked
 
 MODEL_FILE = "tokcomp_model.json"
 PARAMS_DIR = "params"
@@ -82,25 +83,23 @@ def _string_keys(tree: Any) -> Any:
     return tree
 
 
-def _restore(directory: Path, family: Family, config: Any, dtype: str) -> nnx.Module:
+def _restore(directory: Path, family: Family, config: Any, dtype: str, stored_dtype: str) -> nnx.Module:
     graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype)))
     target = _string_keys(nnx.to_pure_dict(abstract))
-    with ocp.StandardCheckpointer() as checkpointer:
-        try:
-            restored = checkpointer.restore(directory / PARAMS_DIR, target)
-        except (ValueError, KeyError, FileNotFoundError) as err:
-            if _stores_layers_one_by_one(checkpointer, directory / PARAMS_DIR):
-                raise CheckpointError(
-                    f"{directory / PARAMS_DIR} stores the decoder layers one by one (written before they were "
-                    "stacked); convert the source checkpoint again with `python -m conversion.convert`"
-                ) from None
-            raise CheckpointError(f"{directory / PARAMS_DIR} does not match its {MODEL_FILE}: {err}") from None
+    if _stores_layers_one_by_one(directory / PARAMS_DIR):
+        raise CheckpointError(
+            f"{directory / PARAMS_DIR} stores the decoder layers one by one (written before they were "
+            "stacked); convert the source checkpoint again with `python -m conversion.convert`"
+        )
+    stored = np.dtype(jax_dtype(stored_dtype))
+    restored = restore_checked(directory / PARAMS_DIR, target, directory / MODEL_FILE, stored_dtype=stored)
     return merge_weights(graphdef, abstract, _int_keys(restored))
 
 
-def _stores_layers_one_by_one(checkpointer: ocp.StandardCheckpointer, params_dir: Path) -> bool:
+def _stores_layers_one_by_one(params_dir: Path) -> bool:
     try:
-        layers = checkpointer.metadata(params_dir).item_metadata["language_model"]["layers"]
+        with ocp.StandardCheckpointer() as checkpointer:
+            layers = checkpointer.metadata(params_dir).item_metadata["language_model"]["layers"]
     except (KeyError, TypeError, ValueError, FileNotFoundError):
         return False
     return "0" in layers
@@ -129,7 +128,10 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
             config = family.config_from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{path / MODEL_FILE}: cannot build a {family.name} config ({err!r})") from None
-        return _restore(path, family, config, dtype or meta["dtype"])
+        stored_dtype = meta.get("dtype")
+        if stored_dtype not in DTYPES:
+            raise CheckpointError(f"{path / MODEL_FILE}: field 'dtype' is {stored_dtype!r}; one of {sorted(DTYPES)}")
+        return _restore(path, family, config, dtype or stored_dtype, stored_dtype)
     if (path / "config.json").exists():
         family, config = read_hf_config(path)
         graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models import families
@@ -38,6 +39,7 @@ class PruneConfig:
     layer: int = 2  # FastV and DART: prune before this layer (PyramidDrop: stages at L/4, L/2, 3L/4)
 
     def __post_init__(self):
+        check_field_types(self)
         method(self.scorer)  # raises on an unknown name
         if self.mode not in MODES:
             raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")

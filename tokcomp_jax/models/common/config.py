@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from tokcomp_jax.fields import check_field_types, from_fields
+
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
@@ -32,6 +34,9 @@ class DecoderConfig:
     mrope_section: tuple[int, ...] | None = None  # (t, h, w) split of head_dim // 2 for M-RoPE
 
     def __post_init__(self):
+        if self.mrope_section is not None:
+            object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON stores a list
+        check_field_types(self)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
@@ -41,8 +46,6 @@ class DecoderConfig:
                 f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {self.num_key_value_heads}"
             )
-        if self.mrope_section is not None:
-            object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON stores a list
         if self.mrope_section is not None and 2 * sum(self.mrope_section) != self.head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim // 2 = {self.head_dim // 2}")
 
@@ -66,6 +69,7 @@ class SiglipVisionConfig:
     hidden_act: str = "gelu_pytorch_tanh"
 
     def __post_init__(self):
+        check_field_types(self)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads")
 
@@ -99,8 +103,12 @@ class MultimodalConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """Inverse of `to_dict`."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be an object of {cls.__name__} fields, got a {type(data).__name__}")
         fields = {k: v for k, v in data.items() if k not in ("text", "vision")}
-        return cls(text=DecoderConfig(**data["text"]), vision=cls.VISION(**data["vision"]), **fields)
+        text = from_fields(DecoderConfig, data.get("text"), "config.text")
+        vision = from_fields(cls.VISION, data.get("vision"), "config.vision")
+        return from_fields(cls, fields | {"text": text, "vision": vision}, "config")
 
 
 # transformers' defaults, per config class, for the fields we read.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.models.common.config import (
     QWEN2_DEFAULTS,
     SIGLIP_DEFAULTS,
@@ -50,6 +51,7 @@ class LlavaOnevisionConfig(MultimodalConfig):
         if not self.vision_aspect_ratio.startswith("anyres_max_"):
             raise ValueError(f"vision_aspect_ratio {self.vision_aspect_ratio!r}: only anyres_max_N is supported")
         object.__setattr__(self, "image_grid_pinpoints", tuple(tuple(p) for p in self.image_grid_pinpoints))
+        check_field_types(self)
 
     @property
     def max_tiles(self) -> int:

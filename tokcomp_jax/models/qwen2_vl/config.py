@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.models.common.config import DecoderConfig, MultimodalConfig, read_decoder, rope_parameters
 
 # transformers' Qwen2VLTextConfig and Qwen2VLVisionConfig defaults (5.24) for the fields we read.
@@ -44,6 +45,7 @@ class Qwen2VisionConfig:
     rope_theta: float = 10_000.0
 
     def __post_init__(self):
+        check_field_types(self)
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
             raise ValueError(f"vision embed_dim {self.embed_dim} / num_heads {self.num_heads} must be a multiple of 4")
 
@@ -71,6 +73,7 @@ class Qwen2VLConfig(MultimodalConfig):
     VISION: ClassVar[type] = Qwen2VisionConfig
 
     def __post_init__(self):
+        check_field_types(self)
         if self.vision.out_hidden_size != self.text.hidden_size:
             raise ValueError(
                 f"vision out_hidden_size {self.vision.out_hidden_size} != text hidden_size {self.text.hidden_size}"

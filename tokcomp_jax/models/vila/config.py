@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.models.common.config import (
     LLAMA_DEFAULTS,
     DecoderConfig,
@@ -40,6 +41,7 @@ class VilaConfig(MultimodalConfig):
     VISION: ClassVar[type] = SiglipVisionConfig
 
     def __post_init__(self):
+        check_field_types(self)
         if self.text.mrope_section is not None or self.text.attention_bias:
             raise ValueError("VILA's Llama decoder has 1-D RoPE and no attention biases")
 
