@@ -67,6 +67,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
     parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-prompt-tokens", type=int, default=4096, help="longer prompts are refused")
     parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
     args = parser.parse_args(argv)
     if args.scorer == "mapper" and not args.mapper:
@@ -84,6 +85,10 @@ def main(argv=None) -> dict:
     batch = chat.encode(args.prompt, images=images, video=video)
     mapper = load_mapper(args.mapper) if args.scorer == "mapper" else None
     num_text, num_visual = family.token_counts(config, batch)
+    if num_text > args.max_prompt_tokens:  # before any device memory: attention grows with its square
+        raise SystemExit(
+            f"the prompt is {num_text} text tokens, more than --max-prompt-tokens {args.max_prompt_tokens}"
+        )
     buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
     buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
     inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate.py"
@@ -30,3 +31,7 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     assert isinstance(report["answer"], str)
     assert report["prefill_s_pruned"] > 0 and report["prefill_s_unpruned"] > 0
     assert Image.open(tmp_path / "kept.png").size == (2 * 4 * 28, 3 * 28)
+    long_prompt = " ".join(["what colour is the square ?"] * 400)  # 2000 words, a token each
+    with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max-prompt-tokens 1024"):
+        module.main(["--model", str(model_dir), "--prompt", long_prompt, "--scorer", "attention",
+                     "--max-prompt-tokens", "1024"])  # fmt: skip

@@ -70,12 +70,31 @@ def choice_prompt(question: str, options: list[tuple[str, str]], hint: str = "")
 
 def load_image(source: ImageSource) -> np.ndarray:
     """RGB uint8 [H, W, 3] from a path or encoded bytes; a clear error names what cannot be read."""
+    where = "embedded image bytes" if isinstance(source, bytes) else str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return np.asarray(image.convert("RGB"))
+            return rgb8(image, where)
     except (OSError, ValueError) as err:
-        where = "embedded image bytes" if isinstance(source, bytes) else str(source)
         raise ValueError(f"cannot read image {where}: {err}") from None
+
+
+def rgb8(image: Image.Image, where: str = "image") -> np.ndarray:
+    """Any PIL image as 8-bit RGB [H, W, 3]: 16-bit and 32-bit integer greyscale scaled to 0..255
+    (PIL's own convert clips them, turning most 16-bit scans white), alpha composited on white
+    (as transformers' convert_rgb does), palette and other modes through PIL; float images refused."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{where}: {image.mode} values in [{values.min()}, {values.max()}] are not 16-bit")
+        grey = np.round(values / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise ValueError(f"{where}: a floating-point image (mode F) has no defined 8-bit range; save it as 8 or 16 bit")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
 
 
 def uniform_indices(count: int, num_frames: int, first: int = 0) -> np.ndarray:
