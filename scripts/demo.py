@@ -35,6 +35,7 @@ from tokcomp_jax.data import vqa
 from tokcomp_jax.data.jsonl_vqa import export_jsonl
 from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
+from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.mapper.train import train as train_mapper
 from tokcomp_jax.miniature import report
@@ -196,9 +197,9 @@ def main(argv) -> None:
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "settings": dataclasses.asdict(settings),
     }
-    (out / "retention.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out / "retention.json", json.dumps(summary, indent=2) + "\n")
     table = report.retention_markdown(results, settings.keep_ratios, f"Miniature retention ({config.data.config})")
-    (out / "retention.md").write_text(table)
+    write_text_atomically(out / "retention.md", table)
     print(table)
     print(f"tables: {out / 'retention.md'}, {out / 'retention.json'}")
     print(f"pictures: {pictures} (kept tokens at keep 0.25), learning curve: {out / 'mllm' / 'learning_curve.png'}")

@@ -43,6 +43,7 @@ from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
+from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig
@@ -183,10 +184,10 @@ def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune:
 
 
 def write_report(config, out: Path, rows: list[dict]) -> None:
-    (out / "results.json").write_text(
-        json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
+    write_text_atomically(
+        out / "results.json", json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
     )
-    (out / "results.md").write_text(markdown(rows))
+    write_text_atomically(out / "results.md", markdown(rows))
     print(markdown(rows))
 
 

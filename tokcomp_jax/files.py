@@ -1,7 +1,8 @@
-"""Writing a directory a user keeps so that a kill never leaves a mixture of old and new.
+"""Writing what a user keeps so that a kill never leaves a mixture of old and new.
 
     with directory_written_atomically(dst, overwrite=False) as partial:
         ...write everything into `partial`...
+    write_text_atomically(out / "results.json", text)
 
 The new directory is written beside `dst` (`.NAME.partial`), fsynced, then renamed into place; an
 existing `dst` is first renamed aside (`.NAME.replaced`) and removed only after the new one is
@@ -56,3 +57,17 @@ def _fsync(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write text beside path, fsync, rename into place: a kill leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync(path.parent)
+    return path

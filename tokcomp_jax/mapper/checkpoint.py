@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from tokcomp_jax.files import directory_written_atomically
 from tokcomp_jax.mapper.inputs import MapperBatch
 from tokcomp_jax.mapper.model import Mapper, MapperConfig
 from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object
@@ -20,12 +21,13 @@ PARAMS_DIR = "params"
 
 
 def save_mapper(directory: str | Path, mapper: Mapper) -> Path:
-    """Write mapper.json and an orbax parameter checkpoint under directory (created or replaced)."""
+    """Write mapper.json and an orbax parameter checkpoint under directory (created or replaced),
+    atomically: a kill leaves the previous mapper or the new one, never a mixture."""
     directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(mapper.config.to_dict(), indent=2) + "\n")
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / PARAMS_DIR, nnx.to_pure_dict(nnx.state(mapper, nnx.Param)), force=True)
+    with directory_written_atomically(directory, overwrite=True) as partial:
+        (partial / CONFIG_FILE).write_text(json.dumps(mapper.config.to_dict(), indent=2) + "\n")
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(partial / PARAMS_DIR, nnx.to_pure_dict(nnx.state(mapper, nnx.Param)))
     return directory
 
 

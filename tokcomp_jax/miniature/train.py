@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
+from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.miniature.samples import Group, Samples, collate, group_indices, miniature_config, token_grid
 from tokcomp_jax.models import Qwen2VL
 from tokcomp_jax.models.checkpoint import load, save
@@ -187,7 +188,7 @@ def train_mllm(
             records.append(record)
             shown = {k.split("/")[0]: round(v, 3) for k, v in record.items() if k == "loss" or k.endswith("/accuracy")}
             progress.set_postfix(shown)
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            write_text_atomically(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
         if done % config.checkpoint_every == 0 or done == end:
             manager.save(done, args=ocp.args.Composite(**_state(model, optimizer, ocp.args.StandardSave)))
     manager.wait_until_finished()

@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from tokcomp_jax.files import directory_written_atomically
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
 from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, read_json_object, safetensors_files
@@ -67,13 +68,13 @@ def hf_safetensors(directory: str | os.PathLike) -> Iterator[tuple[str, str, np.
 
 
 def save(directory: str | os.PathLike, family: Family, config: Any, dtype: str, params: dict) -> None:
-    """Write an orbax model directory from a pure parameter dict (numpy or jax arrays)."""
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write (or replace) an orbax model directory from a pure parameter dict (numpy or jax arrays),
+    atomically: a kill leaves the previous directory or the new one, never a mixture."""
     meta = {"family": family.name, "dtype": dtype, "config": config.to_dict()}
-    (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / PARAMS_DIR, _string_keys(params), force=True)
+    with directory_written_atomically(directory, overwrite=True) as partial:
+        (partial / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(partial / PARAMS_DIR, _string_keys(params))
 
 
 def _string_keys(tree: Any) -> Any:
