@@ -78,7 +78,7 @@ def test_answers_follow_from_the_evidence_cells(splits):
         if kind == "boxed_digit":
             assert colours == [words[-1]]
         elif kind in ("sum", "relation"):
-            assert len(evidence) == 2 and set(colours) == {words[5 if kind == "relation" else -3], words[-1]}
+            assert len(evidence) == 2 and set(colours) == {words[4 if kind == "relation" else -3], words[-1]}
         elif kind == "largest":  # every digit of the group is evidence
             assert colours == [words[-1]] * len(evidence) and 1 <= len(evidence) <= 4
             assert sum(_frame_colour(cell) == words[-1] for cell in cells) == len(evidence)
@@ -133,7 +133,7 @@ def test_answers_follow_from_the_framed_digits():
     digits = {3: 6, 7: 2, 8: 9}
     for first, second, larger in (("red", "blue", "yes"), ("blue", "red", "no")):
         question, answer, cells = _ask("relation", [second, first], "green", frames, digits)
-        assert question == f"is the digit boxed in {first} larger than the digit boxed in {second}"
+        assert question == f"is the digit in {first} larger than the digit in {second}"
         assert answer == larger and cells == [{"red": 3, "blue": 7}[c] for c in (first, second)]
     assert _ask("sum", ["red", "blue"], "green", frames, digits)[1] == "8"
     assert _ask("relation", ["red", "red2"], "green", {3: "red", 4: "red2"}, {3: 5, 4: 5})[1] == "no"  # ties

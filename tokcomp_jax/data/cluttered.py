@@ -12,7 +12,7 @@ and only the question says which ones matter:
 
     boxed_digit  which digit is boxed in red                                    1 cell
     sum          what is the sum of the digits boxed in red and blue            2 cells
-    relation     is the digit boxed in red larger than the digit boxed in blue  2 cells
+    relation     is the digit in red larger than the digit in blue              2 cells
     largest      what is the largest digit boxed in green                       1..4 cells
 
 `relation` compares contents and `largest` takes a maximum over a group: the spatial relation
@@ -197,7 +197,7 @@ def _ask(kind: str, pointed: list[str], group: str, frames: dict, digits: dict):
         first, second = pointed.pop(), pointed.pop()
         cells = [_cells_of(frames, first)[0], _cells_of(frames, second)[0]]
         larger = digits[cells[0]] > digits[cells[1]]
-        return f"is the digit boxed in {first} larger than the digit boxed in {second}", "yes" if larger else "no", cells
+        return f"is the digit in {first} larger than the digit in {second}", "yes" if larger else "no", cells
     if kind == "largest":
         cells = _cells_of(frames, group)
         return f"what is the largest digit boxed in {group}", str(max(digits[c] for c in cells)), cells
