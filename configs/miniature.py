@@ -75,6 +75,9 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config.eval.pictures = 6  # per evaluation split
     config.eval.prune_layer = 2
 
+    if variant == "full":
+        config.mllm.num_steps = 6000
+        config.mapper.num_steps = 1500
     if variant == "demo":  # the full run's MLLM as shipped; fewer samples and mapper steps, the paper mapper only
         config.mllm.pretrained = str(Path(__file__).parents[1] / "assets" / "miniature-mllm")
         config.labels.train_count = 1000

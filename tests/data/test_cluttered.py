@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tokcomp_jax.data import vqa
-from tokcomp_jax.data.cluttered import FRAME, PALETTE, ClutterConfig, ClutteredDigitsVqa, generate
+from tokcomp_jax.data.cluttered import FRAME, PALETTE, ClutterConfig, ClutteredDigitsVqa, _ask, generate
 from tokcomp_jax.miniature.evaluate import image_of
 from tokcomp_jax.miniature.samples import token_grid
 
@@ -79,11 +79,10 @@ def test_answers_follow_from_the_evidence_cells(splits):
             assert colours == [words[-1]]
         elif kind in ("sum", "relation"):
             assert len(evidence) == 2 and set(colours) == {words[4 if kind == "relation" else -3], words[-1]}
-        elif kind == "count":
-            assert colours == [words[-1]] * len(evidence) == [words[-1]] * int(example["answer"])
-            all_of_colour = sum(_frame_colour(cell) == words[-1] for cell in cells)
-            assert all_of_colour == int(example["answer"])
-        if kind in ("boxed_digit", "sum"):  # the pointed colours frame exactly one digit each
+        elif kind == "largest":  # every digit of the group is evidence
+            assert colours == [words[-1]] * len(evidence) and 1 <= len(evidence) <= 4
+            assert sum(_frame_colour(cell) == words[-1] for cell in cells) == len(evidence)
+        if kind in ("boxed_digit", "sum", "relation"):  # the pointed colours frame exactly one digit each
             for colour in set(colours):
                 assert sum(_frame_colour(cell) == colour for cell in cells) == 1
 
@@ -125,3 +124,19 @@ def test_any_slice_generates_without_the_dataset(splits):
         )
         np.testing.assert_array_equal(example["image"], twin["image"])
         np.testing.assert_array_equal(example["evidence"], twin["evidence"])
+
+
+def test_answers_follow_from_the_framed_digits():
+    """relation compares the two pointed digits (content, not position: no layer of the miniature
+    writes a token's column into it, docs/results.md); sum adds them; largest takes the group's maximum."""
+    frames = {3: "red", 7: "blue", 8: "green"}
+    digits = {3: 6, 7: 2, 8: 9}
+    for first, second, larger in (("red", "blue", "yes"), ("blue", "red", "no")):
+        question, answer, cells = _ask("relation", [second, first], "green", frames, digits)
+        assert question == f"is the digit in {first} larger than the digit in {second}"
+        assert answer == larger and cells == [{"red": 3, "blue": 7}[c] for c in (first, second)]
+    assert _ask("sum", ["red", "blue"], "green", frames, digits)[1] == "8"
+    assert _ask("relation", ["red", "red2"], "green", {3: "red", 4: "red2"}, {3: 5, 4: 5})[1] == "no"  # ties
+    frames |= {1: "green"}
+    digits |= {1: 4}
+    assert _ask("largest", [], "green", frames, digits) == ("what is the largest digit boxed in green", "9", [8, 1])

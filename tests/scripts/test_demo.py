@@ -34,7 +34,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     assert (tmp_path / "mllm" / "model" / "tokcomp_model.json").exists()
 
     # the run's tables again from its records, every kind kept: the same figures
-    kinds = "boxed_digit,sum,relation,count,clip_boxed_digit,clip_sum,clip_count"
+    kinds = "boxed_digit,sum,relation,largest,clip_boxed_digit,clip_sum,clip_relation,clip_largest"
     run_absl_script("retable.py", "--run", str(tmp_path), "--kinds", kinds)
     again = json.loads((tmp_path / f"retention-{kinds.replace(',', '-')}.json").read_text())["results"]
     for split, results in summary["results"].items():

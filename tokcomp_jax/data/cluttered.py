@@ -6,14 +6,20 @@ An image is a grid of 28-pixel cells (one merged visual token each) over crops o
 photographs scikit-learn bundles (china.jpg, flower.jpg) blended, so no token is plain background.
 Most cells hold a real handwritten digit (`load_digits`; the test splits draw from scans the
 others never use), and a large share of those digits are framed in one of eight colours:
-four colours frame one digit each (the ones questions point at), one colour frames one to four
-digits (counted), and three colours frame distractors. Salient tokens are therefore everywhere
+four colours frame one digit each (the ones questions point at), one colour frames a group of
+one to four digits, and three colours frame distractors. Salient tokens are therefore everywhere
 and only the question says which ones matter:
 
-    boxed_digit  which digit is boxed in red                       1 cell
-    sum          what is the sum of the digits boxed in red and blue   2 cells
-    relation     is the box in red left of the box in blue         2 cells
-    count        how many boxes are green                          1..4 cells
+    boxed_digit  which digit is boxed in red                                    1 cell
+    sum          what is the sum of the digits boxed in red and blue            2 cells
+    relation     is the digit in red larger than the digit in blue              2 cells
+    largest      what is the largest digit boxed in green                       1..4 cells
+
+`relation` compares contents and `largest` takes a maximum over a group: the spatial relation
+("is the box in red left of the box in blue") and counting ("how many boxes are green") that an
+earlier miniature asked stayed near their priors, because no layer of the tiny model writes a
+token's column into it and softmax attention averages a group rather than counting it
+(docs/results.md).
 
 Questions end with a colour word, so the token that predicts the answer is the one that names
 the frame to look at: a tiny MLLM trained from scratch learns that one-step lookup, where with a
@@ -51,12 +57,11 @@ PALETTE = {
     "cyan": (0, 230, 230),
     "white": (255, 255, 255),
 }
-IMAGE_KINDS = ("boxed_digit", "sum", "relation", "count")
-CLIP_KINDS = ("boxed_digit", "sum", "count")  # positions across frames make "left of" ambiguous
+KINDS = ("boxed_digit", "sum", "relation", "largest")  # images and clips alike
 POINTED = 4  # colours framing exactly one digit each
-POINTED_NEEDED = {"boxed_digit": 1, "sum": 2, "relation": 2, "count": 0}
-COUNTED = (1, 4)  # how many digits the counted colour frames
-MOST_FRAMED = POINTED + COUNTED[1]
+POINTED_NEEDED = {"boxed_digit": 1, "sum": 2, "relation": 2, "largest": 0}
+GROUP = (1, 4)  # how many digits the group's colour frames
+MOST_FRAMED = POINTED + GROUP[1]
 FRAME = 2  # frame width in pixels
 MIN_TEXTURE = 12.0  # least pixel standard deviation of a background cell
 
@@ -74,7 +79,7 @@ class ClutterConfig(vqa.GridConfig):
     clip_frames: int = 4
     clip_side: int = 3
     filled: tuple[float, float] = (0.55, 0.85)  # share of cells holding a digit
-    framed: float = 0.45  # share of cells framed (pointed, counted and distractor frames)
+    framed: float = 0.45  # share of cells framed (pointed, group and distractor frames)
     # Share of training images that keep only the frames their two questions rest on: "read the
     # framed digits" before "find the one framed in red among many", without which the miniature
     # MLLM stays at the answer prior (docs/results.md).
@@ -138,19 +143,19 @@ def _digit_cells(rng: np.random.Generator, frames: int, cells: int, num_scans: i
 
 
 def _frames_of(rng: np.random.Generator, scans: np.ndarray, framed: float) -> tuple[dict[int, str], list[str], str]:
-    """(flat cell index -> frame colour, pointed colours, counted colour), over filled cells only:
-    POINTED colours once each, the counted one 1..4 times, distractors up to `framed` of all cells."""
+    """(flat cell index -> frame colour, pointed colours, group colour), over filled cells only:
+    POINTED colours once each, the group's 1..4 times, distractors up to `framed` of all cells."""
     colours = [str(c) for c in rng.permutation(list(PALETTE))]
     filled = [int(i) for i in rng.permutation(np.flatnonzero(scans.reshape(-1) >= 0))]
     if len(filled) < 2:
         raise ValueError(f"{len(filled)} filled cells cannot hold two questions' framed digits")
     pointed = min(POINTED, len(filled) - 1)  # fewer on the smallest training images
-    counted = int(rng.integers(COUNTED[0], min(COUNTED[1], len(filled) - pointed), endpoint=True))
-    chosen = filled[: max(pointed + counted, int(round(framed * scans.size)))]
+    grouped = int(rng.integers(GROUP[0], min(GROUP[1], len(filled) - pointed), endpoint=True))
+    chosen = filled[: max(pointed + grouped, int(round(framed * scans.size)))]
     frames = {cell: colours[i] for i, cell in enumerate(chosen[:pointed])}
-    frames.update({cell: colours[POINTED] for cell in chosen[pointed : pointed + counted]})
+    frames.update({cell: colours[POINTED] for cell in chosen[pointed : pointed + grouped]})
     distractors = colours[POINTED + 1 :]
-    frames.update({cell: distractors[rng.integers(len(distractors))] for cell in chosen[pointed + counted :]})
+    frames.update({cell: distractors[rng.integers(len(distractors))] for cell in chosen[pointed + grouped :]})
     return frames, colours[:pointed], colours[POINTED]
 
 
@@ -178,7 +183,7 @@ def _cells_of(frames: dict[int, str], colour: str) -> list[int]:
     return [cell for cell, c in frames.items() if c == colour]
 
 
-def _ask(kind: str, pointed: list[str], counted: str, frames: dict, digits: dict, cols: int, rng):
+def _ask(kind: str, pointed: list[str], group: str, frames: dict, digits: dict):
     """(question, answer, evidence cells) of a kind; pops the pointed colours it uses."""
     if kind == "boxed_digit":
         colour = pointed.pop()
@@ -191,29 +196,25 @@ def _ask(kind: str, pointed: list[str], counted: str, frames: dict, digits: dict
     if kind == "relation":
         first, second = pointed.pop(), pointed.pop()
         cells = [_cells_of(frames, first)[0], _cells_of(frames, second)[0]]
-        (row_a, col_a), (row_b, col_b) = (divmod(c, cols) for c in cells)
-        axes = [axis for axis, (a, b) in (("left", (col_a, col_b)), ("above", (row_a, row_b))) if a != b]
-        axis = axes[rng.integers(len(axes))]
-        a, b = (col_a, col_b) if axis == "left" else (row_a, row_b)
-        word = "left of" if axis == "left" else "above"
-        return f"is the box in {first} {word} the box in {second}", "yes" if a < b else "no", cells
-    if kind == "count":
-        cells = _cells_of(frames, counted)
-        return f"how many boxes are {counted}", str(len(cells)), cells
+        larger = digits[cells[0]] > digits[cells[1]]
+        return f"is the digit in {first} larger than the digit in {second}", "yes" if larger else "no", cells
+    if kind == "largest":
+        cells = _cells_of(frames, group)
+        return f"what is the largest digit boxed in {group}", str(max(digits[c] for c in cells)), cells
     raise ValueError(f"unknown question kind {kind!r}")
 
 
-def _question_pair(rng, kinds, frames: dict, pointed: list[str], counted: str, digits: dict, cols: int):
-    """Two (kind, question, answer, evidence cells) with disjoint evidence; at most one count, and
+def _question_pair(rng, frames: dict, pointed: list[str], group: str, digits: dict):
+    """Two (kind, question, answer, evidence cells) with disjoint evidence; at most one `largest`, and
     only kinds the pointed colours left can still ask."""
     pointed = [str(c) for c in rng.permutation(pointed)]
     asked = []
     for _ in range(2):
         left = len(pointed) - sum(POINTED_NEEDED[k] for k in asked)
-        feasible = [k for k in kinds if POINTED_NEEDED[k] <= left and not (k == "count" and "count" in asked)]
+        feasible = [k for k in KINDS if POINTED_NEEDED[k] <= left and not (k == "largest" and "largest" in asked)]
         kind = str(feasible[rng.integers(len(feasible))])
         asked.append(kind)
-    return [(kind, *_ask(kind, pointed, counted, frames, digits, cols, rng)) for kind in asked]
+    return [(kind, *_ask(kind, pointed, group, frames, digits)) for kind in asked]
 
 
 def _sparse(frames: dict[int, str], needed: set[int]) -> dict[int, str]:
@@ -301,10 +302,9 @@ def make_examples(config: ClutterConfig, rng: np.random.Generator, split: str) -
         rows, cols = (int(s) * (2 if large else 1) for s in rng.integers(*sides, endpoint=True, size=2))
     images, labels = _digit_pools()[split in HELD_OUT_SPLITS or split == "test_clips"]
     scans = _digit_cells(rng, frames, rows * cols, len(labels), config.filled)
-    framed, pointed, counted = _frames_of(rng, scans, config.framed)
+    framed, pointed, group = _frames_of(rng, scans, config.framed)
     digits = {cell: int(labels[s]) for cell, s in enumerate(scans.reshape(-1)) if s >= 0}
-    kinds = CLIP_KINDS if clip else IMAGE_KINDS
-    questions = _question_pair(rng, kinds, framed, pointed, counted, digits, cols)
+    questions = _question_pair(rng, framed, pointed, group, digits)
     if split == "train" and rng.random() < config.train_sparse:
         framed = _sparse(framed, {cell for *_, cells in questions for cell in cells})
     backgrounds = _background_crops(rng, rows * vqa.CELL, cols * vqa.CELL, frames)

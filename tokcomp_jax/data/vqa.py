@@ -37,7 +37,7 @@ SHAPES = ("square", "circle", "triangle", "cross")
 NUMBERS = tuple(str(n) for n in range(19))
 QUESTION_WORDS = (
     "what colour is the shape object how many objects are there a left of above which digit in box sum boxed "
-    "digits of ? and boxes orange cyan white"
+    "digits of ? and boxes orange cyan white larger than largest"
 ).split()
 ANSWER_WORDS = ("yes", "no", *COLOURS, *SHAPES, *NUMBERS)
 PAD, EOS = "<pad>", "<eos>"
