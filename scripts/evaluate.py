@@ -22,7 +22,6 @@ fix); scripts/score.py scores replies produced anywhere.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -154,15 +153,6 @@ def rescore(config, samples: dict, out: Path) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
-def _exclusive(out: Path, lock: str):
-    try:
-        with exclusive(out, lock):
-            yield
-    except RunConflict as err:
-        raise app.UsageError(str(err)) from None
-
-
 def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune: PruneConfig | None) -> None:
     """Record what a run's results are made from, or check it on resume; results made from something
     else are refused (or, with --overwrite, removed so the run starts over)."""
@@ -173,12 +163,8 @@ def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune:
                  "samples": digest([(s.sample_id, s.prompt, s.answers) for s in samples])},
     }  # fmt: skip
     results.path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fresh = claim(
-            results.path.with_suffix(".fingerprint.json"), fingerprint, _OVERWRITE.value, bool(results.read())
-        )
-    except RunConflict as err:
-        raise app.UsageError(str(err)) from None
+    has_outputs = results.path.exists() and results.path.stat().st_size > 0
+    fresh = claim(results.path.with_suffix(".fingerprint.json"), fingerprint, _OVERWRITE.value, has_outputs)
     if fresh and results.path.exists():
         results.path.unlink()
 
@@ -229,17 +215,20 @@ def main(argv) -> None:
                  "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": hosts,
                  "mapper": model_digest(mapper) if mapper is not None else None}  # fmt: skip
     completed, metrics = {}, {}
-    with _exclusive(out, f".lock.host{host}"):
-        for benchmark in config.benchmarks:
-            samples = all_samples[benchmark.name]
-            metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
-            completed[benchmark.name] = {}
-            for run, prune in runs.items():
-                start = time.perf_counter()
-                results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
-                _claim_run(results, made_from, benchmark, samples, prune)
-                evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
-                completed[benchmark.name][run] = time.perf_counter() - start
+    try:
+        with exclusive(out, f".lock.host{host}"):
+            for benchmark in config.benchmarks:
+                samples = all_samples[benchmark.name]
+                metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
+                completed[benchmark.name] = {}
+                for run, prune in runs.items():
+                    start = time.perf_counter()
+                    results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
+                    _claim_run(results, made_from, benchmark, samples, prune)
+                    evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
+                    completed[benchmark.name][run] = time.perf_counter() - start
+    except RunConflict as err:  # another run holds --out, or made its results from something else
+        raise app.UsageError(str(err)) from None
     if hosts > 1:
         multihost_utils.sync_global_devices("evaluation done")
     if host != 0:
