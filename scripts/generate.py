@@ -30,7 +30,7 @@ from transformers import AutoTokenizer
 import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
-from tokcomp_jax.generate import generate
+from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
@@ -92,6 +92,10 @@ def main(argv=None) -> dict:
     buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
     buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
     inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
+    try:
+        check_positions(config, inputs.position_ids, inputs.attention_mask, args.max_new_tokens, names=["the prompt"])
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer)
 
     out = generate(

@@ -7,7 +7,8 @@
 The new directory is written beside `dst` (`.NAME.partial`), fsynced, then renamed into place; an
 existing `dst` is first renamed aside (`.NAME.replaced`) and removed only after the new one is
 in place. A kill while writing leaves `dst` as it was; a kill between the two renames leaves the
-previous directory whole under `.NAME.replaced` (POSIX has no atomic swap of two directories).
+previous directory whole under `.NAME.replaced` (POSIX has no atomic swap of two directories),
+and the next write to `dst` renames it back first.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from pathlib import Path
 @contextlib.contextmanager
 def directory_written_atomically(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     dst = Path(dst).absolute()
+    partial, replaced = dst.with_name(f".{dst.name}.partial"), dst.with_name(f".{dst.name}.replaced")
+    if replaced.exists() and not dst.exists():  # killed between the two renames: the previous one is whole
+        os.replace(replaced, dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
         raise FileExistsError(f"{dst} already exists; pass --overwrite to replace it")
-    partial, replaced = dst.with_name(f".{dst.name}.partial"), dst.with_name(f".{dst.name}.replaced")
     shutil.rmtree(partial, ignore_errors=True)  # a killed earlier attempt
     partial.mkdir(parents=True)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from tokcomp_jax.models.common.attention import CacheSegment
@@ -37,6 +38,22 @@ class PrefillState:
     segments: tuple[CacheSegment, ...]  # the layers' keys/values: one segment, or one per in-LLM pruning stage
     next_position: jax.Array  # [..., B] position id of the first generated token, on every rope axis
     prefill_length: jax.Array  # [B] real tokens the last layer prefilled
+
+
+def check_positions(config, position_ids, attention_mask, max_new_tokens: int, names=None) -> None:
+    """Refuse a batch (position ids [..., B, T], mask [B, T], on the host) whose last generated
+    token would pass the positions the model was trained on (`text.max_position_embeddings`);
+    the error names the rows, or `names[row]` when given."""
+    limit = config.text.max_position_embeddings
+    real = np.asarray(attention_mask).astype(bool)
+    last = np.where(real, np.asarray(position_ids), -1).max(axis=-1).reshape(-1, real.shape[0]).max(axis=0)
+    too_long = np.flatnonzero(last + max_new_tokens >= limit)
+    if too_long.size:
+        rows = [names[row] if names is not None else int(row) for row in too_long]
+        raise ValueError(
+            f"{rows} reach position {int(last[too_long].max())}; with {max_new_tokens} new tokens that passes "
+            f"the model's max_position_embeddings {limit}"
+        )
 
 
 def prefill(

@@ -102,7 +102,7 @@ def write_scienceqa(root):
     }  # fmt: skip
     (root / "problems.json").write_text(json.dumps(problems))
     _png(root / "images" / "test" / "5" / "image.png")
-    return {"count": 1, "first_answers": ("B",), "metric": "choice", "category": "natural science", "options": 2}
+    return {"count": 1, "first_answers": ("B",), "metric": "scienceqa", "category": "natural science", "options": 2}
 
 
 def write_seed(root):
@@ -156,7 +156,7 @@ def write_mvbench(root):
     ]))  # fmt: skip
     for i in range(15):  # 5 s of frames at 3 fps
         _png(root / "video" / "tvqa" / "frames_fps3_hq" / "show_1" / f"{i:05d}.jpg", colour=(i, i, i), size=(32, 32))
-    return {"count": 2, "first_answers": ("C",), "metric": "choice", "category": "object_shuffle", "options": 3}
+    return {"count": 2, "first_answers": ("C",), "metric": "mvbench", "category": "object_shuffle", "options": 3}
 
 
 def write_video_mme(root):
@@ -196,7 +196,7 @@ def test_adapter_reads_the_published_format(tmp_path, name):
         assert load_video(first.video).shape == (16, 32, 32, 3)
     else:
         assert load_image(first.images[0]).shape == (8, 12, 3)
-    if expected["metric"] in ("choice", "mcq", "circular"):
+    if expected["metric"] in ("choice", "mcq", "circular", "scienceqa", "mvbench"):
         assert len(first.options) == expected["options"]
         assert first.prompt.endswith(LETTER_ANSWER) and f"{first.options[-1][0]}. " in first.prompt
         assert first.answers[0] in dict(first.options)

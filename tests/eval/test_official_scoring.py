@@ -126,3 +126,33 @@ def test_mvbench_frame_folders_are_read_as_its_loader_reads_them(tmp_path):
     assert [round(float(frame.mean())) for frame in bounded] == [4, 6, 8]
     whole = load_video(VideoClip(tmp_path, num_frames=3, fps=3.0))
     assert [round(float(frame.mean())) for frame in whole] == [3, 8, 12]
+
+
+@pytest.mark.parametrize(
+    "reply,letter",
+    [("B", "B"), ("B. a dog", "B"), ("B.", None), (" B", None), ("b", None), ("The answer is C.", "C"),
+     ("The answer is C", None), ("The answer is A. The answer is B.", None), ("So the answer is A, not B", None), ("Hence The answer is A, not B", "A"), ("E", None), ("(B)", None),
+     ("B) a dog", None), ("", None)],
+)  # fmt: skip
+def test_scienceqa_letter(reply, letter):
+    """LLaVA-1.5: a bare letter, "X. " at the start, or exactly one "The answer is X" + any character;
+    "E" is past these four choices, and "The answer is C" lacks the character the regex requires."""
+    assert official.scienceqa_letter(reply, "ABCD") == letter
+
+
+def test_scienceqa_accuracy():
+    rows = [("B", "B", "natural science", ""), ("B.", "B", "natural science", ""), ("C. a bird", "C", "social", "")]
+    result = benchmark_score("scienceqa", records("scienceqa", rows, OPTIONS))
+    assert result["score"] == pytest.approx(200 / 3)
+
+
+@pytest.mark.parametrize(
+    "reply,right",
+    [("A", True), ("(A) a cat", True), ("A) a cat", True), ("a.", True), ("A. a cat", True), ("", True),
+     ("B", False), ("(B) a dog", False), ("Answer: A", False), ("The answer is A", False), (" A\nbecause", True),
+     ("AB", False)],
+)  # fmt: skip
+def test_mvbench_check_ans(reply, right):
+    """Answer A, gt "(A) a cat": "(" + the reply's first line; its first word without dots must lie in
+    "(a)" or contain it. "" gives "(", a substring of "(a)": right, as in the official notebook."""
+    assert official.mvbench_correct(reply, "A") is right

@@ -15,7 +15,7 @@ from tokcomp_jax.eval.adapters import read_benchmark
 from tokcomp_jax.eval.codecs import MiniatureCodec
 from tokcomp_jax.eval.metrics import benchmark_score
 from tokcomp_jax.eval.results import ResultsFile
-from tokcomp_jax.eval.runner import RunSettings, evaluate
+from tokcomp_jax.eval.runner import RunSettings, evaluate, prepared_batches
 from tokcomp_jax.mapper import Mapper, MapperConfig
 from tokcomp_jax.miniature.samples import miniature_config
 from tokcomp_jax.models import Qwen2VL
@@ -124,3 +124,14 @@ def test_video_benchmark_runs_through_the_chat_codec_pruned_and_not(tmp_path, ti
         assert visual > 16 and full["prefill_tokens"] == full["unpruned_tokens"]
         assert full["prefill_tokens"] - cut["prefill_tokens"] == visual - -(-visual // 2)
     assert {r["category"] for r in unpruned} == {"object_shuffle", "episodic_reasoning"}
+
+
+def test_samples_past_the_model_positions_are_named(samples, model):
+    """A tiny model of 16 positions: every sample (>= 4 visual + text tokens) plus 8 new tokens passes it."""
+    config = model.config
+    short = dataclasses.replace(config, text=dataclasses.replace(config.text, max_position_embeddings=16))
+    settings = dataclasses.replace(SETTINGS, max_new_tokens=8)
+    with pytest.raises(ValueError, match=r"\['s0', 's5'\] reach position \d+; with 8 new tokens that passes "
+                                         r"the model's max_position_embeddings 16"):  # fmt: skip
+        next(prepared_batches(short, samples, MiniatureCodec(config), settings))
+    assert next(prepared_batches(config, samples, MiniatureCodec(config), settings))

@@ -35,3 +35,8 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max-prompt-tokens 1024"):
         module.main(["--model", str(model_dir), "--prompt", long_prompt, "--scorer", "attention",
                      "--max-prompt-tokens", "1024"])  # fmt: skip
+    prompt_positions = " ".join(["what colour is the square ?"] * 80)  # ~400 tokens; the tiny model has 512 positions
+    with pytest.raises(SystemExit, match=r"\['the prompt'\] reach position \d+; with 200 new tokens that passes "
+                                         r"the model's max_position_embeddings 512"):  # fmt: skip
+        module.main(["--model", str(model_dir), "--prompt", prompt_positions, "--scorer", "attention",
+                     "--max-new-tokens", "200"])  # fmt: skip

@@ -11,10 +11,10 @@ field raises a ValueError that names the file and what is missing.
 | pope      | coco_pope_{random,popular,adversarial}.json (jsonl), val2014/<image> | pope: POPE evaluate.py, F1 per split         |
 | mme       | [one level of folder, then] <category>/{images,questions_answers_YN}/ or <category>/<img>+<txt> | mme: MME calculation.py |
 | mmbench   | MMBench_DEV_EN.tsv (VLMEvalKit: base64 image column, circular copies) | circular: VLMEvalKit CircularEval            |
-| scienceqa | problems.json, images/test/<pid>/image.png (image questions only)    | choice: this project's letter extraction     |
+| scienceqa | problems.json, images/test/<pid>/image.png (image questions only)    | scienceqa: LLaVA-1.5 eval_science_qa.py      |
 | seed      | SEED-Bench.json or SEED-Bench_v2*.json, the image folder (one-image questions) | mcq: VLMEvalKit vanilla (can_infer) |
 | mmstar    | MMStar.tsv (options in the question, or VLMEvalKit's A-D columns)    | mcq: VLMEvalKit vanilla (can_infer)          |
-| mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, as its loader) | choice: this project's letter extraction   |
+| mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, as its loader) | mvbench: MVBench check_ans                 |
 | video_mme | videomme/*.parquet, data/<videoID>.mp4 (16 frames, uniform)           | video_mme: eval_your_results.py              |
 | jsonl     | <name>.jsonl + media (tokcomp_jax.data.jsonl_vqa's format)           | exact / choice                               |
 """
@@ -235,7 +235,7 @@ def read_scienceqa(data_dir: Path, split: str = "test") -> list[EvalSample]:
             EvalSample(
                 benchmark="scienceqa", sample_id=str(pid),
                 prompt=choice_prompt(_field(record, "question", where), options, record.get("hint", "")),
-                answers=(LETTERS[answer],), metric="choice",
+                answers=(LETTERS[answer],), metric="scienceqa",
                 images=(data_dir / "images" / split / pid / record["image"],), options=tuple(options),
                 category=record.get("subject", ""),
             )
@@ -360,7 +360,7 @@ def read_mvbench(data_dir: Path, num_frames: int = 16) -> list[EvalSample]:
                 EvalSample(
                     benchmark="mvbench", sample_id=f"{task}/{index}",
                     prompt=choice_prompt(_field(record, "question", where), options),
-                    answers=(LETTERS[candidates.index(answer)],), metric="choice", video=clip,
+                    answers=(LETTERS[candidates.index(answer)],), metric="mvbench", video=clip,
                     options=tuple(options), category=task,
                 )
             )  # fmt: skip

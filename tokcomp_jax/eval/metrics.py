@@ -217,7 +217,7 @@ def mme_scores(rows: Iterable[tuple[str, str, str | None, str]]) -> dict[str, fl
 
 def score_reply(metric: str, reply: str, answers: Sequence[str], options: dict[str, str]) -> float | str | None:
     """One sample's score by its benchmark's official rule (tokcomp_jax.eval.official): in [0, 1] for
-    vqa / exact / gqa / choice / mcq / circular / video_mme (None: a Video-MME reply with no letter,
+    vqa / exact / gqa / choice / mcq / circular / scienceqa / mvbench / video_mme (None: a Video-MME reply with no letter,
     left out as the official script leaves it); the parsed answer for pope and mme, which are
     scored over the whole benchmark (pope_scores, mme_scores)."""
     if metric == "vqa":
@@ -230,6 +230,10 @@ def score_reply(metric: str, reply: str, answers: Sequence[str], options: dict[s
         return float(extract_choice(reply, options) == answers[0])
     if metric in ("mcq", "circular"):
         return float(official.vlmevalkit_choice(reply, options) == answers[0])
+    if metric == "scienceqa":
+        return float(official.scienceqa_letter(reply, "".join(options)) == answers[0])
+    if metric == "mvbench":
+        return float(official.mvbench_correct(reply, answers[0]))
     if metric == "video_mme":
         letter = official.video_mme_letter(reply)
         return float(letter == answers[0]) if letter else None

@@ -7,9 +7,12 @@
 | gqa_prediction      | LLaVA scripts/convert_gqa_for_eval.py before GQA's eval.py (exact match against the answer) |
 | vlmevalkit_choice   | VLMEvalKit vlmeval/utils/matching_util.py can_infer (can_infer_option, can_infer_text)   |
 | video_mme_letter    | Video-MME eval_your_results.py extract_characters_regex (thanku-all/parse_answer @afd52cf) |
+| scienceqa_letter    | LLaVA-1.5 llava/eval/eval_science_qa.py (haotian-liu/LLaVA; lmms-eval's sqa_process_results reads the same two forms) |
+| mvbench_correct     | MVBench (OpenGVLab/Ask-Anything video_chat2/mvbench.ipynb): `return_prompt + reply.strip().split('\\n')[0]`, then check_ans |
 
 The quirks are kept on purpose (POPE's case-sensitive words, MME's 4-character prefix, the
-Video-MME prefix list whose missing commas glue two pairs of prefixes): the point is to give the
+Video-MME prefix list whose missing commas glue two pairs of prefixes, MVBench's substring test
+that an empty reply passes): the point is to give the
 number the official script gives.
 """
 
@@ -88,3 +91,28 @@ def video_mme_letter(reply: str) -> str:
         return ""
     match = re.search(r"[ABCD]", text)
     return match[0] if match else ""
+
+
+def scienceqa_letter(reply: str, letters: str) -> str | None:
+    """The letter LLaVA-1.5's eval_science_qa.py parses: the reply is a letter of A-E, or starts with
+    "X. ", or holds "The answer is X" followed by any character exactly once; a letter past the
+    problem's choices (`letters`) or a failed parse is wrong (get_pred_idx -> -1)."""
+    if reply in ("A", "B", "C", "D", "E"):
+        letter = reply
+    elif len(reply) >= 3 and reply[0] in "ABCDE" and reply[1:3] == ". ":
+        letter = reply[0]
+    else:
+        found = re.findall(r"The answer is ([A-Z]).", reply)
+        letter = found[0] if len(found) == 1 else None
+    return letter if letter is not None and letter in letters else None
+
+
+def mvbench_correct(reply: str, letter: str) -> bool:
+    """MVBench's check_ans on the prediction its notebook forms: "(" (the answer prompt's last
+    character, returned with the answer) + the reply's first line. Its first word, lowercased and
+    without dots, must be a substring of the answer's "(x)", or contain it: "A", "(A) cat", "a."
+    pass for answer A; so does an empty reply ("(" is in every "(x)")."""
+    prediction = "(" + reply.strip().split("\n")[0]
+    option = prediction.lower().split(" ")[0]
+    answer = f"({letter.lower()})"
+    return option.replace(".", "") in answer or answer in option

@@ -26,7 +26,7 @@ from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.flops import prefill_flops
-from tokcomp_jax.generate import generate
+from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper.inputs import choose_bucket
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
@@ -77,7 +77,10 @@ def prepared_batches(
             rows = [encoded[i] for i in indices]
             rows += [rows[-1]] * (settings.batch_size - len(rows))  # a full batch: one compile per bucket
             batch = family_of(config).collate(rows)
-            yield [chunk[i] for i in indices], *prepare_pruning(config, batch, buckets, mapper=mapper_config)
+            inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper_config)
+            names = [chunk[i].sample_id for i in indices] + [chunk[indices[-1]].sample_id] * settings.batch_size
+            check_positions(config, inputs.position_ids, inputs.attention_mask, settings.max_new_tokens, names)
+            yield [chunk[i] for i in indices], inputs, scoring
 
 
 def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-METRICS = ("vqa", "exact", "gqa", "choice", "mcq", "circular", "video_mme", "pope", "mme")
+METRICS = ("vqa", "exact", "gqa", "choice", "mcq", "circular", "scienceqa", "mvbench", "video_mme", "pope", "mme")
 
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 LETTER_ANSWER = "Answer with the option's letter from the given choices directly."

@@ -138,4 +138,8 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
         graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
         params = map_weights(abstract, hf_tensors(path, family), family.name_map(config))
         return merge_weights(graphdef, abstract, nest(params))
+    replaced = path.with_name(f".{path.name}.replaced")
+    if not path.exists() and replaced.exists():
+        raise CheckpointError(f"{path} does not exist; an overwrite killed mid-way left the previous model whole in "
+                              f"{replaced} (the next write to {path.name} restores it, or rename it back)")  # fmt: skip
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")

@@ -32,6 +32,7 @@ class DecoderConfig:
     tie_word_embeddings: bool = False
     hidden_act: str = "silu"
     mrope_section: tuple[int, ...] | None = None  # (t, h, w) split of head_dim // 2 for M-RoPE
+    max_position_embeddings: int = 32768  # positions the model was trained on; longer inputs are refused
 
     def __post_init__(self):
         if self.mrope_section is not None:
@@ -113,10 +114,11 @@ class MultimodalConfig:
 
 # transformers' defaults, per config class, for the fields we read.
 QWEN2_DEFAULTS = dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
-                      num_attention_heads=32, rms_norm_eps=1e-6, rope_theta=10_000.0, hidden_act="silu")  # fmt: skip
+                      num_attention_heads=32, rms_norm_eps=1e-6, rope_theta=10_000.0, hidden_act="silu",
+                      max_position_embeddings=32768)  # fmt: skip
 LLAMA_DEFAULTS = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                       num_attention_heads=32, rms_norm_eps=1e-6, rope_theta=10_000.0, hidden_act="silu",
-                      attention_bias=False)  # fmt: skip
+                      attention_bias=False, max_position_embeddings=2048)  # fmt: skip
 SIGLIP_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                        image_size=224, patch_size=16, num_channels=3, layer_norm_eps=1e-6,
                        hidden_act="gelu_pytorch_tanh")  # fmt: skip
@@ -140,5 +142,6 @@ def read_decoder(hf: dict[str, Any], defaults: dict[str, Any], **fixed) -> Decod
         num_hidden_layers=get("num_hidden_layers"), num_attention_heads=heads,
         num_key_value_heads=hf.get("num_key_value_heads") or heads, rms_norm_eps=get("rms_norm_eps"),
         rope_theta=rope_parameters(hf, defaults["rope_theta"])["rope_theta"], hidden_act=get("hidden_act"),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings")), **fixed,
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings")),
+        max_position_embeddings=get("max_position_embeddings"), **fixed,
     )  # fmt: skip

@@ -20,7 +20,8 @@ from tokcomp_jax.models.common.config import DecoderConfig, MultimodalConfig, re
 
 # transformers' Qwen2VLTextConfig and Qwen2VLVisionConfig defaults (5.24) for the fields we read.
 TEXT_DEFAULTS = dict(vocab_size=152064, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
-                     num_attention_heads=64, rms_norm_eps=1e-5, rope_theta=1_000_000.0, hidden_act="silu")  # fmt: skip
+                     num_attention_heads=64, rms_norm_eps=1e-5, rope_theta=1_000_000.0, hidden_act="silu",
+                     max_position_embeddings=32768)  # fmt: skip
 VISION_DEFAULTS = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_act="quick_gelu", in_channels=3,
                        patch_size=14, temporal_patch_size=2, spatial_merge_size=2, hidden_size=3584)  # fmt: skip
 DEFAULT_MROPE_SECTION = (16, 24, 24)  # transformers' Qwen2VLRotaryEmbedding when the file gives none
