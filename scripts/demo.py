@@ -14,7 +14,8 @@
    as jsonl benchmarks in OUT/jsonl/ (scripts/evaluate.py reads them).
 
 Nothing from an earlier run is reused unless --resume is given (every stage then continues
-where it stopped: checkpoints, label shards and generated data are kept).
+where it stopped: checkpoints, label shards and generated data are kept). Without it an earlier
+run's --out (marked by OUT/.miniature_run) is removed first; any other non-empty --out is refused.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parents[1] / "configs" / "miniature.py"), "miniature config (variant after ':')"
 )
 _OUT = flags.DEFINE_string("out", "outputs/miniature-demo", "run directory")
+RUN_MARKER = ".miniature_run"  # what lets a fresh run remove an earlier one's --out
 _RESUME = flags.DEFINE_bool("resume", False, "continue the run in --out instead of starting afresh")
 
 EVAL_SPLITS = ("test", "test_2x", "test_clips")
@@ -115,8 +117,12 @@ def main(argv) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     config, out = _CONFIG.value, Path(_OUT.value).absolute()
     if out.exists() and not _RESUME.value:
+        earlier_run = (out / RUN_MARKER).exists() or (out / "data" / "cluttered_digits_vqa").is_dir()  # or unmarked
+        if any(out.iterdir()) and not earlier_run:
+            raise app.UsageError(f"--out {out} holds files that are not a miniature run's; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_MARKER).touch()
     seconds = {}
 
     start = time.perf_counter()

@@ -11,11 +11,11 @@ from absl import flags
 
 @pytest.fixture
 def run_absl_script(monkeypatch):
-    """run(script, *args): run scripts/<script> as __main__ and check that absl's app.run exited 0.
+    """run(script, *args, code=0): run scripts/<script> as __main__ and check absl's app.run exit code.
     The flags the script defines are removed afterwards, so a script can run more than once."""
     before = set(flags.FLAGS)
 
-    def run(script: str, *args: str) -> None:
+    def run(script: str, *args: str, code: int = 0) -> None:
         monkeypatch.setattr(sys, "argv", [script, *args])
         try:
             with pytest.raises(SystemExit) as finished:  # absl's app.run always exits
@@ -23,6 +23,6 @@ def run_absl_script(monkeypatch):
         finally:
             for name in set(flags.FLAGS) - before:
                 delattr(flags.FLAGS, name)
-        assert not finished.value.code
+        assert (finished.value.code or 0) == code
 
     return run

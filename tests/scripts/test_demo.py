@@ -41,3 +41,9 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
         assert again[split]["unpruned_accuracy"] == results["unpruned_accuracy"]
         same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN == NaN)
         assert same(again[split]["methods"], results["methods"])
+
+
+def test_demo_never_removes_a_directory_that_is_not_a_miniature_run(tmp_path, run_absl_script, capsys):
+    (tmp_path / "notes.txt").write_text("a user's files")
+    run_absl_script("demo.py", "--config", "configs/miniature.py:test", "--out", str(tmp_path), code=1)
+    assert (tmp_path / "notes.txt").exists() and "not a miniature run's" in capsys.readouterr().err
