@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokcomp_jax.models.llava_onevision.family import LLAVA_ONEVISION
+from tokcomp_jax.models.qwen2_5_vl.family import QWEN2_5_VL
 from tokcomp_jax.models.qwen2_vl.family import QWEN2_VL
 from tokcomp_jax.models.vila.family import VILA
 
@@ -16,6 +17,15 @@ def _qwen2vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     from conversion.verify import load_torch_model, max_diffs, random_batch
 
     return max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
+
+
+def _qwen2_5_vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from conversion.verify import load_torch_model, max_diffs, random_batch
+
+    torch_model = load_torch_model(src, dtype, Qwen2_5_VLForConditionalGeneration)
+    return max_diffs(model, torch_model, random_batch(model.config, VERIFY_MEDIA))
 
 
 def _llava_onevision_diffs(model, src: Path, dtype: str) -> dict[str, float]:
@@ -36,6 +46,7 @@ def _vila_diffs(model, src: Path, dtype: str) -> dict[str, float]:
 # One entry per family: its name -> diffs(converted model, HF directory, dtype) against its PyTorch reference.
 REFERENCE_DIFFS = {
     QWEN2_VL.name: _qwen2vl_diffs,
+    QWEN2_5_VL.name: _qwen2_5_vl_diffs,
     LLAVA_ONEVISION.name: _llava_onevision_diffs,
     VILA.name: _vila_diffs,
 }

@@ -3,6 +3,7 @@ vocabulary, the family's special tokens and chat template) and preprocessor_conf
 and for trying the whole journey (README: "From a released checkpoint to a pruned benchmark table"):
 
     python -m conversion.tiny --family qwen2_vl --dst /tmp/tiny-qwen2-vl
+    python -m conversion.tiny --family qwen2_5_vl --dst /tmp/tiny-qwen2.5-vl
     python -m conversion.tiny --family llava_onevision --dst /tmp/tiny-llava
     python -m conversion.tiny --family vila --dst /tmp/tiny-vila
     python -m conversion.tiny --jsonl-sample --dst /tmp/tiny-data  # 8 images and questions, jsonl + media
@@ -20,7 +21,12 @@ from pathlib import Path
 
 import torch
 from transformers import LlavaOnevisionConfig as HFLlavaOnevisionConfig
-from transformers import LlavaOnevisionForConditionalGeneration, Qwen2VLForConditionalGeneration
+from transformers import (
+    LlavaOnevisionForConditionalGeneration,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+)
+from transformers import Qwen2_5_VLConfig as HFQwen25VLConfig
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
 
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
@@ -34,11 +40,13 @@ WORDS = (
 ).split()
 SPECIAL_TOKENS = {  # family -> (token, id) at the tiny configs' ids; the chat template's markers after them
     "qwen2_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
+    "qwen2_5_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
     "llava_onevision": {"<image>": 250, "<video>": 251},
     "vila": {},
 }
-CHAT_MARKERS = {"qwen2_vl": ("<|im_start|>", "<|im_end|>"), "llava_onevision": ("<|im_start|>", "<|im_end|>"),
-                "vila": ("<s>", "</s>")}  # fmt: skip
+TEMPLATE_OF = {"qwen2_5_vl": "qwen2_vl"}  # Qwen2.5-VL was released with Qwen2-VL's chat template
+CHAT_MARKERS = {"qwen2_vl": ("<|im_start|>", "<|im_end|>"), "qwen2_5_vl": ("<|im_start|>", "<|im_end|>"),
+                "llava_onevision": ("<|im_start|>", "<|im_end|>"), "vila": ("<s>", "</s>")}  # fmt: skip
 
 
 def tiny_hf_config(
@@ -104,6 +112,42 @@ def save_tiny_model(directory: str | os.PathLike, seed: int = 0, **config_overri
     return model
 
 
+def tiny_qwen2_5_vl_hf_config(hidden: int = 64, layers: int = 2, tie: bool = False, **vision) -> HFQwen25VLConfig:
+    """A tiny Qwen2.5-VL: windows of 2x2 merge units (56 pixels), block 0 windowed, block 1 full;
+    `vision` overrides the vision tower's fields."""
+    vision_config = dict(depth=2, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=hidden,
+                         patch_size=14, window_size=56, fullatt_block_indexes=[1], tokens_per_second=2)  # fmt: skip
+    vision_config.update(vision)
+    return HFQwen25VLConfig(
+        text_config=dict(
+            vocab_size=256, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            bos_token_id=None, eos_token_id=None, tie_word_embeddings=tie,
+        ),
+        vision_config=vision_config,
+        image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+
+
+def tiny_qwen2_5_vl_model(seed: int = 0, **config_overrides):
+    """A random-init tiny transformers Qwen2.5-VL (eager attention) with perturbed norms."""
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration._from_config(
+        tiny_qwen2_5_vl_hf_config(**config_overrides), attn_implementation="eager"
+    )
+    with torch.no_grad():  # random init leaves norms at 1; a dropped norm must not pass
+        for name, param in model.named_parameters():
+            if "norm" in name or "ln_q" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
+
+
+def _save_tiny_qwen2_5_vl(directory: Path, seed: int) -> None:
+    tiny_qwen2_5_vl_model(seed).save_pretrained(directory)
+
+
 LLAVA_PINPOINTS = ((56, 56), (56, 112), (112, 56), (112, 112), (56, 168), (168, 56), (112, 168), (168, 112))
 
 
@@ -153,7 +197,7 @@ def tiny_tokenizer(family: str):
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
     tokenizer.add_special_tokens({"additional_special_tokens": [*markers, *special]})
-    if (template := TEMPLATES / f"{family}.jinja").exists():
+    if (template := TEMPLATES / f"{TEMPLATE_OF.get(family, family)}.jinja").exists():
         tokenizer.chat_template = template.read_text()
     else:  # VILA1.5's LLM tokenizer: BOS / EOS, and the processor writes the conversation
         tokenizer.add_special_tokens({"bos_token": "<s>", "eos_token": "</s>"})
@@ -174,6 +218,7 @@ SIGLIP_PIXELS = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
 # family -> (weights + config writer, preprocessor_config.json, its subdirectory, the tokenizer's)
 TINY_CHECKPOINTS = {
     "qwen2_vl": (save_tiny_model, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
+    "qwen2_5_vl": (_save_tiny_qwen2_5_vl, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
     "llava_onevision": (_save_tiny_llava, SIGLIP_PIXELS, "", ""),
     "vila": (_save_tiny_vila, SIGLIP_PIXELS, "vision_tower", "llm"),
 }

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
-from tokcomp_jax.models.qwen2_vl.modeling import prepare_inputs
 from tokcomp_jax.models.qwen2_vl.positions import token_types
 from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images, process_video
 
@@ -92,7 +92,8 @@ def torch_forward(model, config: Qwen2VLConfig, batch: dict[str, np.ndarray]) ->
 
 def flax_forward(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The Flax model's logits [B, T, V] and first-layer attention [B, N, T, T] (float32 numpy)."""
-    out = model(prepare_inputs(model.config, **batch), return_first_layer_attention=True)
+    inputs = FAMILIES[model.config.family].prepare_inputs(model.config, **batch)
+    out = model(inputs, return_first_layer_attention=True)
     return np.asarray(out.logits, np.float32), np.asarray(out.first_layer_attention, np.float32)
 
 
@@ -121,13 +122,16 @@ def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float
     }
 
 
-def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
-    """transformers' Qwen2-VL from a local directory, eager attention so attentions come back."""
+def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32", model_class=None):
+    """transformers' Qwen2-VL (or `model_class`, e.g. Qwen2.5-VL's) from a local directory, eager
+    attention so attentions come back."""
     from transformers import Qwen2VLForConditionalGeneration
 
-    return Qwen2VLForConditionalGeneration.from_pretrained(
-        hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True
-    ).eval()
+    return (
+        (model_class or Qwen2VLForConditionalGeneration)
+        .from_pretrained(hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True)
+        .eval()
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

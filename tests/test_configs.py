@@ -54,3 +54,11 @@ def test_presets_build_abstractly(family, variant, parameters):
     if parameters is not None:
         assert abs(count - parameters) / parameters < 1e-3
     assert model.vision_tower.embeddings.position_embedding.embedding.shape[0] == config.vision.grid_side**2
+
+
+@pytest.mark.parametrize("variant", ["3b", "7b", "tiny"])
+def test_qwen2_5_vl_presets_round_trip_through_ml_collections(variant):
+    from configs.models import qwen2_5_vl
+
+    config = qwen2_5_vl.model_config(qwen2_5_vl.get_config(variant))
+    assert config == qwen2_5_vl.PRESETS[variant]() and config.family == "qwen2_5_vl"

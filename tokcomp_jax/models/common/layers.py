@@ -66,12 +66,12 @@ class LayerNorm(nnx.Module):
 
 
 class GatedMLP(nnx.Module):
-    """SwiGLU feed-forward: down(act(gate(x)) * up(x)); [..., D] -> [..., D]."""
+    """SwiGLU feed-forward: down(act(gate(x)) * up(x)); [..., D] -> [..., D]. Biases only in vision towers."""
 
-    def __init__(self, dim: int, hidden: int, *, act: str, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.gate_proj = linear(dim, hidden, bias=False, dtype=dtype, rngs=rngs)
-        self.up_proj = linear(dim, hidden, bias=False, dtype=dtype, rngs=rngs)
-        self.down_proj = linear(hidden, dim, bias=False, dtype=dtype, rngs=rngs)
+    def __init__(self, dim: int, hidden: int, *, act: str, dtype: jnp.dtype, rngs: nnx.Rngs, bias: bool = False):
+        self.gate_proj = linear(dim, hidden, bias=bias, dtype=dtype, rngs=rngs)
+        self.up_proj = linear(dim, hidden, bias=bias, dtype=dtype, rngs=rngs)
+        self.down_proj = linear(hidden, dim, bias=bias, dtype=dtype, rngs=rngs)
         self.act = activation(act)
 
     def __call__(self, x: jax.Array) -> jax.Array:

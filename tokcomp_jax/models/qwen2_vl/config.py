@@ -60,6 +60,19 @@ class Qwen2VisionConfig:
         return self.in_channels * self.temporal_patch_size * self.patch_size**2
 
 
+def check_qwen_vl(config) -> None:
+    """What a Qwen2-VL-style config (Qwen2-VL, Qwen2.5-VL) must hold together."""
+    check_field_types(config)
+    if not isinstance(config.vision, config.VISION):
+        raise TypeError(f"{type(config).__name__}.vision must be a {config.VISION.__name__}")
+    if config.vision.out_hidden_size != config.text.hidden_size:
+        raise ValueError(
+            f"vision out_hidden_size {config.vision.out_hidden_size} != text hidden_size {config.text.hidden_size}"
+        )
+    if config.text.mrope_section is None:
+        raise ValueError(f"{type(config).__name__} needs text.mrope_section")
+
+
 @dataclasses.dataclass(frozen=True)
 class Qwen2VLConfig(MultimodalConfig):
     """Qwen2-VL: vision tower + merger + Qwen2 decoder with M-RoPE."""
@@ -74,13 +87,7 @@ class Qwen2VLConfig(MultimodalConfig):
     VISION: ClassVar[type] = Qwen2VisionConfig
 
     def __post_init__(self):
-        check_field_types(self)
-        if self.vision.out_hidden_size != self.text.hidden_size:
-            raise ValueError(
-                f"vision out_hidden_size {self.vision.out_hidden_size} != text hidden_size {self.text.hidden_size}"
-            )
-        if self.text.mrope_section is None:
-            raise ValueError("Qwen2-VL needs text.mrope_section")
+        check_qwen_vl(self)
 
     # Published presets (config.json of the Qwen/Qwen2-VL-*-Instruct checkpoints).
     @classmethod

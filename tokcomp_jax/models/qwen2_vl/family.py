@@ -19,6 +19,8 @@ class Qwen2VLFamily(Family):
     hf_model_types = ("qwen2_vl",)
     config_class = Qwen2VLConfig
     model = Qwen2VL
+    media_keys = MEDIA  # what prepare_inputs takes from a batch beside the ids
+    prepare_inputs = staticmethod(prepare_inputs)
 
     def name_map(self, config):
         return qwen2vl_name_map(config.text.tie_word_embeddings)
@@ -43,11 +45,11 @@ class Qwen2VLFamily(Family):
         layout = visual_layout(
             input_ids, attention_mask, self.visual_token_ids(config), buckets
         )  # clearer errors first
-        media = {key: batch.get(key) for key in MEDIA}
+        media = {key: batch.get(key) for key in self.media_keys}
         has_media = media["pixel_values"] is not None or media["pixel_values_videos"] is not None
         merge = config.vision.spatial_merge_size
         patch_bucket = len(input_ids) * buckets.visual * merge**2 if has_media else None
-        inputs = prepare_inputs(
+        inputs = self.prepare_inputs(
             config, input_ids, attention_mask, **media, patch_bucket=patch_bucket, frame_patches=buckets.frame_patches
         )
         return inputs, layout

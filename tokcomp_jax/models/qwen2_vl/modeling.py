@@ -11,6 +11,7 @@ Two steps, so the jitted graph sees only arrays:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import jax
@@ -32,7 +33,8 @@ class Qwen2VLInputs:
 
     # field -> batch axis, for sharding over `data` (pixels etc.: one block per image / frame when blocked)
     BATCH_AXES: ClassVar[dict[str, int]] = {"input_ids": 0, "attention_mask": 0, "position_ids": 1, "visual_token_index": 0,
-                                            "pixel_values": 0, "patch_positions": 0, "patch_segment_ids": 0}  # fmt: skip
+                                            "pixel_values": 0, "patch_positions": 0, "patch_segment_ids": 0,
+                                            "patch_window_ids": 0}  # fmt: skip
 
     input_ids: jax.Array  # [B, T]
     attention_mask: jax.Array  # [B, T], 1 = real token
@@ -40,6 +42,7 @@ class Qwen2VLInputs:
     pixel_values: jax.Array | None = None  # [P, patch_dim] packed, or [F, S, patch_dim] one frame per block
     patch_positions: jax.Array | None = None  # [P, 2] or [F, S, 2] (row, col) for the vision RoPE
     patch_segment_ids: jax.Array | None = None  # [P] or [F, S] one id per image / video frame, -1 padding
+    patch_window_ids: jax.Array | None = None  # like patch_segment_ids, one id per attention window (Qwen2.5-VL)
     visual_token_index: jax.Array | None = None  # [B, T] row into the merged visual tokens, -1 for text
 
     @property
@@ -78,6 +81,8 @@ def prepare_inputs(
     video_grid_thw: np.ndarray | None = None,
     patch_bucket: int | None = None,
     frame_patches: int | None = None,
+    window_units: int | None = None,
+    video_time_steps: Sequence[float] | None = None,
 ) -> Qwen2VLInputs:
     """Host bookkeeping for one batch; arguments as in transformers' Qwen2-VL forward.
 
@@ -87,6 +92,11 @@ def prepare_inputs(
     image / video frame to its own block of that many patches ([F, S, patch_dim]; with
     `patch_bucket`, F = patch_bucket // frame_patches), so the vision tower's attention costs
     F * S^2 rather than (F * S)^2: the layout for batches of many images.
+
+    Qwen2.5-VL: `window_units` (window side in merge units) orders each frame's patches window by
+    window, as its vision tower does, and gives each patch its window id (the merged tokens are
+    placed back in the processor's order through `visual_token_index`); `video_time_steps` (per
+    video: tokens_per_second x seconds per temporal patch) spaces the videos' temporal positions.
     """
     input_ids = np.asarray(input_ids)
     if input_ids.ndim != 2 or input_ids.shape[1] == 0:
@@ -114,6 +124,7 @@ def prepare_inputs(
         image_token_id=config.image_token_id,
         video_token_id=config.video_token_id,
         spatial_merge_size=merge,
+        video_time_steps=video_time_steps,
     )
     inputs = Qwen2VLInputs(
         input_ids=jnp.asarray(input_ids, jnp.int32),
@@ -132,19 +143,33 @@ def prepare_inputs(
         num_tokens += _num_visual_tokens(grid, merge)
         num_segments += int(grid[:, 0].sum())
     pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
+    windows = None
+    if window_units is not None:
+        grids = np.concatenate([grid for _, _, grid, _ in media])
+        order, windows = positions.window_order(grids, merge, window_units)
+        pixels, patch_pos, segments = (x[order] for x in (pixels, patch_pos, segments))
+        token_order = order[:: merge**2] // merge**2  # merged token k of the tower is token_order[k] of the processor
+        token_index = _move_tokens(token_index, np.argsort(token_order))
     if frame_patches is not None:
-        pixels, patch_pos, segments, token_slot = _block_frames(
-            pixels, patch_pos, segments, frame_patches, patch_bucket, merge**2
-        )
-        token_index = np.where(token_index >= 0, token_slot[np.maximum(token_index, 0)], -1).astype(np.int32)
+        blocked = _block_frames(pixels, patch_pos, segments, windows, frame_patches, patch_bucket, merge**2)
+        pixels, patch_pos, segments, windows, token_slot = blocked
+        token_index = _move_tokens(token_index, token_slot)
     elif patch_bucket is not None:
-        pixels, patch_pos, segments = _pad_patches(pixels, patch_pos, segments, patch_bucket, merge**2)
+        pixels, patch_pos, segments, windows = _pad_patches(
+            pixels, patch_pos, segments, windows, patch_bucket, merge**2
+        )
     return inputs.replace(
         pixel_values=jnp.asarray(pixels),
         patch_positions=jnp.asarray(patch_pos),
         patch_segment_ids=jnp.asarray(segments),
+        patch_window_ids=None if windows is None else jnp.asarray(windows),
         visual_token_index=jnp.asarray(token_index),
     )
+
+
+def _move_tokens(token_index: np.ndarray, new_row: np.ndarray) -> np.ndarray:
+    """visual_token_index [B, T] after the merged tokens moved: row r is now new_row[r]."""
+    return np.where(token_index >= 0, new_row[np.maximum(token_index, 0)], -1).astype(np.int32)
 
 
 def _num_visual_tokens(grid_thw: np.ndarray, merge: int) -> int:
@@ -152,7 +177,7 @@ def _num_visual_tokens(grid_thw: np.ndarray, merge: int) -> int:
     return int(grid_thw.prod(-1).sum()) // merge**2
 
 
-def _pad_patches(pixels, patch_pos, segments, bucket: int, window: int):
+def _pad_patches(pixels, patch_pos, segments, windows, bucket: int, window: int):
     if bucket % window:
         raise ValueError(f"patch_bucket {bucket} must be a multiple of the merge window {window}")
     pad = bucket - pixels.shape[0]
@@ -162,12 +187,13 @@ def _pad_patches(pixels, patch_pos, segments, bucket: int, window: int):
         np.pad(pixels, ((0, pad), (0, 0))),
         np.pad(patch_pos, ((0, pad), (0, 0))),
         np.pad(segments, (0, pad), constant_values=-1),
+        None if windows is None else np.pad(windows, (0, pad), constant_values=-1),
     )
 
 
-def _block_frames(pixels, patch_pos, segments, frame_patches: int, patch_bucket: int | None, window: int):
-    """Packed [P, ...] -> one padded block per frame [F, S, ...], and each packed merged token's
-    row in the blocked tokens [F * S / window]."""
+def _block_frames(pixels, patch_pos, segments, windows, frame_patches: int, patch_bucket: int | None, window: int):
+    """Packed [P, ...] -> one padded block per frame [F, S, ...] (window ids too, when given), and
+    each packed merged token's row in the blocked tokens [F * S / window]."""
     if frame_patches % window:
         raise ValueError(f"frame_patches {frame_patches} must be a multiple of the merge window {window}")
     starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
@@ -182,11 +208,16 @@ def _block_frames(pixels, patch_pos, segments, frame_patches: int, patch_bucket:
         np.zeros((num_blocks, frame_patches, 2), patch_pos.dtype),
         np.full((num_blocks, frame_patches), -1, segments.dtype),
     )
+    sources = (pixels, patch_pos, segments)
+    if windows is not None:
+        blocked, sources = (*blocked, np.full((num_blocks, frame_patches), -1, windows.dtype)), (*sources, windows)
     token_slot = []
     for block, (start, size) in enumerate(zip(starts, sizes, strict=True)):
-        for target, source in zip(blocked, (pixels, patch_pos, segments), strict=True):
+        for target, source in zip(blocked, sources, strict=True):
             target[block, :size] = source[start : start + size]
         token_slot.append(block * (frame_patches // window) + np.arange(size // window))
+    if windows is None:
+        blocked = (*blocked, None)
     return *blocked, np.concatenate(token_slot).astype(np.int32)
 
 
@@ -209,7 +240,11 @@ class Qwen2VL(DecoderMLLM):
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
         visual, received = self.visual(
-            inputs.pixel_values, inputs.patch_positions, inputs.patch_segment_ids, return_attention=True
+            inputs.pixel_values,
+            inputs.patch_positions,
+            inputs.patch_segment_ids,
+            inputs.patch_window_ids,
+            return_attention=True,
         )
         index = jnp.maximum(inputs.visual_token_index, 0)
         is_visual = inputs.visual_token_mask

@@ -18,10 +18,12 @@ def token_types(input_ids: np.ndarray, image_token_id: int, video_token_id: int)
     return np.where(input_ids == image_token_id, IMAGE, np.where(input_ids == video_token_id, VIDEO, TEXT))
 
 
-def _grid_positions(start: int, grid_thw: np.ndarray, merge: int) -> np.ndarray:
-    """(t, h, w) ids [3, t * h/m * w/m] of one image or video's visual tokens, offset by `start`."""
+def _grid_positions(start: int, grid_thw: np.ndarray, merge: int, time_step: float | None = None) -> np.ndarray:
+    """(t, h, w) ids [3, t * h/m * w/m] of one image or video's visual tokens, offset by `start`;
+    with `time_step` (Qwen2.5-VL videos) the temporal ids are int(t * time_step), in float32 as there."""
     t, h, w = int(grid_thw[0]), int(grid_thw[1]) // merge, int(grid_thw[2]) // merge
-    tt, hh, ww = np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij")
+    times = np.arange(t) if time_step is None else (np.arange(t, dtype=np.float32) * np.float32(time_step)).astype(int)
+    tt, hh, ww = np.meshgrid(times, np.arange(h), np.arange(w), indexing="ij")
     return np.stack([tt, hh, ww]).reshape(3, -1) + start
 
 
@@ -34,13 +36,15 @@ def rope_index(
     image_token_id: int,
     video_token_id: int,
     spatial_merge_size: int,
+    video_time_steps=None,
 ) -> np.ndarray:
     """M-RoPE position ids [3, B, T], equal to transformers' `Qwen2VLModel.get_rope_index`.
 
     Text runs count up by one on all three axes; an image or video run takes (t, h, w) grid ids
     offset by the running position, after which text resumes at offset + max(h, w) / merge.
     Padding positions (attention_mask == 0) are 0. Without any image or video the ids are
-    0..T-1, as transformers uses for text-only input.
+    0..T-1, as transformers uses for text-only input. `video_time_steps` (one per video, in order)
+    spaces a video's temporal ids as Qwen2.5-VL's `get_rope_index` does.
     """
     batch, length = input_ids.shape
     if image_grid_thw is None and video_grid_thw is None:
@@ -50,6 +54,7 @@ def rope_index(
         IMAGE: iter(np.asarray(image_grid_thw if image_grid_thw is not None else np.zeros((0, 3)))),
         VIDEO: iter(np.asarray(video_grid_thw if video_grid_thw is not None else np.zeros((0, 3)))),
     }
+    time_steps = iter([] if video_time_steps is None else list(video_time_steps))
     position_ids = np.zeros((3, batch, length), dtype=np.int32)
     for row in range(batch):
         types = token_types(input_ids[row][mask[row]], image_token_id, video_token_id)
@@ -63,7 +68,8 @@ def rope_index(
             grid = next(grids[modality], None)
             if grid is None:
                 raise ValueError(f"row {row} has more {'image' if modality == IMAGE else 'video'} runs than grids")
-            pieces.append(_grid_positions(current, grid, spatial_merge_size))
+            step = next(time_steps, None) if modality == VIDEO and video_time_steps is not None else None
+            pieces.append(_grid_positions(current, grid, spatial_merge_size, step))
             current += max(int(grid[1]), int(grid[2])) // spatial_merge_size
         positions = np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), np.int32)
         if positions.shape[1] != mask[row].sum():
@@ -98,3 +104,25 @@ def visual_token_index(input_ids: np.ndarray, token_id: int, first_index: int = 
     is_token = input_ids == token_id
     order = np.cumsum(is_token.reshape(-1)).reshape(is_token.shape) - 1 + first_index
     return np.where(is_token, order, -1).astype(np.int32)
+
+
+def window_order(grid_thw: np.ndarray, spatial_merge_size: int, window_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """Qwen2.5-VL's windows: (order [P], window ids [P]) for the patches of `grid_thw` in the
+    processor's order. `order` lists the patches window by window (each frame's grid of merge units
+    cut into windows of window_units x window_units, row-major, then the units inside a window
+    row-major, a unit's patches together), as transformers' `get_vision_window_index` orders
+    them; `window ids` numbers the windows of the reordered patches."""
+    unit = spatial_merge_size**2
+    order, window_ids, first_unit, first_window = [], [], 0, 0
+    for t, h, w in np.asarray(grid_thw).tolist():
+        rows, cols = h // spatial_merge_size, w // spatial_merge_size
+        for frame in range(t):
+            units = np.arange(rows * cols).reshape(rows, cols) + first_unit + frame * rows * cols
+            for top in range(0, rows, window_units):
+                for left in range(0, cols, window_units):
+                    inside = units[top : top + window_units, left : left + window_units].reshape(-1)
+                    order.append((inside[:, None] * unit + np.arange(unit)).reshape(-1))
+                    window_ids.append(np.full(inside.size * unit, first_window))
+                    first_window += 1
+        first_unit += t * rows * cols
+    return np.concatenate(order).astype(np.int64), np.concatenate(window_ids).astype(np.int32)

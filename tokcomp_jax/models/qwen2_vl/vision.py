@@ -70,10 +70,10 @@ class PatchMerger(nnx.Module):
     [F, P, E] -> [F, P / merge^2, D]. The image processor already orders patches window by window.
     """
 
-    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+    def __init__(self, config, *, dtype: jnp.dtype, rngs: nnx.Rngs, norm=LayerNorm):
         self.window = config.spatial_merge_size**2
         merged = config.embed_dim * self.window
-        self.ln_q = LayerNorm(config.embed_dim, eps=VISION_NORM_EPS, dtype=dtype)
+        self.ln_q = norm(config.embed_dim, eps=VISION_NORM_EPS, dtype=dtype)
         self.mlp = MLP(merged, merged, config.out_hidden_size, act="gelu", dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -90,28 +90,36 @@ class Qwen2VisionTransformer(nnx.Module):
         self.blocks = nnx.List([VisionBlock(config, dtype=dtype, rngs=rngs) for _ in range(config.depth)])
         self.merger = PatchMerger(config, dtype=dtype, rngs=rngs)
 
+    def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[jax.Array]:
+        """The attention mask [F, P, P] of each block: every block attends within an image / frame."""
+        del window_ids
+        return [segment_ids[..., :, None] == segment_ids[..., None, :]] * len(self.blocks)
+
     def __call__(
         self,
         pixel_values: jax.Array,
         patch_positions: jax.Array,
         segment_ids: jax.Array,
+        window_ids: jax.Array | None = None,
         return_attention: bool = False,
     ):
         """pixel_values [P, patch_dim], (row, col) [P, 2], segment ids [P] -> tokens [P / merge^2, D];
-        or blocked, [F, S, patch_dim], [F, S, 2], [F, S] -> tokens [F * S / merge^2, D].
+        or blocked, [F, S, patch_dim], [F, S, 2], [F, S] -> tokens [F * S / merge^2, D]. `window_ids`
+        (like segment ids) are for towers with windowed blocks (Qwen2.5-VL).
 
         With return_attention, also the attention each merged token received in the last block:
-        [tokens], mean over heads and over the queries of its image/frame, mean over its window.
+        [tokens], mean over heads and over the queries of its image/frame (or window), mean over its window.
         """
         if pixel_values.ndim == 2:  # packed: one block
             pixel_values, patch_positions, segment_ids = pixel_values[None], patch_positions[None], segment_ids[None]
+            window_ids = None if window_ids is None else window_ids[None]
         x = self.patch_embed(pixel_values)
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
-        mask = segment_ids[..., :, None] == segment_ids[..., None, :]
-        for block in self.blocks:
+        masks = self.block_masks(segment_ids, window_ids)
+        for block, mask in zip(self.blocks, masks, strict=True):
             x, probs = block(x, cos, sin, mask)
         tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens
-        received = probs.astype(jnp.float32).mean(1).sum(1) / mask.sum(1)  # per patch, over its segment's queries
+        received = probs.astype(jnp.float32).mean(1).sum(1) / masks[-1].sum(1)  # per patch, over its segment's queries
         return tokens, received.reshape(tokens.shape[0], -1).mean(-1)

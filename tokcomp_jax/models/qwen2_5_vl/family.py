@@ -1,0 +1,24 @@
+"""Qwen2.5-VL's answers to the Family contract: Qwen2-VL's (same prompt side, processor, buckets and
+token grids), with its own config, model, weights and host bookkeeping (windows, video time)."""
+
+from __future__ import annotations
+
+from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VLConfig
+from tokcomp_jax.models.qwen2_5_vl.modeling import Qwen25VL, prepare_inputs
+from tokcomp_jax.models.qwen2_5_vl.params import qwen2_5_vl_name_map
+from tokcomp_jax.models.qwen2_vl.family import MEDIA, Qwen2VLFamily
+
+
+class Qwen25VLFamily(Qwen2VLFamily):
+    name = "qwen2_5_vl"
+    hf_model_types = ("qwen2_5_vl",)
+    config_class = Qwen25VLConfig
+    model = Qwen25VL
+    media_keys = (*MEDIA, "second_per_grid_ts")
+    prepare_inputs = staticmethod(prepare_inputs)
+
+    def name_map(self, config):
+        return qwen2_5_vl_name_map(config.text.tie_word_embeddings)
+
+
+QWEN2_5_VL = Qwen25VLFamily()
