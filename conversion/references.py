@@ -19,15 +19,6 @@ def _qwen2vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     return max_diffs(model, load_torch_model(src, dtype), random_batch(model.config, VERIFY_MEDIA))
 
 
-def _qwen2_5_vl_diffs(model, src: Path, dtype: str) -> dict[str, float]:
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    from conversion.verify import load_torch_model, max_diffs, random_batch
-
-    torch_model = load_torch_model(src, dtype, Qwen2_5_VLForConditionalGeneration)
-    return max_diffs(model, torch_model, random_batch(model.config, VERIFY_MEDIA))
-
-
 def _llava_onevision_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     from conversion.verify_llava import llava_batch, llava_max_diffs, load_llava_torch
 
@@ -46,7 +37,7 @@ def _vila_diffs(model, src: Path, dtype: str) -> dict[str, float]:
 # One entry per family: its name -> diffs(converted model, HF directory, dtype) against its PyTorch reference.
 REFERENCE_DIFFS = {
     QWEN2_VL.name: _qwen2vl_diffs,
-    QWEN2_5_VL.name: _qwen2_5_vl_diffs,
+    QWEN2_5_VL.name: _qwen2vl_diffs,  # the same check: transformers' class follows config.json's model_type
     LLAVA_ONEVISION.name: _llava_onevision_diffs,
     VILA.name: _vila_diffs,
 }

@@ -122,16 +122,14 @@ def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float
     }
 
 
-def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32", model_class=None):
-    """transformers' Qwen2-VL (or `model_class`, e.g. Qwen2.5-VL's) from a local directory, eager
-    attention so attentions come back."""
-    from transformers import Qwen2VLForConditionalGeneration
+def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
+    """transformers' Qwen2-VL or Qwen2.5-VL (by config.json's model_type) from a local directory,
+    eager attention so attentions come back."""
+    from transformers import AutoModelForImageTextToText
 
-    return (
-        (model_class or Qwen2VLForConditionalGeneration)
-        .from_pretrained(hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True)
-        .eval()
-    )
+    return AutoModelForImageTextToText.from_pretrained(
+        hf_dir, attn_implementation="eager", dtype=getattr(torch, dtype), local_files_only=True
+    ).eval()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,16 +139,18 @@ def main(argv: list[str] | None = None) -> None:
 
     import jax
 
-    from conversion.tiny import save_tiny_model
+    from conversion.tiny import TINY_CHECKPOINTS
     from tokcomp_jax import load
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--src", help="HF directory; default: a tiny random checkpoint (conversion.tiny defaults)")
+    parser.add_argument("--tiny", choices=("qwen2_vl", "qwen2_5_vl"), default="qwen2_vl", help="family of the tiny one")
     args = parser.parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")
     src = args.src or tempfile.mkdtemp()
-    torch_model = load_torch_model(src) if args.src else save_tiny_model(src)
-    model = load(src)
+    if not args.src:
+        TINY_CHECKPOINTS[args.tiny][0](src, 0)
+    torch_model, model = load_torch_model(src), load(src)
     print("| case | logits max abs diff | attn1 max abs diff | max abs logits |\n|---|---|---|---|")
     for case, rows in PARITY_CASES.items():
         diffs = max_diffs(model, torch_model, random_batch(model.config, rows, seed=1))

@@ -34,6 +34,23 @@ def tiny_qwen2vl(tmp_path_factory):
     return directory, torch_model, tokcomp_jax.load(directory)
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tmp_path_factory):
+    """(HF directory, transformers Qwen2.5-VL, Flax model loaded from that directory)."""
+    from conversion.tiny import tiny_qwen2_5_vl_model
+
+    directory = tmp_path_factory.mktemp("tiny_qwen2_5_vl")
+    torch_model = tiny_qwen2_5_vl_model()
+    torch_model.save_pretrained(directory)
+    return directory, torch_model, tokcomp_jax.load(directory)
+
+
+@pytest.fixture(params=["tiny_qwen2vl", "tiny_qwen2_5_vl"], ids=["qwen2_vl", "qwen2_5_vl"])
+def tiny_qwen(request):
+    """Each Qwen family's (HF directory, transformers model, Flax model), for tests against transformers."""
+    return request.getfixturevalue(request.param)
+
+
 SPECIAL = {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253}
 WORDS = "<|im_start|> <|im_end|> system user assistant You are a helpful assistant. what colour is the square ?"
 

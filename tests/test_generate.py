@@ -11,6 +11,7 @@ import torch
 from conversion.verify import random_batch
 from tokcomp_jax.generate import generate
 from tokcomp_jax.models import prepare_inputs
+from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.positions import token_types
 from tokcomp_jax.models.qwen2_vl.processor import collate as stack_rows
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, prune_embeddings
@@ -41,14 +42,16 @@ def batch(samples):
     return stack_rows(samples)
 
 
-def test_greedy_tokens_equal_transformers_generate(tiny_qwen2vl, samples, batch):
+def test_greedy_tokens_equal_transformers_generate(tiny_qwen):
     """Our padded batch against transformers one sample at a time (no padding on its side)."""
-    _, torch_model, model = tiny_qwen2vl
+    _, torch_model, model = tiny_qwen
     config = model.config
+    samples = [random_batch(config, [row], seed=5 + i, text_length=4 + i) for i, row in enumerate(ROWS)]
     reference = [_hf_generate(torch_model, config, sample, None) for sample in samples]
     eos = reference[0][3]  # a token sample 0 emits: generation must stop there
     reference = [_hf_generate(torch_model, config, sample, eos) for sample in samples]
-    out = generate(model, prepare_inputs(config, **batch), max_new_tokens=NEW_TOKENS, eos_token_id=eos)
+    inputs = FAMILIES[config.family].prepare_inputs(config, **stack_rows(samples))
+    out = generate(model, inputs, max_new_tokens=NEW_TOKENS, eos_token_id=eos)
     for row, expected in enumerate(reference):
         length = int(out.lengths[row])
         assert np.asarray(out.tokens[row, :length]).tolist() == expected[:length], row

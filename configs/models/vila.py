@@ -27,6 +27,7 @@ def vila_3b() -> VilaConfig:
         text=DecoderConfig(
             vocab_size=32000, hidden_size=2560, intermediate_size=6912, num_hidden_layers=32, num_attention_heads=20,
             num_key_value_heads=20, rms_norm_eps=1e-5, rope_theta=10_000.0, attention_bias=False,
+            max_position_embeddings=4096,
         ),
         vision=SIGLIP_SO400M_384,
     )  # fmt: skip
@@ -37,6 +38,7 @@ def vila_8b() -> VilaConfig:
         text=DecoderConfig(
             vocab_size=128257, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
             num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=500_000.0, attention_bias=False,
+            max_position_embeddings=8192,
         ),
         vision=SIGLIP_SO400M_384,
     )  # fmt: skip
@@ -47,6 +49,7 @@ def tiny() -> VilaConfig:
         text=DecoderConfig(
             vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10_000.0, attention_bias=False,
+            max_position_embeddings=2048,
         ),
         vision=SiglipVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=70,

@@ -1,4 +1,5 @@
-"""Relevance by jax.vjp with attention hooks equals a PyTorch autograd reference on transformers' Qwen2-VL."""
+"""Relevance by jax.vjp with attention hooks equals a PyTorch autograd reference on transformers' Qwen2-VL
+and Qwen2.5-VL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from conversion.verify import random_batch
 from tokcomp_jax.explain import append_answers, relevance
 from tokcomp_jax.models import prepare_inputs
+from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.positions import token_types
 from tokcomp_jax.prune.layout import Buckets, visual_layout
 
@@ -72,15 +74,16 @@ def torch_input_gradient(torch_model, config, batch: dict, answer_positions: np.
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("method", ["gradient", "rollout", "input_gradient"])
-def test_relevance_matches_pytorch_autograd(tiny_qwen2vl, case, method):
-    _, torch_model, model = tiny_qwen2vl
+def test_relevance_matches_pytorch_autograd(tiny_qwen, case, method):
+    _, torch_model, model = tiny_qwen
     config = model.config
     batch, answer_positions = append_answers(random_batch(config, CASES[case], seed=2), [ANSWER])
     layout = visual_layout(
         batch["input_ids"], batch["attention_mask"], (config.image_token_id, config.video_token_id),
         Buckets(text=32, visual=64),
     )  # fmt: skip
-    ours = np.asarray(relevance(model, prepare_inputs(config, **batch), answer_positions, layout, method))
+    inputs = FAMILIES[config.family].prepare_inputs(config, **batch)
+    ours = np.asarray(relevance(model, inputs, answer_positions, layout, method))
     if method == "input_gradient":
         reference = torch_input_gradient(torch_model, config, batch, answer_positions)
     else:

@@ -23,11 +23,19 @@ from tokcomp_jax.models.qwen2_5_vl.modeling import Qwen25VL, prepare_inputs
 from tokcomp_jax.models.qwen2_vl.positions import window_order
 
 
-@pytest.fixture(scope="module", params=[(1,), (0,)], ids=["last-block-full", "last-block-windowed"])
-def tiny_pair(request, tmp_path_factory):
-    """(transformers model, Flax model loaded from its saved directory)."""
-    directory = tmp_path_factory.mktemp("tiny_qwen2_5_vl")
-    torch_model = tiny_qwen2_5_vl_model(seed=0, fullatt_block_indexes=list(request.param))
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_qwen2_5_vl):
+    """(transformers model, Flax model loaded from its saved directory): block 0 windowed, block 1 full."""
+    return tiny_qwen2_5_vl[1:]
+
+
+@pytest.fixture(scope="module", params=["last-block-full", "last-block-windowed"])
+def either_pair(request, tiny_pair, tmp_path_factory):
+    """The tiny pair, and one whose last block is the windowed one (full attention in block 0)."""
+    if request.param == "last-block-full":
+        return tiny_pair
+    directory = tmp_path_factory.mktemp("tiny_qwen2_5_vl_windowed_last")
+    torch_model = tiny_qwen2_5_vl_model(seed=1, fullatt_block_indexes=[0])
     torch_model.save_pretrained(directory)
     return torch_model, tokcomp_jax.load(directory)
 
@@ -39,6 +47,12 @@ def test_logits_and_first_layer_attention_match_transformers(tiny_pair, case):
     assert diffs["logits_max_abs"] > 0.1
     assert diffs["logits_max_abs_diff"] < 1e-4, diffs
     assert diffs["attn1_max_abs_diff"] < 1e-4, diffs
+
+
+def test_logits_match_whichever_block_is_last(either_pair):
+    torch_model, model = either_pair
+    diffs = max_diffs(model, torch_model, random_batch(model.config, PARITY_CASES["image_and_video"], seed=4))
+    assert diffs["logits_max_abs_diff"] < 1e-4 and diffs["attn1_max_abs_diff"] < 1e-4, diffs
 
 
 def test_video_time_follows_second_per_grid_ts(tiny_pair):
@@ -57,9 +71,9 @@ def test_video_time_follows_second_per_grid_ts(tiny_pair):
     "layout", [{}, {"patch_bucket": 4 * 300}, {"frame_patches": 4 * 64, "patch_bucket": 4 * 64 * 4}],
     ids=["packed", "bucketed", "one-block-per-frame"],
 )  # fmt: skip
-def test_vision_tokens_match_transformers_in_every_layout(tiny_pair, layout):
+def test_vision_tokens_match_transformers_in_every_layout(either_pair, layout):
     """A non-square image whose merge-unit grid (3 x 6) is no multiple of the 2 x 2 windows, and a video."""
-    torch_model, model = tiny_pair
+    torch_model, model = either_pair
     batch = random_batch(model.config, [[("image", 84, 168)], [("video", 4, 84, 112)]], seed=3)
     pixels, grid = (torch.from_numpy(batch[key]) for key in ("pixel_values", "image_grid_thw"))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The method end to end on tiny LLaVA-OneVision and VILA1.5 models: greedy answers, gradient
+"""The method end to end on tiny Qwen2.5-VL, LLaVA-OneVision and VILA1.5 models: greedy answers, gradient
 relevance labels for them, a mapper trained on the first-layer features to predict the labels,
 then pruned generation with that mapper (gather == mask on the way)."""
 
@@ -10,16 +10,20 @@ import pytest
 from flax import nnx
 
 from configs.models import llava_onevision, vila
+from conversion.verify import random_batch
 from tests.prune.family_batches import llava_batch, vila_batch
 from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import generate, greedy_decode
 from tokcomp_jax.mapper import Mapper, MapperBatch, MapperConfig
 from tokcomp_jax.mapper.train import train_step
 from tokcomp_jax.models.families import FAMILIES
+from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.features import first_layer_features
 
 CASES = {
+    "qwen2_5_vl": (Qwen25VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
+                   Buckets(text=16, visual=24, queries=8)),
     "llava_onevision": (llava_onevision.tiny, lambda c: llava_batch(c, [(40, 100), (100, 60)]),
                         Buckets(text=32, visual=96, queries=8, tiles=8)),
     "vila": (vila.tiny, lambda c: vila_batch(c, [1, 2]), Buckets(text=16, visual=24, queries=8, tiles=4)),

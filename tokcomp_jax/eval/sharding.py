@@ -43,6 +43,7 @@ PARAM_AXES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"visual\.blocks\.\d+\.mlp\.fc1\.kernel", ("embed", "mlp")),
     (r"visual\.blocks\.\d+\.mlp\.fc1\.bias", ("mlp",)),
     (r"visual\.blocks\.\d+\.mlp\.fc2\.kernel", ("mlp", "embed")),
+    (r"visual\.blocks\.\d+\.mlp\.(gate|up)_proj\.bias", ("mlp",)),  # Qwen2.5-VL's gated vision MLP
 )
 # Logical axis -> mesh axis (None: replicated). Megatron-style: heads, MLP and vocabulary split.
 MESH_AXES: dict[str, str | None] = {"batch": "data", "heads": "model", "mlp": "model", "vocab": "model", "embed": None}

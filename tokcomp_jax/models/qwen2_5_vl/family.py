@@ -1,5 +1,9 @@
 """Qwen2.5-VL's answers to the Family contract: Qwen2-VL's (same prompt side, processor, buckets and
-token grids), with its own config, model, weights and host bookkeeping (windows, video time)."""
+token grids), with its own config, model, weights and host bookkeeping (windows, video time).
+
+A video from the chat side carries no `second_per_grid_ts`, so its temporal patches are 1 s apart:
+transformers' value for frames sampled at its default 2 fps. A batch that holds
+`second_per_grid_ts` (one value per video) is spaced by it instead."""
 
 from __future__ import annotations
 
