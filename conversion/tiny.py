@@ -49,6 +49,15 @@ CHAT_MARKERS = {"qwen2_vl": ("<|im_start|>", "<|im_end|>"), "qwen2_5_vl": ("<|im
                 "llava_onevision": ("<|im_start|>", "<|im_end|>"), "vila": ("<s>", "</s>")}  # fmt: skip
 
 
+def perturb_norms(model):
+    """Random init leaves norms at 1 and 0; perturb them so a transposed or dropped norm cannot pass."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name or "ln_q" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
+
+
 def tiny_hf_config(
     hidden: int = 64,
     heads: int = 4,
@@ -102,13 +111,8 @@ def save_tiny_model(directory: str | os.PathLike, seed: int = 0, **config_overri
     """Random-init a tiny transformers Qwen2-VL (eager attention), save it as a HF directory, return it."""
     torch.manual_seed(seed)
     config = tiny_hf_config(**config_overrides)
-    model = Qwen2VLForConditionalGeneration._from_config(config, attn_implementation="eager")
-    # Random init leaves norms at 1 and 0; perturb them so a transposed or dropped norm cannot pass.
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name or "ln_q" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    model.eval().save_pretrained(directory)
+    model = perturb_norms(Qwen2VLForConditionalGeneration._from_config(config, attn_implementation="eager"))
+    model.save_pretrained(directory)
     return model
 
 
@@ -134,14 +138,8 @@ def tiny_qwen2_5_vl_hf_config(hidden: int = 64, layers: int = 2, tie: bool = Fal
 def tiny_qwen2_5_vl_model(seed: int = 0, **config_overrides):
     """A random-init tiny transformers Qwen2.5-VL (eager attention) with perturbed norms."""
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration._from_config(
-        tiny_qwen2_5_vl_hf_config(**config_overrides), attn_implementation="eager"
-    )
-    with torch.no_grad():  # random init leaves norms at 1; a dropped norm must not pass
-        for name, param in model.named_parameters():
-            if "norm" in name or "ln_q" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    return model.eval()
+    config = tiny_qwen2_5_vl_hf_config(**config_overrides)
+    return perturb_norms(Qwen2_5_VLForConditionalGeneration._from_config(config, attn_implementation="eager"))
 
 
 def _save_tiny_qwen2_5_vl(directory: Path, seed: int) -> None:
@@ -175,14 +173,8 @@ def tiny_llava_hf_config(
 def tiny_llava_model(seed: int = 0, **config_overrides):
     """A random-init tiny transformers LLaVA-OneVision (eager attention) with perturbed norms."""
     torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration._from_config(
-        tiny_llava_hf_config(**config_overrides), attn_implementation="eager"
-    )
-    with torch.no_grad():  # random init leaves norms at 1 and 0; a dropped norm must not pass
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    return model.eval()
+    config = tiny_llava_hf_config(**config_overrides)
+    return perturb_norms(LlavaOnevisionForConditionalGeneration._from_config(config, attn_implementation="eager"))
 
 
 def tiny_tokenizer(family: str):

@@ -14,8 +14,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 from tokcomp_jax.fields import check_field_types
-from tokcomp_jax.models.common.config import DecoderConfig, MultimodalConfig, read_decoder, rope_parameters
-from tokcomp_jax.models.qwen2_vl.config import DEFAULT_MROPE_SECTION, TEXT_DEFAULTS, TOKEN_DEFAULTS, check_qwen_vl
+from tokcomp_jax.models.common.config import DecoderConfig, MultimodalConfig
+from tokcomp_jax.models.qwen2_vl.config import TOKEN_DEFAULTS, check_qwen_vl, read_qwen_vl_text
 
 # transformers' Qwen2_5_VLVisionConfig defaults (5.x) for the fields we read.
 VISION_DEFAULTS = dict(depth=32, hidden_size=3584, hidden_act="silu", intermediate_size=3420, num_heads=16,
@@ -125,11 +125,7 @@ class Qwen25VLConfig(MultimodalConfig):
         """From a transformers Qwen2.5-VL `config.json` dict; fields it leaves out take transformers' defaults."""
         if hf.get("model_type") != "qwen2_5_vl":
             raise ValueError(f"config.json has model_type {hf.get('model_type')!r}, expected 'qwen2_5_vl'")
-        text_hf = hf.get("text_config") or hf
-        rope = rope_parameters(text_hf, TEXT_DEFAULTS["rope_theta"])
-        tie = bool(hf.get("tie_word_embeddings") or text_hf.get("tie_word_embeddings"))
-        mrope = tuple(rope.get("mrope_section", DEFAULT_MROPE_SECTION))
-        text = read_decoder({**text_hf, "tie_word_embeddings": tie}, TEXT_DEFAULTS, mrope_section=mrope)
+        text = read_qwen_vl_text(hf)
         vision_hf = {**VISION_DEFAULTS, **(hf.get("vision_config") or {})}
         vision = Qwen25VisionConfig(
             depth=vision_hf["depth"], embed_dim=vision_hf["hidden_size"],

@@ -60,6 +60,16 @@ class Qwen2VisionConfig:
         return self.in_channels * self.temporal_patch_size * self.patch_size**2
 
 
+def read_qwen_vl_text(hf: dict[str, Any]) -> DecoderConfig:
+    """The M-RoPE decoder of a Qwen2-VL-style config.json: flat or nested (`text_config`) text fields,
+    as transformers reads them from one place; tied embeddings wherever the file says so."""
+    text_hf = hf.get("text_config") or hf
+    rope = rope_parameters(text_hf, TEXT_DEFAULTS["rope_theta"])
+    tie = bool(hf.get("tie_word_embeddings") or text_hf.get("tie_word_embeddings"))
+    mrope = tuple(rope.get("mrope_section", DEFAULT_MROPE_SECTION))
+    return read_decoder({**text_hf, "tie_word_embeddings": tie}, TEXT_DEFAULTS, mrope_section=mrope)
+
+
 def check_qwen_vl(config) -> None:
     """What a Qwen2-VL-style config (Qwen2-VL, Qwen2.5-VL) must hold together."""
     check_field_types(config)
@@ -129,11 +139,7 @@ class Qwen2VLConfig(MultimodalConfig):
         """From a transformers Qwen2-VL `config.json` dict; fields it leaves out take transformers' defaults."""
         if hf.get("model_type") != "qwen2_vl":
             raise ValueError(f"config.json has model_type {hf.get('model_type')!r}, expected 'qwen2_vl'")
-        text_hf = hf.get("text_config") or hf  # transformers reads the text fields from one place
-        rope = rope_parameters(text_hf, TEXT_DEFAULTS["rope_theta"])
-        tie = bool(hf.get("tie_word_embeddings") or text_hf.get("tie_word_embeddings"))
-        mrope = tuple(rope.get("mrope_section", DEFAULT_MROPE_SECTION))
-        text = read_decoder({**text_hf, "tie_word_embeddings": tie}, TEXT_DEFAULTS, mrope_section=mrope)
+        text = read_qwen_vl_text(hf)
         vision_hf = {**VISION_DEFAULTS, **(hf.get("vision_config") or {})}
         vision = Qwen2VisionConfig(
             depth=vision_hf["depth"], embed_dim=vision_hf["embed_dim"], num_heads=vision_hf["num_heads"],
