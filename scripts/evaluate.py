@@ -37,6 +37,7 @@ from ml_collections import config_flags
 import tokcomp_jax
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
+from tokcomp_jax.eval.memory import memory_plan
 from tokcomp_jax.eval.metrics import benchmark_score
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
@@ -44,6 +45,7 @@ from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig
 from tokcomp_jax.prune.methods import usable_without_labels
@@ -65,6 +67,11 @@ _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
+_DEVICE_GIB = flags.DEFINE_float(
+    "device_memory_gib",
+    None,
+    "memory per device for the plan checked before loading (default: what the device reports)",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over the runs in --out that another model/config/data made")
 
 
@@ -77,6 +84,28 @@ def make_codec(config, model):
     tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER.value or family.tokenizer_directory(_MODEL.value),
                                               local_files_only=True)  # fmt: skip
     return ChatCodec(model.config, tokenizer, _PROCESSOR.value or _MODEL.value)
+
+
+def check_memory_plan(config) -> None:
+    """Refuse, before any weight loads, a model whose weights + KV cache per device exceed the device
+    memory (--device_memory_gib, or what the device reports; CPUs report none: nothing checked)."""
+    _, model_config, stored_dtype = read_model_config(_MODEL.value)
+    limit = (
+        _DEVICE_GIB.value * 2**30
+        if _DEVICE_GIB.value
+        else (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+    )
+    if not limit:
+        return
+    sequence = max(config.text_buckets) + max(config.visual_buckets) + config.max_new_tokens
+    model_axis = _MESH_MODEL.value
+    plan = memory_plan(model_config, max(jax.local_device_count() // model_axis, 1), model_axis,
+                       stored_dtype or "float32", config.batch_size, sequence)  # fmt: skip
+    if not plan.fits(limit):
+        raise app.UsageError(
+            f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens; "
+            "use a larger --mesh_model, a smaller --config.batch_size or a bfloat16 conversion"
+        )
 
 
 def run_settings(config, prune: PruneConfig | None) -> RunSettings:
@@ -196,6 +225,7 @@ def main(argv) -> None:
     if not _MODEL.value:
         raise app.UsageError("--model is required (except with --check_data or --rescore)")
     host, hosts = jax.process_index(), jax.process_count()
+    check_memory_plan(config)
     model = tokcomp_jax.load(_MODEL.value)
     if _SCORER.value == "mapper" and not _MAPPER.value:
         raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")

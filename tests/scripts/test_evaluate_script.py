@@ -68,3 +68,23 @@ def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_sc
     run_absl_script("evaluate.py", *moved, "--overwrite")
     assert (tmp_path / "out" / "test" / "unpruned.host0.jsonl").read_text() == unpruned_before  # made alike: kept
     assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][1]["samples"] == 4
+
+
+def test_evaluate_refuses_a_model_that_does_not_fit_before_loading_it(tmp_path, run_absl_script, capsys):
+    config = miniature_config(width=32, layers=1, heads=2, kv_heads=1, mlp=64, vision_width=16, vision_depth=1,
+                              vision_heads=2)  # fmt: skip
+    model = Qwen2VL(config, rngs=nnx.Rngs(0))
+    save(tmp_path / "model", FAMILIES["qwen2_vl"], config, "float32", nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    (tmp_path / "model" / "params").rename(tmp_path / "model" / "weights-gone")  # a load would fail
+    bench = tmp_path / "data"
+    (bench / "img").mkdir(parents=True)
+    Image.fromarray(np.zeros((56, 56, 3), np.uint8)).save(bench / "img" / "0.png")
+    line = {"id": "q0", "question": "what colour is the square ?", "answer": "red", "image": "img/0.png"}
+    for split in ("test", "test_2x"):
+        (bench / f"{split}.jsonl").write_text(json.dumps(line) + "\n")
+    run_absl_script(
+        "evaluate.py", "--config", "configs/eval/miniature.py", "--data_dir", str(bench), "--model",
+        str(tmp_path / "model"), "--scorer", "attention", "--out", str(tmp_path / "out"),
+        "--device_memory_gib", "0.0001", code=1,
+    )  # fmt: skip
+    assert "does NOT fit" in capsys.readouterr().err

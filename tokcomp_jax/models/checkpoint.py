@@ -112,11 +112,9 @@ def _int_keys(tree: Any) -> Any:
     return tree
 
 
-def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
-    """A Flax model from an orbax model directory or a HF directory (config.json + safetensors).
-
-    `dtype` ("float32" or "bfloat16") defaults to the stored one for orbax, float32 for HF.
-    """
+def read_model_config(path: str | os.PathLike) -> tuple[Family, Any, str | None]:
+    """(family, model config, stored dtype or None for HF) of an orbax or HF model directory,
+    without reading any weight."""
     path = Path(path).absolute()
     if (path / MODEL_FILE).exists():
         meta = read_json_object(path / MODEL_FILE)
@@ -132,14 +130,25 @@ def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
         stored_dtype = meta.get("dtype")
         if stored_dtype not in DTYPES:
             raise CheckpointError(f"{path / MODEL_FILE}: field 'dtype' is {stored_dtype!r}; one of {sorted(DTYPES)}")
-        return _restore(path, family, config, dtype or stored_dtype, stored_dtype)
+        return family, config, stored_dtype
     if (path / "config.json").exists():
-        family, config = read_hf_config(path)
-        graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
-        params = map_weights(abstract, hf_tensors(path, family), family.name_map(config))
-        return merge_weights(graphdef, abstract, nest(params))
+        return *read_hf_config(path), None
     replaced = path.with_name(f".{path.name}.replaced")
     if not path.exists() and replaced.exists():
         raise CheckpointError(f"{path} does not exist; an overwrite killed mid-way left the previous model whole in "
                               f"{replaced} (the next write to {path.name} restores it, or rename it back)")  # fmt: skip
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")
+
+
+def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
+    """A Flax model from an orbax model directory or a HF directory (config.json + safetensors).
+
+    `dtype` ("float32" or "bfloat16") defaults to the stored one for orbax, float32 for HF.
+    """
+    path = Path(path).absolute()
+    family, config, stored_dtype = read_model_config(path)
+    if stored_dtype is not None:
+        return _restore(path, family, config, dtype or stored_dtype, stored_dtype)
+    graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
+    params = map_weights(abstract, hf_tensors(path, family), family.name_map(config))
+    return merge_weights(graphdef, abstract, nest(params))

@@ -1,0 +1,38 @@
+"""The memory plan: weights and KV cache per device, checked against what a model really allocates
+and the released sizes (evaluate.py's refusal: tests/scripts/test_evaluate_script.py)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from tokcomp_jax.eval.memory import memory_plan
+from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+
+
+def test_one_device_plan_is_what_the_model_allocates():
+    config = Qwen2VLConfig.tiny()
+    model = Qwen2VL(config, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    allocated = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    cache = model.language_model.init_cache(batch=3, slots=40, dtype=jnp.bfloat16)
+    plan = memory_plan(config, data=1, model=1, dtype="bfloat16", batch_size=3, sequence=40)
+    assert plan.weights == allocated
+    assert plan.kv_cache == cache.key.nbytes + cache.value.nbytes
+
+
+def test_released_sizes_split_over_the_mesh():
+    """Qwen2-VL-7B in bfloat16: 8.29B parameters on one device; over 8 model devices everything the
+    rules split (all but norms, biases and what 8 does not divide) shrinks eightfold; the cache
+    splits over data by rows and over model by its 4 x 128 key/value columns."""
+    config = Qwen2VLConfig.qwen2_vl_7b()
+    one = memory_plan(config, 1, 1, "bfloat16", batch_size=8, sequence=4096)
+    assert abs(one.weights / 2 - 8.29e9) / 8.29e9 < 0.01
+    assert one.kv_cache == 2 * 28 * 8 * 4096 * 4 * 128 * 2
+    split = memory_plan(config, 4, 8, "bfloat16", batch_size=8, sequence=4096)
+    assert one.weights / 8 < split.weights < one.weights / 7
+    assert split.kv_cache == one.kv_cache // 32
+    assert not one.fits(16 * 2**30) and split.fits(16 * 2**30)
+    with pytest.raises(ValueError, match="dtype 'float16'"):
+        memory_plan(config, 1, 1, "float16", 1, 1)
