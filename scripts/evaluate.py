@@ -65,6 +65,11 @@ _LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before thi
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "with --distributed off a TPU pod / cluster: host:port of process 0 (with the next two)"
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --coordinator: how many processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --coordinator: this process's index")
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -208,8 +213,9 @@ def write_report(config, out: Path, rows: list[dict]) -> None:
 
 def main(argv) -> None:
     del argv
-    if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+    if _DISTRIBUTED.value:  # a pod or cluster is detected; elsewhere (one machine, tests) name the coordinator
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        multihost_utils.sync_global_devices("evaluate.py started")  # every host's collectives set up together
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")

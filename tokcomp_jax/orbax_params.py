@@ -42,7 +42,9 @@ def mismatches(stored: Any, target: Any, stored_dtype: np.dtype | None = None) -
 
 
 def restore_checked(params_dir: Path, target: Any, described_by: Path, stored_dtype: np.dtype | None = None) -> Any:
-    """The pure dict under params_dir restored into target (ShapeDtypeStructs), after `mismatches` finds none."""
+    """The pure dict under params_dir restored into target (ShapeDtypeStructs), after `mismatches` finds none.
+    Every array lands whole on this process's first device (each host of a multi-process run
+    restores its own copy; sharding comes after, tokcomp_jax.eval.sharding)."""
     if not params_dir.is_dir():
         raise CheckpointError(f"{params_dir} is missing: {described_by} describes parameters that are not there")
     with ocp.StandardCheckpointer() as checkpointer:
@@ -55,6 +57,8 @@ def restore_checked(params_dir: Path, target: Any, described_by: Path, stored_dt
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise CheckpointError(f"{params_dir} does not match {described_by.name}: {shown}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
         try:
             return checkpointer.restore(params_dir, target)
         except (ValueError, KeyError, FileNotFoundError, OSError) as err:
