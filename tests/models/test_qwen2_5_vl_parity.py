@@ -40,7 +40,9 @@ def either_pair(request, tiny_pair, tmp_path_factory):
     return torch_model, tokcomp_jax.load(directory)
 
 
-@pytest.mark.parametrize("case", PARITY_CASES)
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=pytest.mark.slow) if c in ("image_and_video", "text_only") else c for c in PARITY_CASES]
+)  # fmt: skip
 def test_logits_and_first_layer_attention_match_transformers(tiny_pair, case):
     torch_model, model = tiny_pair
     diffs = max_diffs(model, torch_model, random_batch(model.config, PARITY_CASES[case], seed=1))
@@ -68,7 +70,8 @@ def test_video_time_follows_second_per_grid_ts(tiny_pair):
 
 
 @pytest.mark.parametrize(
-    "layout", [{}, {"patch_bucket": 4 * 300}, {"frame_patches": 4 * 64, "patch_bucket": 4 * 64 * 4}],
+    "layout", [{}, pytest.param({"patch_bucket": 4 * 300}, marks=pytest.mark.slow),
+               {"frame_patches": 4 * 64, "patch_bucket": 4 * 64 * 4}],
     ids=["packed", "bucketed", "one-block-per-frame"],
 )  # fmt: skip
 def test_vision_tokens_match_transformers_in_every_layout(either_pair, layout):

@@ -30,7 +30,9 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("family", sorted(CASES))
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=pytest.mark.slow) if f == "qwen2_5_vl" else f for f in sorted(CASES)]
+)  # Qwen2.5-VL's default-suite journey is the CLI one (tests/scripts/test_family_journey.py)
 def test_labels_mapper_and_pruned_generation(family):
     make_config, make_batch, buckets = CASES[family]
     config = make_config()

@@ -115,11 +115,16 @@ def _sample(model, inputs, scoring, row):
     return embeds, positions, visual, queries[queries >= 0]
 
 
-METHODS = [("fastv", 0.5), ("fastv", 0.25), ("pdrop", 0.5), ("dart", 0.5), ("dart", 0.25)]
+SLOW = pytest.mark.slow  # each case runs the per-sample reference: ~15 s; one per method stays in the default suite
+CASES = [
+    pytest.param("gather", "fastv", 0.25), pytest.param("gather", "pdrop", 0.5), pytest.param("gather", "dart", 0.5),
+    pytest.param("mask", "fastv", 0.5),
+    *(pytest.param("gather", m, k, marks=SLOW) for m, k in [("fastv", 0.5), ("dart", 0.25)]),
+    *(pytest.param("mask", m, k, marks=SLOW) for m, k in [("fastv", 0.25), ("pdrop", 0.5), ("dart", 0.5), ("dart", 0.25)]),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("method", "keep"), METHODS)
-@pytest.mark.parametrize("mode", ["gather", "mask"])
+@pytest.mark.parametrize(("mode", "method", "keep"), CASES)
 def test_in_llm_pruning_equals_the_per_sample_reference(setup, method, keep, mode):
     model, inputs, scoring = setup
     config = PruneConfig(method, keep, mode, layer=3)
@@ -136,7 +141,9 @@ def test_in_llm_pruning_equals_the_per_sample_reference(setup, method, keep, mod
         assert len(kept_sets[-1]) == pruning.kept_counts(len(visual))[-1]
 
 
-@pytest.mark.parametrize(("method", "keep"), [("fastv", 0.25), ("pdrop", 0.5), ("dart", 0.5)])
+@pytest.mark.parametrize(
+    ("method", "keep"), [("fastv", 0.25), pytest.param("pdrop", 0.5, marks=SLOW), pytest.param("dart", 0.5, marks=SLOW)]
+)
 def test_generation_after_in_llm_pruning_equals_reference_forwards(setup, method, keep):
     """Each greedy token from the staged caches equals the reference over the same kept tokens plus the answer so far."""
     model, inputs, scoring = setup

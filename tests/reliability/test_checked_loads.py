@@ -60,7 +60,7 @@ def test_orbax_dtype_that_the_weights_do_not_have(orbax_model, tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda meta: meta.update(family="qwen9"), r"unknown family 'qwen9'; known: \['llava_onevision', 'qwen2_vl', 'vila'\]"),
+        (lambda meta: meta.update(family="qwen9"), r"unknown family 'qwen9'; known: \['llava_onevision', 'qwen2_5_vl', 'qwen2_vl', 'vila'\]"),
         (lambda meta: meta.update(dtype="float8"), r"field 'dtype' is 'float8'; one of \['bfloat16', 'float32'\]"),
         (lambda meta: meta["config"]["text"].update(hidden_sise=64), r"config\.text: unknown fields \['hidden_sise'\]; DecoderConfig has \["),
         (lambda meta: meta["config"]["text"].pop("vocab_size"), r"config\.text: missing fields \['vocab_size'\]"),

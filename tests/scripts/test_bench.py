@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow  # the benchmark script end to end (~15 s); make test-slow runs it
 def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path, run_absl_script, capsys):
     run_absl_script("bench.py", "--config", "configs/bench/qwen2_vl.py:test", "--out", str(tmp_path))
     report = json.loads((tmp_path / "bench.json").read_text())

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prune_check.py"
 
 
+@pytest.mark.slow  # the script end to end; gather == mask and keep 1 == unpruned: tests/prune/test_pruning.py
 def test_prune_check_reports_equivalence(tmp_path):
     spec = importlib.util.spec_from_file_location("prune_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
