@@ -14,8 +14,8 @@ import argparse
 import importlib
 import json
 
-from tokcomp_jax.eval.memory import DTYPES, memory_plan
-from tokcomp_jax.models.checkpoint import read_model_config
+from tokcomp_jax.eval.memory import memory_plan
+from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 
 
 def preset_config(name: str):

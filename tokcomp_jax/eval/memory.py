@@ -22,9 +22,8 @@ import numpy as np
 from flax import nnx
 
 from tokcomp_jax.eval.sharding import param_spec
+from tokcomp_jax.models.checkpoint import jax_dtype
 from tokcomp_jax.models.families import family_of
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +54,11 @@ class MemoryPlan:
 
 def memory_plan(config, data: int, model: int, dtype: str, batch_size: int, sequence: int) -> MemoryPlan:
     """The plan of `config`'s model (any family) with parameters and cache in `dtype`."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: one of {sorted(DTYPES)}")
+    dtype = jax_dtype(dtype)
     if min(data, model, batch_size, sequence) < 1:
         raise ValueError(f"data {data}, model {model}, batch_size {batch_size}, sequence {sequence} must be >= 1")
     mesh = types.SimpleNamespace(shape={"data": data, "model": model})  # param_spec reads only the axis sizes
-    abstract = nnx.eval_shape(family_of(config).builder(config, DTYPES[dtype]))
+    abstract = nnx.eval_shape(family_of(config).builder(config, dtype))
     weights = 0
     for path, variable in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
         shape = variable.get_value().shape
@@ -71,5 +69,5 @@ def memory_plan(config, data: int, model: int, dtype: str, batch_size: int, sequ
     columns = text.num_key_value_heads * text.head_dim
     columns = columns // model if columns % model == 0 else columns
     rows = math.ceil(batch_size / data)
-    kv_cache = 2 * text.num_hidden_layers * rows * sequence * columns * jnp.dtype(DTYPES[dtype]).itemsize
+    kv_cache = 2 * text.num_hidden_layers * rows * sequence * columns * jnp.dtype(dtype).itemsize
     return MemoryPlan(weights=weights, kv_cache=kv_cache, mesh=(data, model))

@@ -21,6 +21,7 @@ from tokcomp_jax.models.qwen2_vl.vision import (
     PatchMerger,
     Qwen2VisionTransformer,
     VisionAttention,
+    same_segment,
 )
 
 
@@ -52,6 +53,5 @@ class Qwen25VisionTransformer(Qwen2VisionTransformer):
         """Same image / frame in the full-attention blocks, same window in the others: [F, P, P] each."""
         if window_ids is None:
             raise ValueError("Qwen2.5-VL's vision tower needs the patches' window ids (prepare_inputs gives them)")
-        full = segment_ids[..., :, None] == segment_ids[..., None, :]
-        windowed = window_ids[..., :, None] == window_ids[..., None, :]
+        full, windowed = same_segment(segment_ids), same_segment(window_ids)
         return [full if index in self.config.fullatt_block_indexes else windowed for index in range(len(self.blocks))]

@@ -22,6 +22,11 @@ from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
 VISION_NORM_EPS = 1e-6
 
 
+def same_segment(ids: jax.Array) -> jax.Array:
+    """[F, P] segment (or window) ids -> [F, P, P] mask: True where two patches share one."""
+    return ids[..., :, None] == ids[..., None, :]
+
+
 class PatchEmbed(nnx.Module):
     """Flattened patches [P, C*T*p*p] -> [P, E]: the Conv3d with kernel = stride = patch, as a matmul."""
 
@@ -93,7 +98,7 @@ class Qwen2VisionTransformer(nnx.Module):
     def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[jax.Array]:
         """The attention mask [F, P, P] of each block: every block attends within an image / frame."""
         del window_ids
-        return [segment_ids[..., :, None] == segment_ids[..., None, :]] * len(self.blocks)
+        return [same_segment(segment_ids)] * len(self.blocks)
 
     def __call__(
         self,
