@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tokcomp_jax.models.common.rope import apply_rotary
+from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.prune.layout import VisualLayout
 
 
@@ -26,13 +26,14 @@ def first_layer_features(
 ) -> jax.Array:
     """Attention of each first-layer head from the instruction tokens to each visual token.
 
-    embeds [B, T, D], position ids as the model takes them, attention_mask [B, T] ->
+    embeds [B, T, D] (or DeepStack-packed), position ids as the model takes them, attention_mask [B, T] ->
     features [B, Hd, N]: the softmax probability (over every key the query sees) averaged over
     the sample's instruction queries; 0 at padded visual slots.
     """
     cos, sin = model.rope(position_ids, embeds.dtype)
-    layer = model.language_model.layers[0]
-    return attention_to_visual(layer, embeds, cos, sin, attention_mask, layout.query_positions, layout)
+    stack = model.language_model.layers
+    tokens, _ = unpack_deepstack(embeds, stack.hidden_size)  # DeepStack joins after layer 1
+    return attention_to_visual(stack[0], tokens, cos, sin, attention_mask, layout.query_positions, layout)
 
 
 def attention_to_visual(
@@ -45,10 +46,8 @@ def attention_to_visual(
     attention = layer.self_attn
     batch, length, _ = x.shape
     x = layer.input_layernorm(x)
-    key = attention.k_proj(x).reshape(batch, length, attention.num_kv_heads, attention.head_dim)
-    key = apply_rotary(key, cos, sin)
-    query = attention.q_proj(take_positions(x, queries)).reshape(batch, -1, attention.num_heads, attention.head_dim)
-    query = apply_rotary(query, take_positions(cos, queries), take_positions(sin, queries))
+    key = attention.keys(x, cos, sin)
+    query = attention.queries(take_positions(x, queries), take_positions(cos, queries), take_positions(sin, queries))
 
     group = attention.num_heads // attention.num_kv_heads
     grouped = query.reshape(batch, query.shape[1], attention.num_kv_heads, group, attention.head_dim)

@@ -37,7 +37,7 @@ from flax import struct
 from tokcomp_jax.flops import staged_prefill_flops
 from tokcomp_jax.models.common.attention import CacheSegment
 from tokcomp_jax.models.common.config import DecoderConfig
-from tokcomp_jax.models.common.decoder import causal_mask
+from tokcomp_jax.models.common.decoder import causal_mask, unpack_deepstack
 from tokcomp_jax.prune.features import attention_to_visual, take_positions
 from tokcomp_jax.prune.layout import VisualLayout, check_keep_ratio, keep_count
 from tokcomp_jax.prune.select import Selection, gather_kept, per_sample_keep, select_count, selection_of_slots
@@ -194,6 +194,7 @@ def _stage_scores(model, pruning, boundary, previous, x, cos, sin, mask, layout)
     """Scores [B, N] of the current visual slots before layer `boundary`, and DART's own keep count
     per sample [B] (None: the stage's keep ratio decides)."""
     decoder = model.language_model
+    x, _ = unpack_deepstack(x, decoder.layers.hidden_size)  # DeepStack features still to add play no part
     last = jnp.where(mask.astype(bool), jnp.arange(mask.shape[1]), 0).max(-1)[:, None]  # the last real token [B, 1]
     if pruning.method == "fastv":
         row = jnp.take_along_axis(previous.attention.mean(1), last[:, :, None], axis=1)[:, 0]  # [B, T]

@@ -73,7 +73,7 @@ METHODS: dict[str, Method] = {
             "dart_input",
             "DART-style duplication at the input",
             "input",
-            score=lambda c: scorers.dart_scores(c.embeds, c.scoring),
+            score=lambda c: scorers.dart_scores(c.embeds, c.model.language_model.layers.hidden_size, c.scoring),
         ),
         Method(
             "stride",

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from tokcomp_jax.mapper.inputs import MapperBatch
+from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.prune.features import first_layer_features, take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 from tokcomp_jax.prune.select import per_sample_keep
@@ -69,9 +70,11 @@ def vision_attention_scores(vision_attention: jax.Array, scoring: ScoringInputs)
     return take_positions(vision_attention, scoring.layout.visual_positions)
 
 
-def dart_scores(embeds: jax.Array, scoring: ScoringInputs) -> jax.Array:
-    """DART-style de-duplication: pivots (largest-norm visual tokens) first, then the tokens least similar to them."""
+def dart_scores(embeds: jax.Array, hidden_size: int, scoring: ScoringInputs) -> jax.Array:
+    """DART-style de-duplication: pivots (largest-norm visual tokens) first, then the tokens least similar
+    to them, by the token embeddings (of DeepStack-packed embeds [B, T, (1 + L) * D], the first D)."""
     layout = scoring.layout
+    embeds, _ = unpack_deepstack(embeds, hidden_size)
     visual = take_positions(embeds, layout.visual_positions).astype(jnp.float32)  # [B, N, D]
     norm = jnp.linalg.norm(visual, axis=-1)
     num_pivots = min(DART_PIVOTS, visual.shape[1])

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from tokcomp_jax.models.common.layers import linear
+from tokcomp_jax.models.common.layers import RMSNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary
 
 ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
@@ -101,25 +101,46 @@ class CacheSegment:
 
 
 class SelfAttention(nnx.Module):
-    """Rotary GQA self-attention of the Qwen2/Llama decoders; q/k/v biases optional, o_proj without."""
+    """Rotary GQA self-attention of the Qwen2/Qwen3/Llama decoders; q/k/v biases optional, o_proj
+    without; `qk_norm_eps` adds Qwen3's RMSNorm over each query and key head before RoPE."""
 
     def __init__(
-        self, hidden_size: int, num_heads: int, num_kv_heads: int, *, qkv_bias: bool, dtype: jnp.dtype, rngs: nnx.Rngs
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        *,
+        qkv_bias: bool,
+        dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+        head_dim: int | None = None,
+        qk_norm_eps: float | None = None,
     ):
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
-        self.head_dim = hidden_size // num_heads
+        self.head_dim = head_dim or hidden_size // num_heads
         self.q_proj = linear(hidden_size, num_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.k_proj = linear(hidden_size, num_kv_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.v_proj = linear(hidden_size, num_kv_heads * self.head_dim, bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.o_proj = linear(num_heads * self.head_dim, hidden_size, bias=False, dtype=dtype, rngs=rngs)
+        if qk_norm_eps is not None:
+            self.q_norm = RMSNorm(self.head_dim, eps=qk_norm_eps, dtype=dtype)
+            self.k_norm = RMSNorm(self.head_dim, eps=qk_norm_eps, dtype=dtype)
+        self.qk_norm = qk_norm_eps is not None
+
+    def queries(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+        """x [B, T, D] -> rotated queries [B, T, N, H] (rope tables [B, T, H])."""
+        query = self.q_proj(x).reshape(*x.shape[:2], self.num_heads, self.head_dim)
+        return apply_rotary(self.q_norm(query) if self.qk_norm else query, cos, sin)
+
+    def keys(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+        """x [B, T, D] -> rotated keys [B, T, K, H]."""
+        key = self.k_proj(x).reshape(*x.shape[:2], self.num_kv_heads, self.head_dim)
+        return apply_rotary(self.k_norm(key) if self.qk_norm else key, cos, sin)
 
     def rotated_query_key(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> tuple[jax.Array, jax.Array]:
         """x [B, T, D] -> rotated query [B, T, N, H] and key [B, T, K, H]."""
-        batch, length, _ = x.shape
-        query = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
-        key = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
-        return apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        return self.queries(x, cos, sin), self.keys(x, cos, sin)
 
     def __call__(
         self,

@@ -33,12 +33,15 @@ class DecoderConfig:
     hidden_act: str = "silu"
     mrope_section: tuple[int, ...] | None = None  # (t, h, w) split of head_dim // 2 for M-RoPE
     max_position_embeddings: int = 32768  # positions the model was trained on; longer inputs are refused
+    head_dim: int | None = None  # None: hidden_size // num_attention_heads (Qwen3 sets it)
+    qk_norm: bool = False  # RMSNorm over each query and key head before RoPE (Qwen3)
+    mrope_interleaved: bool = False  # M-RoPE frequencies cycle t, h, w instead of coming in chunks (Qwen3-VL)
 
     def __post_init__(self):
         if self.mrope_section is not None:
             object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON stores a list
         check_field_types(self)
-        if self.hidden_size % self.num_attention_heads:
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
@@ -47,12 +50,10 @@ class DecoderConfig:
                 f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {self.num_key_value_heads}"
             )
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
         if self.mrope_section is not None and 2 * sum(self.mrope_section) != self.head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim // 2 = {self.head_dim // 2}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,26 @@ from tokcomp_jax.models.common.config import DecoderConfig
 from tokcomp_jax.models.common.layers import GatedMLP, RMSNorm, linear
 
 
+def pack_deepstack(embeds: jax.Array, deepstack: jax.Array) -> jax.Array:
+    """Token embeddings [B, T, D] and DeepStack features [L, B, T, D] (Qwen3-VL: what to add to the
+    outputs of the first L layers, zero at text) -> one sequence-aligned array [B, T, (1 + L) * D].
+
+    Packed, the features travel with their tokens through everything that moves tokens (pruning's
+    gather and mask, padding, sharding); `LayerStack` unpacks and adds them."""
+    return jnp.concatenate([embeds, *deepstack], axis=-1)
+
+
+def unpack_deepstack(x: jax.Array, hidden_size: int) -> tuple[jax.Array, jax.Array | None]:
+    """The inverse of pack_deepstack: [B, T, (1 + L) * D] -> ([B, T, D], [L, B, T, D]); a plain
+    [B, T, D] comes back with None."""
+    if x.shape[-1] == hidden_size:
+        return x, None
+    if x.shape[-1] % hidden_size:
+        raise ValueError(f"hidden states of width {x.shape[-1]} are neither {hidden_size} nor a packed multiple of it")
+    parts = x.reshape(*x.shape[:-1], -1, hidden_size)
+    return parts[..., 0, :], jnp.moveaxis(parts[..., 1:, :], -2, 0)
+
+
 def causal_mask(attention_mask: jax.Array) -> jax.Array:
     """Padding mask [B, T] (1 = real token) -> bool [B, T, T]: query t sees real keys s <= t."""
     length = attention_mask.shape[-1]
@@ -30,6 +50,8 @@ class DecoderLayer(nnx.Module):
             qkv_bias=config.attention_bias,
             dtype=dtype,
             rngs=rngs,
+            head_dim=config.head_dim,
+            qk_norm_eps=config.rms_norm_eps if config.qk_norm else None,
         )
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs)
@@ -71,6 +93,10 @@ class LayerStack(nnx.Module):
     hidden states (the layer runs on its own, the rest of the range scanned around it); `hook`/`probes` pass every layer's
     probabilities through hook(probs, probes[l - a]) (the relevance probes); `cache` holds the
     range's keys/values. `stack[i]` is layer i as a plain DecoderLayer (a view of its parameters).
+
+    DeepStack (Qwen3-VL): x may come packed with features to add to the outputs of the range's first
+    layers (pack_deepstack); those layers then run one at a time, each followed by its addition, and
+    features left over past the range's end come back packed in `hidden`, for the next range.
     """
 
     def __init__(
@@ -83,6 +109,7 @@ class LayerStack(nnx.Module):
 
         self.stacked = create(rngs)
         self.num_layers = config.num_hidden_layers
+        self.hidden_size = config.hidden_size
         self.configure(scan=scan, remat=remat)
 
     def configure(self, scan: bool | None = None, remat: str | None = None) -> None:
@@ -133,23 +160,26 @@ class LayerStack(nnx.Module):
                     f"{name} covers {jax.tree.leaves(stacked)[0].shape[0]} layers, the range {len(indices)}"
                 )
         policy = REMAT_POLICIES[self.remat if remat is None else remat]
+        x, deepstack = unpack_deepstack(x, self.hidden_size)
         start, stop = indices.start, indices.stop
-        pieces = (
-            [(start, stop)]
-            if attention_at is None
-            else [(start, attention_at), (attention_at, attention_at + 1), (attention_at + 1, stop)]
-        )
+        injected = 0 if deepstack is None else min(len(deepstack), len(indices))
+        cuts = {start, stop, *(start + i for i in range(1, injected + 1))}
+        if attention_at is not None:
+            cuts |= {attention_at, attention_at + 1}
+        bounds = sorted(cuts)
         attention, attention_input, caches = None, None, []
-        for first, end in pieces:
-            if first == end:
-                continue
+        for first, end in zip(bounds[:-1], bounds[1:], strict=True):
             part = slice(first - start, end - start)
             attention_input = x if first == attention_at else attention_input
             x, probs, part_cache = self._run(
                 x, cos, sin, mask, first, end, _index(cache, part), cache_index, hook, _index(probes, part), policy
             )
+            if first - start < injected:  # a one-layer piece: add its DeepStack features
+                x = x + deepstack[first - start].astype(x.dtype)
             attention = probs if first == attention_at else attention
             caches.append(part_cache)
+        if deepstack is not None and len(deepstack) > injected:
+            x = pack_deepstack(x, deepstack[injected:])
         if cache is not None:
             cache = jax.tree.map(lambda *parts: jnp.concatenate(parts), *caches) if len(caches) > 1 else caches[0]
         return StackOutput(x, attention, attention_input, cache)

@@ -1,4 +1,4 @@
-"""Rotary position embeddings: 1-D (Llama/Qwen2), 3-D M-RoPE (Qwen2-VL text), 2-D (Qwen2-VL vision).
+"""Rotary position embeddings: 1-D (Llama/Qwen2), 3-D M-RoPE (Qwen2-VL / Qwen3-VL text), 2-D (vision).
 
 Every function returns `cos, sin` tables with the full head dimension, laid out as transformers
 lays them out (the half-split `rotate_half` convention), so `apply_rotary` is shared.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def inverse_frequencies(dim: int, theta: float) -> jax.Array:
@@ -34,23 +35,37 @@ def text_rope(position_ids: jax.Array, head_dim: int, theta: float, dtype: jnp.d
 
 
 def multimodal_rope(
-    position_ids: jax.Array, head_dim: int, theta: float, mrope_section: tuple[int, ...], dtype: jnp.dtype
+    position_ids: jax.Array,
+    head_dim: int,
+    theta: float,
+    mrope_section: tuple[int, ...],
+    dtype: jnp.dtype,
+    interleaved: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """M-RoPE tables: positions [3, B, T] (t, h, w) -> cos, sin [B, T, head_dim] in `dtype`.
 
-    The head_dim // 2 frequencies are split into `mrope_section` chunks; chunk i rotates by
-    the temporal, height or width position (i % 3), as in transformers' Qwen2-VL.
+    Each of the head_dim // 2 frequencies rotates by the temporal, height or width position
+    (`mrope_axes`), as in transformers' Qwen2-VL (chunks) or Qwen3-VL (interleaved).
     """
     freqs = position_ids[..., None].astype(jnp.float32) * inverse_frequencies(head_dim, theta)  # [3, B, T, H/2]
-    bounds = [0]
-    for size in mrope_section:
-        bounds.append(bounds[-1] + size)
-    chunks = [
-        freqs[i % 3, ..., start:stop] for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
-    ]
-    freqs = jnp.concatenate(chunks, axis=-1)
+    axes = jnp.asarray(mrope_axes(mrope_section, interleaved))
+    freqs = jnp.where(axes == 0, freqs[0], jnp.where(axes == 1, freqs[1], freqs[2]))
     freqs = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(freqs).astype(dtype), jnp.sin(freqs).astype(dtype)
+
+
+def mrope_axes(mrope_section: tuple[int, ...], interleaved: bool) -> np.ndarray:
+    """The position axis (0 t, 1 h, 2 w) of each of the sum(mrope_section) frequencies.
+
+    Chunks (Qwen2-VL): section i's frequencies take axis i % 3. Interleaved (Qwen3-VL): frequency f
+    takes axis f % 3 while f < 3 x that axis' section (h, w), else t: t h w t h w ... t t.
+    """
+    total = sum(mrope_section)
+    if not interleaved:
+        return np.concatenate([np.full(size, i % 3) for i, size in enumerate(mrope_section)])
+    f = np.arange(total)
+    axis = f % 3
+    return np.where((axis > 0) & (f < 3 * np.asarray(mrope_section)[axis]), axis, 0)
 
 
 def vision_rope(patch_positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:

@@ -256,4 +256,6 @@ class Qwen2VL(DecoderMLLM):
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         """M-RoPE tables [B, T, head_dim] for position ids [3, B, T]."""
         text = self.config.text
-        return multimodal_rope(position_ids, text.head_dim, text.rope_theta, text.mrope_section, dtype)
+        return multimodal_rope(
+            position_ids, text.head_dim, text.rope_theta, text.mrope_section, dtype, text.mrope_interleaved
+        )
