@@ -8,6 +8,7 @@ from pathlib import Path
 from tokcomp_jax.models.llava_onevision.family import LLAVA_ONEVISION
 from tokcomp_jax.models.qwen2_5_vl.family import QWEN2_5_VL
 from tokcomp_jax.models.qwen2_vl.family import QWEN2_VL
+from tokcomp_jax.models.qwen3_vl.family import QWEN3_VL
 from tokcomp_jax.models.vila.family import VILA
 
 VERIFY_MEDIA = [[("image", 84, 140)]]
@@ -38,6 +39,7 @@ def _vila_diffs(model, src: Path, dtype: str) -> dict[str, float]:
 REFERENCE_DIFFS = {
     QWEN2_VL.name: _qwen2vl_diffs,
     QWEN2_5_VL.name: _qwen2vl_diffs,  # the same check: transformers' class follows config.json's model_type
+    QWEN3_VL.name: _qwen2vl_diffs,
     LLAVA_ONEVISION.name: _llava_onevision_diffs,
     VILA.name: _vila_diffs,
 }

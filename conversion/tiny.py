@@ -4,6 +4,7 @@ and for trying the whole journey (README: "From a released checkpoint to a prune
 
     python -m conversion.tiny --family qwen2_vl --dst /tmp/tiny-qwen2-vl
     python -m conversion.tiny --family qwen2_5_vl --dst /tmp/tiny-qwen2.5-vl
+    python -m conversion.tiny --family qwen3_vl --dst /tmp/tiny-qwen3-vl
     python -m conversion.tiny --family llava_onevision --dst /tmp/tiny-llava
     python -m conversion.tiny --family vila --dst /tmp/tiny-vila
     python -m conversion.tiny --jsonl-sample --dst /tmp/tiny-data  # 8 images and questions, jsonl + media
@@ -25,9 +26,11 @@ from transformers import (
     LlavaOnevisionForConditionalGeneration,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLForConditionalGeneration,
+    Qwen3VLForConditionalGeneration,
 )
 from transformers import Qwen2_5_VLConfig as HFQwen25VLConfig
 from transformers import Qwen2VLConfig as HFQwen2VLConfig
+from transformers import Qwen3VLConfig as HFQwen3VLConfig
 
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 
@@ -41,11 +44,14 @@ WORDS = (
 SPECIAL_TOKENS = {  # family -> (token, id) at the tiny configs' ids; the chat template's markers after them
     "qwen2_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
     "qwen2_5_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
+    "qwen3_vl": {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253},
     "llava_onevision": {"<image>": 250, "<video>": 251},
     "vila": {},
 }
-TEMPLATE_OF = {"qwen2_5_vl": "qwen2_vl"}  # Qwen2.5-VL was released with Qwen2-VL's chat template
+# Qwen2.5-VL was released with Qwen2-VL's chat template; Qwen3-VL's writes the same turns without a system one
+TEMPLATE_OF = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen2_vl"}
 CHAT_MARKERS = {"qwen2_vl": ("<|im_start|>", "<|im_end|>"), "qwen2_5_vl": ("<|im_start|>", "<|im_end|>"),
+                "qwen3_vl": ("<|im_start|>", "<|im_end|>"),
                 "llava_onevision": ("<|im_start|>", "<|im_end|>"), "vila": ("<s>", "</s>")}  # fmt: skip
 
 
@@ -146,6 +152,38 @@ def _save_tiny_qwen2_5_vl(directory: Path, seed: int) -> None:
     tiny_qwen2_5_vl_model(seed).save_pretrained(directory)
 
 
+def tiny_qwen3_vl_hf_config(hidden: int = 64, layers: int = 2, tie: bool = False, **vision) -> HFQwen3VLConfig:
+    """A tiny Qwen3-VL: head_dim 24 (heads x head_dim != hidden), interleaved M-RoPE sections (6, 3, 3)
+    (so the last three frequencies are temporal), 16-pixel patches, an 8 x 8 position table, 3 vision
+    blocks with DeepStack after blocks 0 and 1; `vision` overrides the vision tower's fields."""
+    vision_config = dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=4, out_hidden_size=hidden,
+                         patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0, 1])  # fmt: skip
+    vision_config.update(vision)
+    return HFQwen3VLConfig(
+        text_config=dict(
+            vocab_size=256, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=24, rms_norm_eps=1e-6, max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "mrope_section": [6, 3, 3], "mrope_interleaved": True,
+                             "rope_theta": 10000.0},
+            bos_token_id=None, eos_token_id=None, tie_word_embeddings=tie,
+        ),
+        vision_config=vision_config,
+        image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+
+
+def tiny_qwen3_vl_model(seed: int = 0, **config_overrides):
+    """A random-init tiny transformers Qwen3-VL (eager attention) with perturbed norms."""
+    torch.manual_seed(seed)
+    config = tiny_qwen3_vl_hf_config(**config_overrides)
+    return perturb_norms(Qwen3VLForConditionalGeneration._from_config(config, attn_implementation="eager"))
+
+
+def _save_tiny_qwen3_vl(directory: Path, seed: int) -> None:
+    tiny_qwen3_vl_model(seed).save_pretrained(directory)
+
+
 LLAVA_PINPOINTS = ((56, 56), (56, 112), (112, 56), (112, 112), (56, 168), (168, 56), (112, 168), (168, 112))
 
 
@@ -211,6 +249,7 @@ SIGLIP_PIXELS = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
 TINY_CHECKPOINTS = {
     "qwen2_vl": (save_tiny_model, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
     "qwen2_5_vl": (_save_tiny_qwen2_5_vl, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
+    "qwen3_vl": (_save_tiny_qwen3_vl, {"min_pixels": 64 * 64, "max_pixels": 128 * 128, **SIGLIP_PIXELS}, "", ""),
     "llava_onevision": (_save_tiny_llava, SIGLIP_PIXELS, "", ""),
     "vila": (_save_tiny_vila, SIGLIP_PIXELS, "vision_tower", "llm"),
 }

@@ -17,6 +17,7 @@ from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.qwen2_vl.positions import token_types
 from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_images, process_video
+from tokcomp_jax.models.qwen3_vl.modeling import frame_grids
 
 # A media item: ("image", height, width) or ("video", frames, height, width).
 Media = tuple
@@ -36,12 +37,14 @@ PARITY_CASES = {
 def random_batch(
     config: Qwen2VLConfig, rows: Sequence[Sequence[Media]], seed: int = 0, text_length: int = 4
 ) -> dict[str, np.ndarray]:
-    """A right-padded batch: each row is text, then per media item <start> pads <end> text.
+    """A right-padded batch: each row is text, then per media item <start> pads <end> text (for a
+    family with `timestamped_frames`, each temporal patch of a video: 2 text ids, <start> pads <end>).
 
     Returns numpy arrays named as transformers names them (input_ids, attention_mask,
     pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw).
     """
     rng = np.random.default_rng(seed)
+    family = FAMILIES[config.family]
     processor = image_processor(config, max_pixels=28 * 28 * 64)
     merge = config.vision.spatial_merge_size
     special = min(
@@ -62,8 +65,12 @@ def random_batch(
                 videos.append(pixels)
                 video_grids.append(grid)
                 token = config.video_token_id
-            ids += [config.vision_start_token_id] + [token] * (int(grid.prod()) // merge**2)
-            ids += [config.vision_end_token_id] + list(rng.integers(0, special, text_length))
+            runs = [grid] if item[0] == "image" or not family.timestamped_frames else frame_grids(grid)
+            for run in runs:  # Qwen3-VL: each temporal patch its own run, after its "timestamp" text
+                ids += list(rng.integers(0, special, 2)) if len(runs) > 1 else []
+                ids += [config.vision_start_token_id] + [token] * (int(run.prod()) // merge**2)
+                ids += [config.vision_end_token_id]
+            ids += list(rng.integers(0, special, text_length))
         sequences.append(ids)
     length = max(len(s) for s in sequences)
     batch = {
@@ -123,7 +130,7 @@ def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float
 
 
 def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):
-    """transformers' Qwen2-VL or Qwen2.5-VL (by config.json's model_type) from a local directory,
+    """transformers' Qwen2-VL, Qwen2.5-VL or Qwen3-VL (by config.json's model_type) from a local directory,
     eager attention so attentions come back."""
     from transformers import AutoModelForImageTextToText
 
@@ -144,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--src", help="HF directory; default: a tiny random checkpoint (conversion.tiny defaults)")
-    parser.add_argument("--tiny", choices=("qwen2_vl", "qwen2_5_vl"), default="qwen2_vl", help="family of the tiny one")
+    parser.add_argument(
+        "--tiny", choices=("qwen2_vl", "qwen2_5_vl", "qwen3_vl"), default="qwen2_vl", help="family of the tiny one"
+    )
     args = parser.parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")
     src = args.src or tempfile.mkdtemp()

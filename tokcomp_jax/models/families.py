@@ -8,9 +8,12 @@ from tokcomp_jax.models.family import Family
 from tokcomp_jax.models.llava_onevision.family import LLAVA_ONEVISION
 from tokcomp_jax.models.qwen2_5_vl.family import QWEN2_5_VL
 from tokcomp_jax.models.qwen2_vl.family import QWEN2_VL
+from tokcomp_jax.models.qwen3_vl.family import QWEN3_VL
 from tokcomp_jax.models.vila.family import VILA
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (QWEN2_VL, QWEN2_5_VL, LLAVA_ONEVISION, VILA)}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL, LLAVA_ONEVISION, VILA)
+}
 
 
 def family_of(config: Any) -> Family:

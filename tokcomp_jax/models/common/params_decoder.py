@@ -15,6 +15,7 @@ def decoder_rules(source: str) -> tuple[Rule, ...]:
         Rule(rf"{source}layers\.(\d+)\.self_attn\.([qkv])_proj\.bias", r"language_model.layers.\1.self_attn.\2_proj.bias"),
         Rule(rf"{source}layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight", r"language_model.layers.\1.mlp.\2_proj.kernel", L),
         Rule(rf"{source}layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight", r"language_model.layers.\1.\2.scale"),
+        Rule(rf"{source}layers\.(\d+)\.self_attn\.([qk]_norm)\.weight", r"language_model.layers.\1.self_attn.\2.scale"),  # Qwen3
         Rule(rf"{source}norm\.weight", "language_model.norm.scale"),
     )  # fmt: skip
 

@@ -20,6 +20,7 @@ class Qwen2VLFamily(Family):
     config_class = Qwen2VLConfig
     model = Qwen2VL
     media_keys = MEDIA  # what prepare_inputs takes from a batch beside the ids
+    timestamped_frames = False  # whether each temporal patch of a video is its own run of tokens (Qwen3-VL)
     prepare_inputs = staticmethod(prepare_inputs)
 
     def name_map(self, config):

@@ -34,7 +34,8 @@ class Qwen2VLInputs:
     # field -> batch axis, for sharding over `data` (pixels etc.: one block per image / frame when blocked)
     BATCH_AXES: ClassVar[dict[str, int]] = {"input_ids": 0, "attention_mask": 0, "position_ids": 1, "visual_token_index": 0,
                                             "pixel_values": 0, "patch_positions": 0, "patch_segment_ids": 0,
-                                            "patch_window_ids": 0}  # fmt: skip
+                                            "patch_window_ids": 0, "patch_table_index": 0,
+                                            "patch_table_weight": 0}  # fmt: skip
 
     input_ids: jax.Array  # [B, T]
     attention_mask: jax.Array  # [B, T], 1 = real token
@@ -43,6 +44,8 @@ class Qwen2VLInputs:
     patch_positions: jax.Array | None = None  # [P, 2] or [F, S, 2] (row, col) for the vision RoPE
     patch_segment_ids: jax.Array | None = None  # [P] or [F, S] one id per image / video frame, -1 padding
     patch_window_ids: jax.Array | None = None  # like patch_segment_ids, one id per attention window (Qwen2.5-VL)
+    patch_table_index: jax.Array | None = None  # [P, 4] or [F, S, 4] rows of the position table (Qwen3-VL)
+    patch_table_weight: jax.Array | None = None  # [P, 4] or [F, S, 4] their bilinear weights
     visual_token_index: jax.Array | None = None  # [B, T] row into the merged visual tokens, -1 for text
 
     @property
@@ -83,6 +86,7 @@ def prepare_inputs(
     frame_patches: int | None = None,
     window_units: int | None = None,
     video_time_steps: Sequence[float] | None = None,
+    position_table_side: int | None = None,
 ) -> Qwen2VLInputs:
     """Host bookkeeping for one batch; arguments as in transformers' Qwen2-VL forward.
 
@@ -133,36 +137,32 @@ def prepare_inputs(
     )
     if not media:
         return inputs
-    pixels, patch_pos, segments, token_index = [], [], [], np.full(input_ids.shape, -1, np.int32)
-    num_tokens, num_segments = 0, 0
-    for _, values, grid, token in media:
-        pixels.append(values.astype(np.float32))
-        patch_pos.append(positions.patch_positions(grid, merge))
-        segments.append(positions.frame_segment_ids(grid, first_id=num_segments))
+    grids = np.concatenate([grid for _, _, grid, _ in media])
+    patches = {  # per-patch arrays [P, ...], in the processor's order, and the value that pads each
+        "pixel_values": (np.concatenate([values.astype(np.float32) for _, values, _, _ in media]), 0),
+        "patch_positions": (positions.patch_positions(grids, merge), 0),
+        "patch_segment_ids": (positions.frame_segment_ids(grids), -1),
+    }
+    if position_table_side is not None:
+        table_index, table_weight = positions.resampled_table_taps(grids, merge, position_table_side)
+        patches |= {"patch_table_index": (table_index, 0), "patch_table_weight": (table_weight, 0)}
+    token_index, num_tokens = np.full(input_ids.shape, -1, np.int32), 0
+    for _, _, grid, token in media:
         token_index = np.maximum(token_index, positions.visual_token_index(input_ids, token, num_tokens))
         num_tokens += _num_visual_tokens(grid, merge)
-        num_segments += int(grid[:, 0].sum())
-    pixels, patch_pos, segments = (np.concatenate(x) for x in (pixels, patch_pos, segments))
-    windows = None
     if window_units is not None:
-        grids = np.concatenate([grid for _, _, grid, _ in media])
         order, windows = positions.window_order(grids, merge, window_units)
-        pixels, patch_pos, segments = (x[order] for x in (pixels, patch_pos, segments))
+        patches = {name: (values[order], pad) for name, (values, pad) in patches.items()}
+        patches["patch_window_ids"] = (windows, -1)
         token_order = order[:: merge**2] // merge**2  # merged token k of the tower is token_order[k] of the processor
         token_index = _move_tokens(token_index, np.argsort(token_order))
     if frame_patches is not None:
-        blocked = _block_frames(pixels, patch_pos, segments, windows, frame_patches, patch_bucket, merge**2)
-        pixels, patch_pos, segments, windows, token_slot = blocked
+        patches, token_slot = _block_frames(patches, frame_patches, patch_bucket, merge**2)
         token_index = _move_tokens(token_index, token_slot)
     elif patch_bucket is not None:
-        pixels, patch_pos, segments, windows = _pad_patches(
-            pixels, patch_pos, segments, windows, patch_bucket, merge**2
-        )
+        patches = _pad_patches(patches, patch_bucket, merge**2)
     return inputs.replace(
-        pixel_values=jnp.asarray(pixels),
-        patch_positions=jnp.asarray(patch_pos),
-        patch_segment_ids=jnp.asarray(segments),
-        patch_window_ids=None if windows is None else jnp.asarray(windows),
+        **{name: jnp.asarray(values) for name, (values, _) in patches.items()},
         visual_token_index=jnp.asarray(token_index),
     )
 
@@ -177,25 +177,27 @@ def _num_visual_tokens(grid_thw: np.ndarray, merge: int) -> int:
     return int(grid_thw.prod(-1).sum()) // merge**2
 
 
-def _pad_patches(pixels, patch_pos, segments, windows, bucket: int, window: int):
+Patches = dict[str, tuple[np.ndarray, int]]  # field -> (per-patch values [P, ...], padding value)
+
+
+def _pad_patches(patches: Patches, bucket: int, window: int) -> Patches:
     if bucket % window:
         raise ValueError(f"patch_bucket {bucket} must be a multiple of the merge window {window}")
-    pad = bucket - pixels.shape[0]
+    pad = bucket - len(patches["pixel_values"][0])
     if pad < 0:
-        raise ValueError(f"{pixels.shape[0]} patches do not fit patch_bucket {bucket}")
-    return (
-        np.pad(pixels, ((0, pad), (0, 0))),
-        np.pad(patch_pos, ((0, pad), (0, 0))),
-        np.pad(segments, (0, pad), constant_values=-1),
-        None if windows is None else np.pad(windows, (0, pad), constant_values=-1),
-    )
+        raise ValueError(f"{len(patches['pixel_values'][0])} patches do not fit patch_bucket {bucket}")
+    return {
+        name: (np.pad(values, [(0, pad)] + [(0, 0)] * (values.ndim - 1), constant_values=fill), fill)
+        for name, (values, fill) in patches.items()
+    }
 
 
-def _block_frames(pixels, patch_pos, segments, windows, frame_patches: int, patch_bucket: int | None, window: int):
-    """Packed [P, ...] -> one padded block per frame [F, S, ...] (window ids too, when given), and
-    each packed merged token's row in the blocked tokens [F * S / window]."""
+def _block_frames(patches: Patches, frame_patches: int, patch_bucket: int | None, window: int):
+    """Packed [P, ...] -> one padded block per frame [F, S, ...], and each packed merged token's row
+    in the blocked tokens [F * S / window]."""
     if frame_patches % window:
         raise ValueError(f"frame_patches {frame_patches} must be a multiple of the merge window {window}")
+    segments = patches["patch_segment_ids"][0]
     starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
     sizes = np.diff(np.r_[starts, len(segments)])
     if sizes.max() > frame_patches:
@@ -203,22 +205,16 @@ def _block_frames(pixels, patch_pos, segments, windows, frame_patches: int, patc
     num_blocks = len(sizes) if patch_bucket is None else patch_bucket // frame_patches
     if len(sizes) > num_blocks:
         raise ValueError(f"{len(sizes)} frames do not fit patch_bucket {patch_bucket} // {frame_patches}")
-    blocked = (
-        np.zeros((num_blocks, frame_patches, pixels.shape[1]), pixels.dtype),
-        np.zeros((num_blocks, frame_patches, 2), patch_pos.dtype),
-        np.full((num_blocks, frame_patches), -1, segments.dtype),
-    )
-    sources = (pixels, patch_pos, segments)
-    if windows is not None:
-        blocked, sources = (*blocked, np.full((num_blocks, frame_patches), -1, windows.dtype)), (*sources, windows)
+    blocked = {
+        name: (np.full((num_blocks, frame_patches, *values.shape[1:]), fill, values.dtype), fill)
+        for name, (values, fill) in patches.items()
+    }
     token_slot = []
     for block, (start, size) in enumerate(zip(starts, sizes, strict=True)):
-        for target, source in zip(blocked, sources, strict=True):
-            target[block, :size] = source[start : start + size]
+        for name, (values, _) in patches.items():
+            blocked[name][0][block, :size] = values[start : start + size]
         token_slot.append(block * (frame_patches // window) + np.arange(size // window))
-    if windows is None:
-        blocked = (*blocked, None)
-    return *blocked, np.concatenate(token_slot).astype(np.int32)
+    return blocked, np.concatenate(token_slot).astype(np.int32)
 
 
 class Qwen2VL(DecoderMLLM):
@@ -236,22 +232,30 @@ class Qwen2VL(DecoderMLLM):
         With return_vision_attention, also [B, T] the attention each visual token received in the
         vision tower's last block (0 at text), for vision-encoder-attention pruning baselines.
         """
-        embeds = self.language_model.embed_tokens(inputs.input_ids)
+        embeds = self.embed_text(inputs.input_ids)
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
-        visual, received = self.visual(
-            inputs.pixel_values,
-            inputs.patch_positions,
-            inputs.patch_segment_ids,
-            inputs.patch_window_ids,
-            return_attention=True,
-        )
+        visual, received = self.vision_tower(inputs)
         index = jnp.maximum(inputs.visual_token_index, 0)
         is_visual = inputs.visual_token_mask
         embeds = jnp.where(is_visual[..., None], visual.astype(embeds.dtype)[index], embeds)
         if not return_vision_attention:
             return embeds
         return embeds, jnp.where(is_visual, received[index], 0.0)
+
+    def embed_text(self, input_ids: jax.Array) -> jax.Array:
+        """Token embeddings [B, T, D] (the visual tokens' rows are replaced by `embed`)."""
+        return self.language_model.embed_tokens(input_ids)
+
+    def vision_tower(self, inputs: Qwen2VLInputs) -> tuple[jax.Array, jax.Array]:
+        """The merged visual tokens [N, D] and the attention each received in the tower's last block [N]."""
+        return self.visual(
+            inputs.pixel_values,
+            inputs.patch_positions,
+            inputs.patch_segment_ids,
+            inputs.patch_window_ids,
+            return_attention=True,
+        )
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         """M-RoPE tables [B, T, head_dim] for position ids [3, B, T]."""

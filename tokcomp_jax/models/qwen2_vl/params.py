@@ -5,7 +5,7 @@ from __future__ import annotations
 from tokcomp_jax.models.common.params_decoder import decoder_rules, lm_head_rule
 from tokcomp_jax.models.loading import NameMap, Rule, Transform
 
-_LM = r"(?:model\.language_model|model)"  # transformers 5 nests the decoder; released checkpoints do not
+LM = r"(?:model\.language_model|model)"  # transformers 5 nests the decoder; released checkpoints do not
 VIS = r"(?:model\.visual|visual)"
 L = Transform.LINEAR
 
@@ -16,7 +16,7 @@ def qwen_vl_name_map(tie_word_embeddings: bool, block_rules: tuple[Rule, ...], m
     ("weight", "bias"); a tied model ignores a stored `lm_head.weight` copy."""
     norm = {"weight": "scale", "bias": "bias"}
     rules = (
-        *decoder_rules(rf"{_LM}\."),
+        *decoder_rules(rf"{LM}\."),
         Rule(rf"{VIS}\.patch_embed\.proj\.weight", "visual.patch_embed.proj.kernel", Transform.CONV_AS_LINEAR),
         *block_rules,
         *(Rule(rf"{VIS}\.merger\.ln_q\.{name}", f"visual.merger.ln_q.{norm[name]}") for name in merger_norm),

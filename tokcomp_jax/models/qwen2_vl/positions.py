@@ -126,3 +126,25 @@ def window_order(grid_thw: np.ndarray, spatial_merge_size: int, window_units: in
                     first_window += 1
         first_unit += t * rows * cols
     return np.concatenate(order).astype(np.int64), np.concatenate(window_ids).astype(np.int32)
+
+
+def resampled_table_taps(grid_thw: np.ndarray, spatial_merge_size: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Qwen3-VL's learned position table (side x side) resampled to each image's patch grid, bilinear
+    with align_corners, as transformers' `get_vision_interpolation_indices_and_weights` computes it
+    (in float32): per patch in the processor's order, (table rows [P, 4], weights [P, 4])."""
+    rows_cols = patch_positions(grid_thw, spatial_merge_size)
+    sizes = np.concatenate([np.tile([h, w], (t * h * w, 1)) for t, h, w in np.asarray(grid_thw).tolist()])
+    offsets = np.arange(2, dtype=np.float32)
+
+    def axis_taps(index: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        source = index.astype(np.float32) * np.float32(side - 1) / np.maximum(size - 1, 1).astype(np.float32)
+        floor = np.floor(source)
+        taps = np.clip(floor.astype(np.int64)[:, None] + offsets.astype(np.int64), 0, side - 1)
+        weights = np.clip(1 - np.abs(source[:, None] - floor[:, None] - offsets), 0, None)
+        return taps, weights
+
+    row_taps, row_weights = axis_taps(rows_cols[:, 0], sizes[:, 0])
+    col_taps, col_weights = axis_taps(rows_cols[:, 1], sizes[:, 1])
+    index = (row_taps[:, :, None] * side + col_taps[:, None, :]).reshape(-1, 4)
+    weight = (row_weights[:, :, None] * col_weights[:, None, :]).reshape(-1, 4)
+    return index.astype(np.int32), weight.astype(np.float32)

@@ -28,8 +28,11 @@ IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 1280  # transformers' Qwen2VLImageProcessor
 
 
-def image_processor(config: Qwen2VLConfig, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """transformers' Qwen2-VL image processor with the model's patch, merge and temporal sizes."""
+def image_processor(
+    config: Qwen2VLConfig, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, **normalisation
+):
+    """transformers' Qwen2-VL image processor with the model's patch, merge and temporal sizes
+    (`normalisation`: image_mean / image_std where they differ from its CLIP defaults)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     return Qwen2VLImageProcessorPil(
@@ -38,6 +41,7 @@ def image_processor(config: Qwen2VLConfig, min_pixels: int = DEFAULT_MIN_PIXELS,
         patch_size=config.vision.patch_size,
         merge_size=config.vision.spatial_merge_size,
         temporal_patch_size=config.vision.temporal_patch_size,
+        **normalisation,
     )
 
 
@@ -73,16 +77,19 @@ def process_video(processor, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return video, grid
 
 
+def expand_pads(text: str, pad: str, grids: np.ndarray | None, expand) -> str:
+    """Replace each `pad` placeholder by `expand(grid)` of its image / video, in order."""
+    grids = [] if grids is None else list(grids)
+    if text.count(pad) != len(grids):
+        raise ValueError(f"prompt has {text.count(pad)} {pad} placeholders for {len(grids)} images/videos")
+    pieces = text.split(pad)
+    return pieces[0] + "".join(expand(grid) + piece for grid, piece in zip(grids, pieces[1:], strict=True))
+
+
 def expand_visual_pads(text: str, image_grid_thw: np.ndarray | None, video_grid_thw: np.ndarray | None, merge: int):
     """Repeat each `<|image_pad|>` / `<|video_pad|>` placeholder once per visual token of its image/video."""
     for pad, grids in ((IMAGE_PAD, image_grid_thw), (VIDEO_PAD, video_grid_thw)):
-        grids = [] if grids is None else list(grids)
-        if text.count(pad) != len(grids):
-            raise ValueError(f"prompt has {text.count(pad)} {pad} placeholders for {len(grids)} images/videos")
-        pieces = text.split(pad)
-        text = pieces[0] + "".join(
-            pad * (int(np.prod(grid)) // merge**2) + piece for grid, piece in zip(grids, pieces[1:], strict=True)
-        )
+        text = expand_pads(text, pad, grids, lambda grid, pad=pad: pad * (int(np.prod(grid)) // merge**2))
     return text
 
 
@@ -120,13 +127,15 @@ def batch_media(samples: Sequence[dict]) -> dict[str, np.ndarray]:
     return {key: np.concatenate(values) for key in MEDIA_KEYS if (values := [s[key] for s in samples if key in s])}
 
 
-def pixel_limits(preprocessor: dict) -> dict[str, int]:
+def pixel_limits(
+    preprocessor: dict, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> dict[str, int]:
     """min_pixels / max_pixels of a Qwen2-VL preprocessor_config.json (released files name them at
     the top level, later ones in `size` as shortest_edge / longest_edge); the defaults without."""
     size = preprocessor.get("size") or {}
     return {
-        "min_pixels": preprocessor.get("min_pixels", size.get("shortest_edge", DEFAULT_MIN_PIXELS)),
-        "max_pixels": preprocessor.get("max_pixels", size.get("longest_edge", DEFAULT_MAX_PIXELS)),
+        "min_pixels": preprocessor.get("min_pixels", size.get("shortest_edge", min_pixels)),
+        "max_pixels": preprocessor.get("max_pixels", size.get("longest_edge", max_pixels)),
     }
 
 

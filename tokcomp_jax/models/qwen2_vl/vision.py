@@ -30,8 +30,8 @@ def same_segment(ids: jax.Array) -> jax.Array:
 class PatchEmbed(nnx.Module):
     """Flattened patches [P, C*T*p*p] -> [P, E]: the Conv3d with kernel = stride = patch, as a matmul."""
 
-    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        self.proj = linear(config.patch_dim, config.embed_dim, bias=False, dtype=dtype, rngs=rngs)
+    def __init__(self, config: Qwen2VisionConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs, bias: bool = False):
+        self.proj = linear(config.patch_dim, config.embed_dim, bias=bias, dtype=dtype, rngs=rngs)
 
     def __call__(self, pixel_values: jax.Array) -> jax.Array:
         return self.proj(pixel_values.astype(self.proj.kernel.dtype))
