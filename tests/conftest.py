@@ -45,7 +45,20 @@ def tiny_qwen2_5_vl(tmp_path_factory):
     return directory, torch_model, tokcomp_jax.load(directory)
 
 
-@pytest.fixture(params=["tiny_qwen2vl", "tiny_qwen2_5_vl"], ids=["qwen2_vl", "qwen2_5_vl"])
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tmp_path_factory):
+    """(HF directory, transformers Qwen3-VL, Flax model loaded from that directory)."""
+    from conversion.tiny import tiny_qwen3_vl_model
+
+    directory = tmp_path_factory.mktemp("tiny_qwen3_vl")
+    torch_model = tiny_qwen3_vl_model()
+    torch_model.save_pretrained(directory)
+    return directory, torch_model, tokcomp_jax.load(directory)
+
+
+@pytest.fixture(
+    params=["tiny_qwen2vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"], ids=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+)
 def tiny_qwen(request):
     """Each Qwen family's (HF directory, transformers model, Flax model), for tests against transformers."""
     return request.getfixturevalue(request.param)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.prune.features import take_positions
 from tokcomp_jax.prune.layout import VisualLayout
 
@@ -126,7 +127,8 @@ def _answer_seeds(answer_positions: jax.Array, dtype) -> jax.Array:
 
 
 def _input_gradient_norms(model, inputs, answer_positions) -> jax.Array:
-    """Per answer token, || d log p(y_t) / d e ||_2 at every input position: [M, B, T]."""
+    """Per answer token, || d log p(y_t) / d e ||_2 at every input position: [M, B, T] (e: the token
+    embedding, not the DeepStack features packed with it)."""
     embeds = jax.lax.stop_gradient(model.embed(inputs))
 
     def answer_log_probs(embeds):
@@ -135,6 +137,7 @@ def _input_gradient_norms(model, inputs, answer_positions) -> jax.Array:
 
     log_probs, pullback = jax.vjp(answer_log_probs, embeds)
     (gradients,) = jax.vmap(pullback)(_answer_seeds(answer_positions, log_probs.dtype))  # [M, B, T, D]
+    gradients, _ = unpack_deepstack(gradients, model.language_model.layers.hidden_size)  # the token embeddings'
     return jnp.linalg.norm(gradients.astype(jnp.float32), axis=-1)
 
 
