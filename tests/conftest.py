@@ -56,9 +56,7 @@ def tiny_qwen3_vl(tmp_path_factory):
     return directory, torch_model, tokcomp_jax.load(directory)
 
 
-@pytest.fixture(
-    params=["tiny_qwen2vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"], ids=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
-)
+@pytest.fixture(params=["tiny_qwen2vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"], ids=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def tiny_qwen(request):
     """Each Qwen family's (HF directory, transformers model, Flax model), for tests against transformers."""
     return request.getfixturevalue(request.param)

@@ -62,3 +62,11 @@ def test_qwen2_5_vl_presets_round_trip_through_ml_collections(variant):
 
     config = qwen2_5_vl.model_config(qwen2_5_vl.get_config(variant))
     assert config == qwen2_5_vl.PRESETS[variant]() and config.family == "qwen2_5_vl"
+
+
+@pytest.mark.parametrize("variant", ["2b", "4b", "8b", "tiny"])
+def test_qwen3_vl_presets_round_trip_through_ml_collections(variant):
+    from configs.models import qwen3_vl
+
+    config = qwen3_vl.model_config(qwen3_vl.get_config(variant))
+    assert config == qwen3_vl.PRESETS[variant]() and config.family == "qwen3_vl"

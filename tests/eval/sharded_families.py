@@ -1,5 +1,5 @@
 """Run by test_sharding_families.py in a fresh process with 8 fake CPU devices: the tiny
-Qwen2.5-VL, LLaVA-OneVision and VILA1.5 models with a mapper, unpruned and pruned, on one device and sharded
+Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision and VILA1.5 models with a mapper, unpruned and pruned, on one device and sharded
 over a 2 x 4 (data x model) mesh with each family's own BATCH_AXES. Prints one JSON line per family."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL, LLaVA-OneVision and VILA1.5 sharded over a (data, model) mesh equal one device (each family's
+"""Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision and VILA1.5 sharded over a (data, model) mesh equal one device (each family's
 model inputs name their batch axes, BATCH_AXES, for place_batch)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def test_other_families_sharded_equal_single_device_on_eight_fake_devices():
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.strip().splitlines() if line.startswith("{")]
-    assert [r["family"] for r in results] == ["llava_onevision", "qwen2_5_vl", "vila"]
+    assert [r["family"] for r in results] == ["llava_onevision", "qwen2_5_vl", "qwen3_vl", "vila"]
     for result in results:
         assert result["input_ids_spec"].startswith("P('data'"), result
         assert result["unpruned_logits_diff"] < 1e-4 and result["pruned_logits_diff"] < 1e-4, result

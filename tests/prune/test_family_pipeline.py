@@ -1,4 +1,4 @@
-"""The method end to end on tiny Qwen2.5-VL, LLaVA-OneVision and VILA1.5 models: greedy answers, gradient
+"""The method end to end on tiny Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision and VILA1.5 models: greedy answers, gradient
 relevance labels for them, a mapper trained on the first-layer features to predict the labels,
 then pruned generation with that mapper (gather == mask on the way)."""
 
@@ -18,12 +18,15 @@ from tokcomp_jax.mapper import Mapper, MapperBatch, MapperConfig
 from tokcomp_jax.mapper.train import train_step
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VLConfig
+from tokcomp_jax.models.qwen3_vl.config import Qwen3VLConfig
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.features import first_layer_features
 
 CASES = {
     "qwen2_5_vl": (Qwen25VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
                    Buckets(text=16, visual=24, queries=8)),
+    "qwen3_vl": (Qwen3VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
+                 Buckets(text=20, visual=24, queries=8)),
     "llava_onevision": (llava_onevision.tiny, lambda c: llava_batch(c, [(40, 100), (100, 60)]),
                         Buckets(text=32, visual=96, queries=8, tiles=8)),
     "vila": (vila.tiny, lambda c: vila_batch(c, [1, 2]), Buckets(text=16, visual=24, queries=8, tiles=4)),
@@ -31,8 +34,8 @@ CASES = {
 
 
 @pytest.mark.parametrize(
-    "family", [pytest.param(f, marks=pytest.mark.slow) if f == "qwen2_5_vl" else f for f in sorted(CASES)]
-)  # Qwen2.5-VL's default-suite journey is the CLI one (tests/scripts/test_family_journey.py)
+    "family", [pytest.param(f, marks=pytest.mark.slow) if f.startswith("qwen") else f for f in sorted(CASES)]
+)  # the Qwen families' default-suite journey is the CLI one (tests/scripts/test_family_journey.py)
 def test_labels_mapper_and_pruned_generation(family):
     make_config, make_batch, buckets = CASES[family]
     config = make_config()

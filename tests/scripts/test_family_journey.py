@@ -34,7 +34,7 @@ def run_generate(*args: str) -> dict:
     return module.main(list(args))
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "llava_onevision", "vila"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "vila"])
 def test_journey(family, tmp_path, run_absl_script, capsys):
     hf, model = tmp_path / "hf", tmp_path / "model"
     save_tiny_checkpoint(family, hf)
