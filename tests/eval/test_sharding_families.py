@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow  # ~3 min; Qwen2-VL's sharded run (test_sharding.py) is in the default suite
 def test_other_families_sharded_equal_single_device_on_eight_fake_devices():
     """Tolerance 1e-4 as for parity: a sharded contraction sums in a different order."""
     script = Path(__file__).with_name("sharded_families.py")

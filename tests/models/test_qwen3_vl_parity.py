@@ -25,6 +25,7 @@ from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forw
 
 ROWS = [[("image", 84, 168)], [("image", 56, 56), ("video", 4, 56, 84)]]  # a padded batch, image + video in one row
 BUCKETS = Buckets(text=32, visual=32, queries=8)
+DEFAULT_CASES = ("square_image", "non_square_image", "video_4_frames")  # padding and mixed media: the pruning tests
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def tiny_pair(tiny_qwen3_vl):
 
 
 @pytest.mark.parametrize(
-    "case", [pytest.param(c, marks=pytest.mark.slow) if c in ("image_and_video", "text_only") else c for c in PARITY_CASES]
+    "case", [c if c in DEFAULT_CASES else pytest.param(c, marks=pytest.mark.slow) for c in PARITY_CASES]
 )  # fmt: skip
 def test_logits_and_first_layer_attention_match_transformers(tiny_pair, case):
     torch_model, model = tiny_pair
