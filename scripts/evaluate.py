@@ -31,7 +31,6 @@ from pathlib import Path
 import jax
 import numpy as np
 from absl import app, flags
-from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 import tokcomp_jax
@@ -44,6 +43,7 @@ from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.files import write_text_atomically
+from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.families import family_of
@@ -64,12 +64,6 @@ _SCORER = flags.DEFINE_enum("scorer", "mapper", usable_without_labels(), "scorer
 _LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before this decoder layer")
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize() first")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator", None, "with --distributed off a TPU pod / cluster: host:port of process 0 (with the next two)"
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --coordinator: how many processes")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --coordinator: this process's index")
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -213,9 +207,7 @@ def write_report(config, out: Path, rows: list[dict]) -> None:
 
 def main(argv) -> None:
     del argv
-    if _DISTRIBUTED.value:  # a pod or cluster is detected; elsewhere (one machine, tests) name the coordinator
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-        multihost_utils.sync_global_devices("evaluate.py started")  # every host's collectives set up together
+    join()  # --distributed: join the other hosts
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
@@ -265,8 +257,7 @@ def main(argv) -> None:
                     completed[benchmark.name][run] = time.perf_counter() - start
     except RunConflict as err:  # another run holds --out, or made its results from something else
         raise app.UsageError(str(err)) from None
-    if hosts > 1:
-        multihost_utils.sync_global_devices("evaluation done")
+    barrier("evaluation done")
     if host != 0:
         return
     rows = []

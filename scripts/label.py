@@ -8,12 +8,17 @@ On your own data with a released model of any family (the generic jsonl + media 
 
 Resumable: finished shards stay in DIR/shards; rerunning the same command continues after the
 last finished one. The dataset lands in DIR/tfds (read it with tokcomp_jax.data.labels.read_split).
+
+On several hosts, run the same command on each with `--distributed` (one machine or a cluster:
+`--coordinator HOST:PORT --num_processes N --process_id I`) and one DIR they all see: each host
+labels every n-th shard, host 0 writes the dataset when all are done.
 """
 
 from __future__ import annotations
 
 import logging
 
+import jax
 from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
@@ -24,6 +29,7 @@ from tokcomp_jax.eval.adapters import read_benchmark
 from tokcomp_jax.eval.codecs import ChatCodec
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
+from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.layout import Buckets
@@ -59,6 +65,7 @@ def benchmark_samples(model, config):
 def main(argv) -> None:
     del argv
     logging.getLogger("absl").setLevel(logging.WARNING)
+    join()  # --distributed: join the other hosts
     config = _CONFIG.value
     if config.source not in ("scenes", "benchmark"):
         raise app.UsageError(f"unknown label source {config.source!r} (available: scenes, benchmark)")
@@ -89,7 +96,8 @@ def main(argv) -> None:
         split=config.split,
     )
     try:
-        with exclusive(_OUT.value):
+        host = jax.process_index()
+        with exclusive(_OUT.value, f".lock.host{host}"):
             directory = write_labels(
                 model,
                 samples,
@@ -97,11 +105,21 @@ def main(argv) -> None:
                 settings,
                 stop_after_shards=_STOP_AFTER.value,
                 overwrite=_OVERWRITE.value,
+                host=host,
+                hosts=jax.process_count(),
+                barrier=barrier,
                 **extra,
             )
     except RunConflict as err:
         raise app.UsageError(str(err)) from None
-    print(f"labels: {directory}" if directory else "stopped early; rerun to continue")
+    if directory:
+        print(f"labels: {directory}")
+    else:
+        print(
+            "stopped early; rerun to continue"
+            if host == 0
+            else f"host {host}: shards written; host 0 writes the dataset"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ mapper reads at inference (prune.features, the function pruning uses), the model
 answer, whether it matches the reference, and the relevance of the visual tokens for that
 answer (teacher-forced). Each finished shard is one npz file, written atomically; when all are
 there they become the TFDS dataset `out_dir/tfds` (tokcomp_jax.data.labels).
+
+Several hosts (`host` of `hosts`, `barrier` from tokcomp_jax.hosts) share one out_dir: host h
+writes shards h, h + hosts, ...; host 0 records the fingerprint first and writes the dataset
+once every host is done. Shards do not depend on the number of hosts, so a run resumes on any.
 """
 
 from __future__ import annotations
@@ -169,9 +173,13 @@ def write_labels(
     stop_after_shards: int | None = None,
     correct=reference_match,
     overwrite: bool = False,
+    host: int = 0,
+    hosts: int = 1,
+    barrier=lambda name: None,
 ) -> Path | None:
-    """Label every sample; returns the TFDS dataset directory (None if stopped early by stop_after_shards).
-    `correct(sample, answer ids)` judges each greedy answer (default: equal to its reference_ids).
+    """Label every sample; returns the TFDS dataset directory (None if stopped early by
+    stop_after_shards, and on every host but 0). `correct(sample, answer ids)` judges each greedy
+    answer (default: equal to its reference_ids).
 
     Resumes the shards in out_dir only if they were made from the same model, settings and samples
     (FINGERPRINT_FILE); otherwise raises RunConflict, or with `overwrite` starts over."""
@@ -185,16 +193,18 @@ def write_labels(
         "samples": _samples_digest(samples),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    if claim(out_dir / FINGERPRINT_FILE, made_from, overwrite, has_outputs=any((out_dir / SHARDS_DIR).glob("*.npz"))):
-        shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
-        shutil.rmtree(out_dir / TFDS_DIR, ignore_errors=True)
-    (out_dir / SHARDS_DIR).mkdir(exist_ok=True)
+    if host == 0:
+        _claim(out_dir, made_from, overwrite)
+    barrier("labels claimed")
+    if host != 0:
+        claim(out_dir / FINGERPRINT_FILE, made_from)  # host 0's record: raises if this host's inputs differ
     shards = [samples[i : i + settings.shard_size] for i in range(0, len(samples), settings.shard_size)]
-    todo = [i for i in range(len(shards)) if not _shard_path(out_dir, i).exists()]
+    todo = [i for i in range(host, len(shards), hosts) if not _shard_path(out_dir, i).exists()]
     if stop_after_shards is not None:
         todo = todo[:stop_after_shards]
-    with tqdm(total=len(samples), desc="labels", unit="sample") as progress:
-        progress.update(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
+    mine = range(host, len(shards), hosts)
+    with tqdm(total=sum(len(shards[i]) for i in mine), desc=f"labels (host {host})", unit="sample") as progress:
+        progress.update(sum(len(shards[i]) for i in mine if i not in todo))
         for index in todo:
             examples = []
             for start in range(0, len(shards[index]), settings.batch_size):
@@ -202,9 +212,18 @@ def write_labels(
                 examples += label_batch(model, chunk, settings, correct)
                 progress.update(len(chunk))
             _save_shard(_shard_path(out_dir, index), examples)
-    if any(not _shard_path(out_dir, i).exists() for i in range(len(shards))):
+    barrier("labels written")
+    if host != 0 or any(not _shard_path(out_dir, i).exists() for i in range(len(shards))):
         return None
     examples = (example for i in range(len(shards)) for example in _load_shard(_shard_path(out_dir, i)))
     if (dataset_dir(out_dir / TFDS_DIR) / "dataset_info.json").exists():
         return dataset_dir(out_dir / TFDS_DIR)
     return write_label_dataset(out_dir / TFDS_DIR, {settings.split: examples})
+
+
+def _claim(out_dir: Path, made_from: dict, overwrite: bool) -> None:
+    """Record what the shards are made from; start them over when overwrite replaces another record."""
+    if claim(out_dir / FINGERPRINT_FILE, made_from, overwrite, has_outputs=any((out_dir / SHARDS_DIR).glob("*.npz"))):
+        shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
+        shutil.rmtree(out_dir / TFDS_DIR, ignore_errors=True)
+    (out_dir / SHARDS_DIR).mkdir(exist_ok=True)
