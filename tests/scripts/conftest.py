@@ -8,11 +8,14 @@ import sys
 import pytest
 from absl import flags
 
+import tokcomp_jax.hosts  # noqa: F401  (the scripts' shared multi-host flags: defined once, before any snapshot)
+
 
 @pytest.fixture
 def run_absl_script(monkeypatch):
     """run(script, *args, code=0): run scripts/<script> as __main__ and check absl's app.run exit code.
-    The flags the script defines are removed afterwards, so a script can run more than once."""
+    The flags the script defines are removed afterwards, so a script can run more than once (flags of
+    modules it imports stay defined only if imported before, as tokcomp_jax.hosts is above)."""
     before = set(flags.FLAGS)
 
     def run(script: str, *args: str, code: int = 0) -> None:
