@@ -34,15 +34,20 @@ def tiny_qwen2vl(tmp_path_factory):
     return directory, torch_model, tokcomp_jax.load(directory)
 
 
+def _saved_tiny(tmp_path_factory, name: str, make_model):
+    """(HF directory, the transformers model make_model() builds, Flax model loaded from its directory)."""
+    directory = tmp_path_factory.mktemp(name)
+    torch_model = make_model()
+    torch_model.save_pretrained(directory)
+    return directory, torch_model, tokcomp_jax.load(directory)
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen2_5_vl(tmp_path_factory):
     """(HF directory, transformers Qwen2.5-VL, Flax model loaded from that directory)."""
     from conversion.tiny import tiny_qwen2_5_vl_model
 
-    directory = tmp_path_factory.mktemp("tiny_qwen2_5_vl")
-    torch_model = tiny_qwen2_5_vl_model()
-    torch_model.save_pretrained(directory)
-    return directory, torch_model, tokcomp_jax.load(directory)
+    return _saved_tiny(tmp_path_factory, "tiny_qwen2_5_vl", tiny_qwen2_5_vl_model)
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +55,7 @@ def tiny_qwen3_vl(tmp_path_factory):
     """(HF directory, transformers Qwen3-VL, Flax model loaded from that directory)."""
     from conversion.tiny import tiny_qwen3_vl_model
 
-    directory = tmp_path_factory.mktemp("tiny_qwen3_vl")
-    torch_model = tiny_qwen3_vl_model()
-    torch_model.save_pretrained(directory)
-    return directory, torch_model, tokcomp_jax.load(directory)
+    return _saved_tiny(tmp_path_factory, "tiny_qwen3_vl", tiny_qwen3_vl_model)
 
 
 @pytest.fixture(params=["tiny_qwen2vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"], ids=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
