@@ -11,8 +11,10 @@ wall time of this invocation) and prints the table.
 
 Devices: with several local devices the model is sharded over a (data, model) mesh
 (`--mesh_model` devices per model copy). On a TPU VM pod, run the same command on every host with
-`--distributed`: each host takes every n-th sample and its own results files, host 0 writes the
-report after all are done (see README, "Evaluating").
+`--distributed`. `--mesh host` (default): each host has its own mesh of its local devices, takes
+every n-th sample and writes its own results files; host 0 writes the report after all are done.
+`--mesh global`: one mesh over every host's devices, so a model larger than one host fits; all
+hosts run every batch together and host 0 keeps the results (see README, "Evaluating on a TPU pod").
 
 Every benchmark is read and checked (files, records, unique ids, readable media) before the model
 loads, and all problems are reported at once; `--check_data` stops there. `--rescore` recomputes
@@ -38,7 +40,7 @@ from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
 from tokcomp_jax.eval.memory import memory_plan
 from tokcomp_jax.eval.metrics import benchmark_score
-from tokcomp_jax.eval.results import ResultsFile
+from tokcomp_jax.eval.results import HostZeroResults, ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
@@ -64,6 +66,10 @@ _SCORER = flags.DEFINE_enum("scorer", "mapper", usable_without_labels(), "scorer
 _LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before this decoder layer")
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
+_MESH = flags.DEFINE_enum(
+    "mesh", "host", ["host", "global"],
+    "with --distributed: host = a mesh per host, samples split over hosts; global = one mesh over all hosts' devices",
+)  # fmt: skip
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -97,14 +103,19 @@ def check_memory_plan(config) -> None:
     if not limit:
         return
     sequence = max(config.text_buckets) + max(config.visual_buckets) + config.max_new_tokens
-    model_axis = _MESH_MODEL.value
-    plan = memory_plan(model_config, max(jax.local_device_count() // model_axis, 1), model_axis,
+    model_axis, devices = _MESH_MODEL.value, len(mesh_devices())
+    plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis,
                        stored_dtype or "float32", config.batch_size, sequence)  # fmt: skip
     if not plan.fits(limit):
         raise app.UsageError(
             f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens; "
             "use a larger --mesh_model, a smaller --config.batch_size or a bfloat16 conversion"
         )
+
+
+def mesh_devices() -> list:
+    """The devices of the model's mesh: this host's (--mesh host) or every host's (--mesh global)."""
+    return jax.devices() if _MESH.value == "global" else jax.local_devices()
 
 
 def run_settings(config, prune: PruneConfig | None) -> RunSettings:
@@ -223,36 +234,43 @@ def main(argv) -> None:
     if not _MODEL.value:
         raise app.UsageError("--model is required (except with --check_data or --rescore)")
     host, hosts = jax.process_index(), jax.process_count()
+    splits = hosts if _MESH.value == "host" else 1  # results files, one per share of the samples
     check_memory_plan(config)
     model = tokcomp_jax.load(_MODEL.value)
     if _SCORER.value == "mapper" and not _MAPPER.value:
         raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
     mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
     codec = make_codec(config, model)
+    made_from = {"model": model_digest(model), "codec": config.codec, "tokenizer": _TOKENIZER.value or _MODEL.value,
+                 "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": splits,
+                 "mapper": model_digest(mapper) if mapper is not None else None}  # fmt: skip
     place = None
-    if jax.local_device_count() > 1:
-        mesh = make_mesh(model=_MESH_MODEL.value, devices=jax.local_devices())
+    if len(mesh_devices()) > 1:
+        mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices())
         shard_model(model, mesh)
         if mapper is not None:
             shard_model(mapper, mesh)
         place = functools.partial(place_batch, mesh)
+        print(f"mesh: data {mesh.shape['data']} x model {mesh.shape['model']} over {mesh.devices.size} devices "
+              f"of {len({d.process_index for d in mesh.devices.flat})} host(s)")  # fmt: skip
     runs = {"unpruned": None} | {
         f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
     }
-    made_from = {"model": model_digest(model), "codec": config.codec, "tokenizer": _TOKENIZER.value or _MODEL.value,
-                 "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": hosts,
-                 "mapper": model_digest(mapper) if mapper is not None else None}  # fmt: skip
     completed, metrics = {}, {}
     try:
         with exclusive(out, f".lock.host{host}"):
             for benchmark in config.benchmarks:
                 samples = all_samples[benchmark.name]
-                metrics[benchmark.name], samples = samples[0].metric, samples[host::hosts]
+                metrics[benchmark.name], samples = samples[0].metric, samples[host % splits :: splits]
                 completed[benchmark.name] = {}
                 for run, prune in runs.items():
                     start = time.perf_counter()
-                    results = ResultsFile(out / benchmark.name / f"{run}.host{host}.jsonl")
-                    _claim_run(results, made_from, benchmark, samples, prune)
+                    path = out / benchmark.name / f"{run}.host{host % splits}.jsonl"
+                    results = (
+                        ResultsFile(path) if splits == hosts else HostZeroResults(path, [s.sample_id for s in samples])
+                    )
+                    if host < splits:  # one global mesh: host 0 alone keeps the file and its fingerprint
+                        _claim_run(results, made_from, benchmark, samples, prune)
                     evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
                     completed[benchmark.name][run] = time.perf_counter() - start
     except RunConflict as err:  # another run holds --out, or made its results from something else
@@ -265,7 +283,7 @@ def main(argv) -> None:
         per_run = {}
         for run in runs:
             records = [
-                r for h in range(hosts) for r in ResultsFile(out / benchmark.name / f"{run}.host{h}.jsonl").read()
+                r for h in range(splits) for r in ResultsFile(out / benchmark.name / f"{run}.host{h}.jsonl").read()
             ]
             per_run[run] = {"records": records, "wall_s": completed[benchmark.name][run]}
         rows += summarise(benchmark.name, metrics[benchmark.name], per_run)

@@ -1,6 +1,7 @@
 """`scripts/evaluate.py --distributed` for real: 2 and 3 JAX processes on this machine (gloo
 collectives, 2 CPU devices each), the same command on each, against one process: the same replies
-for every sample, none lost or doubled, and host 0's report over every host's files."""
+for every sample, none lost or doubled, and host 0's report over every host's files; a host killed
+mid-run and all rerun; and `--mesh global`, one mesh over 2 processes x 4 devices."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +54,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_processes(command: list[str], out: Path, count: int) -> None:
+def start_processes(command: list[str], out: Path, count: int, devices: int = 2) -> list[subprocess.Popen]:
+    """`count` processes of one distributed run on localhost, `devices` CPU devices each."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # fmt: skip
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}  # fmt: skip
     port = free_port()
-    processes = [
+    return [
         subprocess.Popen(
             [
                 *command,
@@ -68,15 +71,22 @@ def run_processes(command: list[str], out: Path, count: int) -> None:
             ],
             cwd=REPO,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         for index in range(count)
     ]
-    for process in processes:
-        _, err = process.communicate(timeout=600)
+
+
+def run_processes(command: list[str], out: Path, count: int, devices: int = 2) -> list[str]:
+    """Run them to the end; their outputs."""
+    outputs = []
+    for process in start_processes(command, out, count, devices):
+        output, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-3000:]
+        outputs.append(output)
+    return outputs
 
 
 def replies(out: Path, hosts: int) -> dict[str, list]:
@@ -99,6 +109,45 @@ def test_distributed_hosts_equal_one_process(command, tmp_path, count):
     for host in range(count):  # every n-th sample, none on two hosts
         ids = [r["sample_id"] for r in ResultsFile(tmp_path / "many" / "test" / f"unpruned.host{host}.jsonl").read()]
         assert ids and len(ids) == len(range(host, SAMPLES, count))
+    rows = {out: json.loads((tmp_path / out / "results.json").read_text())["rows"] for out in ("one", "many")}
+    assert [(r["run"], r["samples"], r["score"]) for r in rows["many"]] == [
+        (r["run"], r["samples"], r["score"]) for r in rows["one"]
+    ]
+
+
+@pytest.mark.slow
+def test_a_killed_host_resumes_with_all_hosts_rerun(command, tmp_path):
+    """Host 1 is killed after its first batch (the others are then stopped, as a pod job is when one
+    host dies); the same command run again on all hosts finishes without a sample lost or doubled."""
+    subprocess.run([*command, f"--out={tmp_path / 'one'}"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    processes = start_processes(command, tmp_path / "many", 2)
+    first = tmp_path / "many" / "test" / "unpruned.host1.jsonl"
+    deadline = time.monotonic() + 300
+    while not (first.exists() and first.read_text().count("\n")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for process in processes:
+        process.kill()
+        process.wait()
+    written = first.read_text()
+    killed = replies(tmp_path / "many", 2)
+    assert 0 < sum(map(len, killed.values())) < 4 * SAMPLES, "the kill came after the hosts' runs ended"
+    run_processes(command, tmp_path / "many", 2)
+    assert first.read_text().startswith(written)  # resumed after the killed run's batches, not started over
+    one, many = replies(tmp_path / "one", 1), replies(tmp_path / "many", 2)
+    assert many == one and all(len(pairs) == SAMPLES for pairs in many.values())
+
+
+@pytest.mark.slow
+def test_one_global_mesh_over_two_processes_equals_one_process(command, tmp_path):
+    """2 processes x 4 devices, one (data 4 x model 2) mesh: every host runs every batch, host 0
+    keeps the one results file; the replies equal one process's, sample by sample."""
+    command = [*command, "--config.batch_size=4", "--mesh=global", "--mesh_model=2"]
+    subprocess.run([*command, f"--out={tmp_path / 'one'}"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    outputs = run_processes(command, tmp_path / "many", 2, devices=4)
+    assert all("mesh: data 4 x model 2 over 8 devices of 2 host(s)" in output for output in outputs), outputs
+    one, many = replies(tmp_path / "one", 1), replies(tmp_path / "many", 1)
+    assert many == one and all(len(pairs) == SAMPLES for pairs in many.values())
+    assert not list((tmp_path / "many").glob("*/*.host1.*")), "host 1 wrote results of its own"
     rows = {out: json.loads((tmp_path / out / "results.json").read_text())["rows"] for out in ("one", "many")}
     assert [(r["run"], r["samples"], r["score"]) for r in rows["many"]] == [
         (r["run"], r["samples"], r["score"]) for r in rows["one"]

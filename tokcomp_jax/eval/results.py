@@ -1,15 +1,20 @@
 """Append-only per-sample results (jsonl), written a batch at a time, so a killed run resumes.
 
 Each batch's records are written, flushed and fsynced before the next batch starts; a line cut
-short by a kill is ignored on reading (and its sample done again), never half-trusted.
+short by a kill is ignored on reading (and its sample done again), never half-trusted. A run that
+every host computes together (one mesh over all hosts) keeps one file on host 0: HostZeroResults.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 
 class ResultsFile:
@@ -46,3 +51,28 @@ class ResultsFile:
         with self.path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+class HostZeroResults:
+    """The results of a run all hosts compute together, batch by batch: host 0 keeps the file, the
+    others write nothing and take which of `sample_ids` are finished from host 0 (so every host
+    resumes at the same batch, without a shared filesystem)."""
+
+    def __init__(self, path: str | Path, sample_ids: Sequence[str]):
+        self.file = ResultsFile(path)
+        self.path = self.file.path
+        self.sample_ids = list(sample_ids)
+        self.keeper = jax.process_index() == 0
+
+    def read(self) -> list[dict]:
+        return self.file.read() if self.keeper else []
+
+    def finished_ids(self) -> set[str]:
+        finished = self.file.finished_ids() if self.keeper else set()
+        mask = np.array([sample_id in finished for sample_id in self.sample_ids] + [False], np.int32)
+        mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))[:-1] > 0  # the extra entry: never empty
+        return {sample_id for sample_id, done in zip(self.sample_ids, mask, strict=True) if done}
+
+    def append(self, records: Iterable[dict]) -> None:
+        if self.keeper:
+            self.file.append(records)

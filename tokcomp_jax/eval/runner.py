@@ -17,13 +17,13 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.samples import EvalSample
+from tokcomp_jax.eval.sharding import fetch
 from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.generate import check_positions, generate
@@ -126,15 +126,15 @@ def evaluate(
     for number, (batch_samples, inputs, scoring) in enumerate(batches):
         if stop_after_batches is not None and number >= stop_after_batches:
             break
+        real_lengths = np.asarray(inputs.attention_mask).sum(-1)
+        visual_counts = np.asarray(scoring.layout.visual_count)
         if place is not None:
             inputs, scoring = place(inputs, scoring)
         generation = generate(
             model, inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id,
             mapper=mapper if settings.prune is not None else None, scoring=scoring, prune=settings.prune,
         )  # fmt: skip
-        generation = jax.device_get(generation)
-        real_lengths = np.asarray(inputs.attention_mask).sum(-1)
-        visual_counts = np.asarray(scoring.layout.visual_count)
+        generation = fetch(generation)
         records = [
             _record(
                 config, sample, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]), settings.prune

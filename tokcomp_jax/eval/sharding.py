@@ -10,7 +10,9 @@ and XLA (GSPMD) inserts the communication.
     inputs, scoring = place_batch(mesh, inputs, scoring)
 
 A dimension the mesh axis does not divide is replicated instead (logged once per parameter).
-On several hosts, call `jax.distributed.initialize()` first (scripts/evaluate.py --distributed).
+On several hosts, call `jax.distributed.initialize()` first (scripts/evaluate.py --distributed). A
+mesh may then span every host's devices (one global mesh): each process passes the same host
+values, keeps only the shards its own devices hold, and `fetch` gathers results from all hosts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -79,13 +82,35 @@ def param_spec(path: str, shape: tuple[int, ...], mesh: Mesh, mesh_axes=MESH_AXE
     return P(*spec)
 
 
+def put(value, sharding: NamedSharding) -> jax.Array:
+    """`value` laid out by `sharding`. On a mesh spanning several processes every process passes the
+    same value and builds only the shards its own devices hold."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(value, sharding)
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):  # a key travels as its raw data
+        return jax.random.wrap_key_data(put(jax.random.key_data(value), sharding), impl=jax.random.key_impl(value))
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def fetch(tree):
+    """Every array of `tree` as a numpy array on this host, gathered from all hosts where it spans several."""
+
+    def gather(array):
+        if isinstance(array, jax.Array) and not array.is_fully_addressable:
+            return multihost_utils.process_allgather(array, tiled=True)
+        return jax.device_get(array)
+
+    return jax.tree.map(gather, tree)
+
+
 def shard_model(module: nnx.Module, mesh: Mesh, mesh_axes=MESH_AXES, param_axes=PARAM_AXES) -> None:
     """Move every parameter of `module` (in place) to its sharding on `mesh`."""
     state = nnx.state(module)
     for path, variable in nnx.to_flat_state(state):
         value = variable.get_value()
         spec = param_spec(".".join(map(str, path)), value.shape, mesh, mesh_axes, param_axes)
-        variable.set_value(jax.device_put(value, NamedSharding(mesh, spec)))
+        variable.set_value(put(value, NamedSharding(mesh, spec)))
     nnx.update(module, state)
 
 
@@ -96,23 +121,23 @@ def place_batch(mesh: Mesh, inputs, scoring):
     if batch % mesh.shape["data"]:
         raise ValueError(f"batch of {batch} rows does not divide over data={mesh.shape['data']} devices")
 
-    def put(array, batch_axis: int | None):
+    def split(array, batch_axis: int | None):
         if array is None:
             return None
         spec = [None] * array.ndim
         if batch_axis is not None and array.shape[batch_axis] % mesh.shape["data"] == 0:
             spec[batch_axis] = "data"
-        return jax.device_put(array, NamedSharding(mesh, P(*spec)))
+        return put(array, NamedSharding(mesh, P(*spec)))
 
-    inputs = inputs.replace(**{field: put(getattr(inputs, field), axis) for field, axis in inputs.BATCH_AXES.items()})
+    inputs = inputs.replace(**{field: split(getattr(inputs, field), axis) for field, axis in inputs.BATCH_AXES.items()})
     layout = scoring.layout.replace(
-        visual_positions=put(scoring.layout.visual_positions, 0),
-        query_positions=put(scoring.layout.query_positions, 0),
+        visual_positions=split(scoring.layout.visual_positions, 0),
+        query_positions=split(scoring.layout.query_positions, 0),
     )
     scoring = scoring.replace(
         layout=layout,
-        neighbour_index=put(scoring.neighbour_index, 0),
-        relevance=put(scoring.relevance, 0),
-        rng=put(scoring.rng, None) if scoring.rng is not None else None,
+        neighbour_index=split(scoring.neighbour_index, 0),
+        relevance=split(scoring.relevance, 0),
+        rng=split(scoring.rng, None) if scoring.rng is not None else None,
     )
     return inputs, scoring
