@@ -48,7 +48,8 @@ class VisionAttention(nnx.Module):
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] -> [F, P, E], probabilities [F, N, P, P]."""
         blocks, num_patches = x.shape[:2]
-        query, key, value = jnp.moveaxis(self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1), 2, 0)
+        qkv = self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1)
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # indexed, not unpacked: also on a global array
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
         output, probs = dot_product_attention(query, key, value, mask)
