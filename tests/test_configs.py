@@ -32,7 +32,8 @@ def test_2b_preset_has_the_published_values():
 
 @pytest.mark.parametrize(
     "family,variant,parameters",
-    [("llava_onevision", "0.5b", 0.894e9), ("llava_onevision", "7b", 8.031e9), ("llava_onevision", "tiny", None),
+    [("llava_onevision", "0.5b", 0.894e9), ("llava_onevision", "7b", 8.031e9),
+     ("llava_onevision", "72b", 73.2e9), ("llava_onevision", "tiny", None),
      ("vila", "3b", 3.133e9), ("vila", "8b", 8.479e9), ("vila", "tiny", None)],
 )  # fmt: skip
 def test_presets_build_abstractly(family, variant, parameters):

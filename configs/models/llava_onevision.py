@@ -1,6 +1,6 @@
 """LLaVA-OneVision model presets as ml_collections configs: `--config configs/models/llava_onevision.py:0.5b`.
 
-Variants: 0.5b, 7b (llava-hf/llava-onevision-qwen2-*-ov-hf) and tiny (tests: 56-pixel SigLIP tiles, a
+Variants: 0.5b, 7b, 72b (llava-hf/llava-onevision-qwen2-*-ov-hf; 72b: Qwen2-72B's decoder) and tiny (tests: 56-pixel SigLIP tiles, a
 2-layer Qwen2). Sources: transformers' convert_llava_onevision_weights_to_hf.py builds those configs
 from Qwen/Qwen2-0.5B-Instruct / Qwen2-7B-Instruct and SigLIP-so400m with 26 layers, the vocabulary
 resized to the Qwen2 tokenizer + 2 (<image>, <video>: 151646, 151647, added_tokens.json) padded to a
@@ -33,6 +33,7 @@ def tiny() -> LlavaOnevisionConfig:
 PRESETS = {
     "0.5b": LlavaOnevisionConfig.llava_onevision_0_5b,
     "7b": LlavaOnevisionConfig.llava_onevision_7b,
+    "72b": LlavaOnevisionConfig.llava_onevision_72b,
     "tiny": tiny,
 }
 

@@ -45,13 +45,17 @@ def test_images_of_different_sizes_share_one_compiled_graph(tiny_qwen2vl):
     assert len(traces) == 1
 
 
-@pytest.mark.parametrize("preset", ["qwen2_vl_2b", "qwen2_vl_7b", "tiny"])
+@pytest.mark.parametrize("preset", ["qwen2_vl_2b", "qwen2_vl_7b", "qwen2_vl_72b", "tiny"])
 def test_presets_build_by_shape(preset):
     """Real-size presets are checked with eval_shape: parameter counts, no weights allocated."""
     config = getattr(Qwen2VLConfig, preset)()
     abstract = nnx.eval_shape(lambda: Qwen2VL(config, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
-    published = {"qwen2_vl_2b": 2.21e9, "qwen2_vl_7b": 8.29e9}  # parameters of the released checkpoints
+    published = {
+        "qwen2_vl_2b": 2.21e9,
+        "qwen2_vl_7b": 8.29e9,
+        "qwen2_vl_72b": 73.4e9,
+    }  # parameters of the released checkpoints
     if preset in published:
         assert abs(count - published[preset]) / published[preset] < 0.01, count
 

@@ -80,6 +80,17 @@ class LlavaOnevisionConfig(MultimodalConfig):
         )  # fmt: skip
 
     @classmethod
+    def llava_onevision_72b(cls) -> LlavaOnevisionConfig:
+        """llava-hf/llava-onevision-qwen2-72b-ov-hf: Qwen2-72B's decoder; the vocabulary as the 7B's (152128)."""
+        return cls(
+            text=DecoderConfig(
+                vocab_size=152128, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+                num_attention_heads=64, num_key_value_heads=8, rope_theta=1_000_000.0, tie_word_embeddings=False,
+            ),
+            vision=SiglipVisionConfig(),
+        )  # fmt: skip
+
+    @classmethod
     def from_hf_config(cls, hf: dict[str, Any]) -> LlavaOnevisionConfig:
         """From a transformers LLaVA-OneVision `config.json` dict; fields it leaves out take transformers' defaults."""
         if hf.get("model_type") != "llava_onevision":

@@ -123,6 +123,18 @@ class Qwen2VLConfig(MultimodalConfig):
         )  # fmt: skip
 
     @classmethod
+    def qwen2_vl_72b(cls) -> Qwen2VLConfig:
+        """Qwen2-VL-72B-Instruct: Qwen2-72B's decoder (the released config.json's values) behind the 7B's vision tower."""
+        return cls(
+            text=DecoderConfig(
+                vocab_size=152064, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+                num_attention_heads=64, num_key_value_heads=8, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
+                tie_word_embeddings=False, mrope_section=(16, 24, 24),
+            ),
+            vision=Qwen2VisionConfig(depth=32, embed_dim=1280, num_heads=16, out_hidden_size=8192),
+        )  # fmt: skip
+
+    @classmethod
     def tiny(cls) -> Qwen2VLConfig:
         """A few-hundred-kilobyte model of the real architecture, for tests and demos."""
         return cls(
