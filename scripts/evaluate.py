@@ -43,7 +43,7 @@ from tokcomp_jax.eval.metrics import benchmark_score
 from tokcomp_jax.eval.results import HostZeroResults, ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
-from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
+from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, shard_model
 from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import load_mapper
@@ -236,7 +236,11 @@ def main(argv) -> None:
     host, hosts = jax.process_index(), jax.process_count()
     splits = hosts if _MESH.value == "host" else 1  # results files, one per share of the samples
     check_memory_plan(config)
-    model = tokcomp_jax.load(_MODEL.value)
+    mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
+    # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
+    model = tokcomp_jax.load(
+        _MODEL.value, sharding_of=None if mesh is None else functools.partial(param_sharding, mesh)
+    )
     if _SCORER.value == "mapper" and not _MAPPER.value:
         raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
     mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
@@ -245,9 +249,8 @@ def main(argv) -> None:
                  "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": splits,
                  "mapper": model_digest(mapper) if mapper is not None else None}  # fmt: skip
     place = None
-    if len(mesh_devices()) > 1:
-        mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices())
-        shard_model(model, mesh)
+    if mesh is not None:
+        shard_model(model, mesh)  # a HF directory's weights (an orbax directory's are in place already)
         if mapper is not None:
             shard_model(mapper, mesh)
         place = functools.partial(place_batch, mesh)

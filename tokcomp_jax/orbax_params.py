@@ -41,10 +41,12 @@ def mismatches(stored: Any, target: Any, stored_dtype: np.dtype | None = None) -
     return problems
 
 
-def restore_checked(params_dir: Path, target: Any, described_by: Path, stored_dtype: np.dtype | None = None) -> Any:
+def restore_checked(
+    params_dir: Path, target: Any, described_by: Path, stored_dtype: np.dtype | None = None, sharding_of=None
+) -> Any:
     """The pure dict under params_dir restored into target (ShapeDtypeStructs), after `mismatches` finds none.
-    Every array lands whole on this process's first device (each host of a multi-process run
-    restores its own copy; sharding comes after, tokcomp_jax.eval.sharding)."""
+    Every array lands whole on this process's first device, or where `sharding_of(name, shape)` says
+    (e.g. over a mesh spanning several hosts: each host reads only its own devices' shards)."""
     if not params_dir.is_dir():
         raise CheckpointError(f"{params_dir} is missing: {described_by} describes parameters that are not there")
     with ocp.StandardCheckpointer() as checkpointer:
@@ -58,7 +60,13 @@ def restore_checked(params_dir: Path, target: Any, described_by: Path, stored_dt
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise CheckpointError(f"{params_dir} does not match {described_by.name}: {shown}")
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
+
+        def placed(path, leaf):
+            name = ".".join(str(getattr(key, "key", key)) for key in path)
+            sharding = device if sharding_of is None else sharding_of(name, tuple(leaf.shape))
+            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+        target = jax.tree_util.tree_map_with_path(placed, target, is_leaf=lambda x: hasattr(x, "shape"))
         try:
             return checkpointer.restore(params_dir, target)
         except (ValueError, KeyError, FileNotFoundError, OSError) as err:

@@ -39,3 +39,34 @@ def test_sharded_results_equal_single_device_on_eight_fake_devices():
     assert result["input_ids_spec"].startswith("P('data'")
     assert result["unpruned_logits_diff"] < 1e-4 and result["pruned_logits_diff"] < 1e-4, result
     assert result["tokens_equal"], result
+
+
+def test_an_orbax_model_restores_straight_into_the_shardings_asked_for(tmp_path):
+    """tokcomp_jax.load(sharding_of=...) asks once per parameter, by the path the sharding rules
+    match, and the restored model equals a plain load."""
+    from flax import nnx
+
+    import tokcomp_jax
+    from tokcomp_jax.eval.sharding import param_sharding
+    from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+    from tokcomp_jax.models.checkpoint import save
+    from tokcomp_jax.models.families import FAMILIES
+
+    config = Qwen2VLConfig.tiny()
+    weights = nnx.to_pure_dict(nnx.state(Qwen2VL(config, rngs=nnx.Rngs(0)), nnx.Param))
+    save(tmp_path / "model", FAMILIES["qwen2_vl"], config, "float32", weights)
+    mesh = make_mesh(devices=jax.devices()[:1])
+    asked = {}
+
+    def sharding_of(path, shape):
+        asked[path] = param_sharding(mesh, path, shape)
+        return asked[path]
+
+    model = tokcomp_jax.load(tmp_path / "model", sharding_of=sharding_of)
+    flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    assert sorted(asked) == sorted(".".join(map(str, path)) for path in flat)
+    assert asked["language_model.layers.stacked.mlp.down_proj.kernel"].spec == P(None, "model", None)
+    plain = nnx.state(tokcomp_jax.load(tmp_path / "model"), nnx.Param)
+    for path, variable in nnx.to_flat_state(plain):
+        assert flat[path].get_value().sharding == asked[".".join(map(str, path))]
+        np.testing.assert_array_equal(np.asarray(flat[path].get_value()), np.asarray(variable.get_value()))

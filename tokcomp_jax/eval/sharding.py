@@ -82,9 +82,16 @@ def param_spec(path: str, shape: tuple[int, ...], mesh: Mesh, mesh_axes=MESH_AXE
     return P(*spec)
 
 
+def param_sharding(mesh: Mesh, path: str, shape: tuple[int, ...]) -> NamedSharding:
+    """Where the parameter at dotted `path` lives on `mesh` (tokcomp_jax.load's `sharding_of`)."""
+    return NamedSharding(mesh, param_spec(path, shape, mesh))
+
+
 def put(value, sharding: NamedSharding) -> jax.Array:
     """`value` laid out by `sharding`. On a mesh spanning several processes every process passes the
     same value and builds only the shards its own devices hold."""
+    if isinstance(value, jax.Array) and value.sharding == sharding:
+        return value  # already there (e.g. restored into its sharding)
     if sharding.is_fully_addressable:
         return jax.device_put(value, sharding)
     if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):  # a key travels as its raw data

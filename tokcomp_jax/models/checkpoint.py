@@ -84,7 +84,7 @@ def _string_keys(tree: Any) -> Any:
     return tree
 
 
-def _restore(directory: Path, family: Family, config: Any, dtype: str, stored_dtype: str) -> nnx.Module:
+def _restore(directory: Path, family: Family, config: Any, dtype: str, stored_dtype: str, sharding_of) -> nnx.Module:
     graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype)))
     target = _string_keys(nnx.to_pure_dict(abstract))
     if _stores_layers_one_by_one(directory / PARAMS_DIR):
@@ -93,7 +93,7 @@ def _restore(directory: Path, family: Family, config: Any, dtype: str, stored_dt
             "stacked); convert the source checkpoint again with `python -m conversion.convert`"
         )
     stored = np.dtype(jax_dtype(stored_dtype))
-    restored = restore_checked(directory / PARAMS_DIR, target, directory / MODEL_FILE, stored_dtype=stored)
+    restored = restore_checked(directory / PARAMS_DIR, target, directory / MODEL_FILE, stored, sharding_of)
     return merge_weights(graphdef, abstract, _int_keys(restored))
 
 
@@ -140,15 +140,18 @@ def read_model_config(path: str | os.PathLike) -> tuple[Family, Any, str | None]
     raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")
 
 
-def load(path: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
+def load(path: str | os.PathLike, dtype: str | None = None, sharding_of=None) -> nnx.Module:
     """A Flax model from an orbax model directory or a HF directory (config.json + safetensors).
 
     `dtype` ("float32" or "bfloat16") defaults to the stored one for orbax, float32 for HF.
+    `sharding_of(parameter path, shape)` (e.g. tokcomp_jax.eval.sharding.param_sharding over a mesh)
+    restores an orbax directory's parameters straight into their shardings, each host reading only
+    its own devices' shards; a HF directory is read whole (shard it after, or convert it first).
     """
     path = Path(path).absolute()
     family, config, stored_dtype = read_model_config(path)
     if stored_dtype is not None:
-        return _restore(path, family, config, dtype or stored_dtype, stored_dtype)
+        return _restore(path, family, config, dtype or stored_dtype, stored_dtype, sharding_of)
     graphdef, abstract = abstract_state(family.builder(config, jax_dtype(dtype or "float32")))
     params = map_weights(abstract, hf_tensors(path, family), family.name_map(config))
     return merge_weights(graphdef, abstract, nest(params))
