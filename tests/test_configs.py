@@ -21,7 +21,7 @@ def test_override_and_validation():
     with pytest.raises(ValueError, match="not a multiple of num_key_value_heads 3"):
         qwen2_vl.model_config(config)
     with pytest.raises(ValueError, match="unknown Qwen2-VL preset"):
-        qwen2_vl.get_config("72b")
+        qwen2_vl.get_config("13b")
 
 
 def test_2b_preset_has_the_published_values():
