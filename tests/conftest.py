@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-import jax
+import os
+
+# The suite compiles thousands of tiny graphs and runs each a few times: LLVM's optimisation of the
+# CPU code costs more than it saves (1.65x faster on tests/prune/test_pruning.py). XLA's graph passes
+# still run; every tolerance stays as it is. Subprocesses inherit it unless they set XLA_FLAGS.
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+
+import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

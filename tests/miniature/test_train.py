@@ -14,6 +14,7 @@ from tokcomp_jax.miniature.samples import Group, Samples, token_grid
 from tokcomp_jax.miniature.train import StepBatches, train_mllm
 
 
+@pytest.mark.slow  # ~85 s; the mapper's resumed run (tests/mapper/test_train.py) stays in the default suite
 def test_resumed_training_equals_uninterrupted(mini_config, mini_splits, tmp_path):
     config = mini_config.mllm
     held_out = {"validation": mini_splits["validation"]}

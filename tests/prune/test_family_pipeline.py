@@ -33,9 +33,8 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "family", [pytest.param(f, marks=pytest.mark.slow) if f.startswith("qwen") else f for f in sorted(CASES)]
-)  # the Qwen families' default-suite journey is the CLI one (tests/scripts/test_family_journey.py)
+@pytest.mark.slow  # 50-65 s a family; the default suite takes each family through the CLI journey or its parity tests
+@pytest.mark.parametrize("family", sorted(CASES))
 def test_labels_mapper_and_pruned_generation(family):
     make_config, make_batch, buckets = CASES[family]
     config = make_config()

@@ -34,7 +34,14 @@ def run_generate(*args: str) -> dict:
     return module.main(list(args))
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "vila"])
+@pytest.mark.parametrize(
+    "family",
+    [
+        "qwen2_vl",
+        "llava_onevision",
+        *(pytest.param(f, marks=pytest.mark.slow) for f in ("qwen2_5_vl", "qwen3_vl", "vila")),
+    ],
+)  # ~35 s each: one Qwen and one tiled family in the default suite, the other three in make test-slow
 def test_journey(family, tmp_path, run_absl_script, capsys):
     hf, model = tmp_path / "hf", tmp_path / "model"
     save_tiny_checkpoint(family, hf)
