@@ -20,9 +20,14 @@ import orbax.checkpoint as ocp
 from tokcomp_jax.models.safetensors_io import CheckpointError
 
 
+def _name(path) -> str:
+    """The dotted name of a tree path, e.g. language_model.layers.stacked.mlp.up_proj.kernel."""
+    return ".".join(str(getattr(key, "key", key)) for key in path)
+
+
 def _by_name(tree: Any) -> dict[str, Any]:
     leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    return {".".join(str(getattr(key, "key", key)) for key in path): leaf for path, leaf in leaves}
+    return {_name(path): leaf for path, leaf in leaves}
 
 
 def mismatches(stored: Any, target: Any, stored_dtype: np.dtype | None = None) -> list[str]:
@@ -62,8 +67,7 @@ def restore_checked(
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
         def placed(path, leaf):
-            name = ".".join(str(getattr(key, "key", key)) for key in path)
-            sharding = device if sharding_of is None else sharding_of(name, tuple(leaf.shape))
+            sharding = device if sharding_of is None else sharding_of(_name(path), tuple(leaf.shape))
             return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
 
         target = jax.tree_util.tree_map_with_path(placed, target, is_leaf=lambda x: hasattr(x, "shape"))

@@ -82,9 +82,11 @@ def param_spec(path: str, shape: tuple[int, ...], mesh: Mesh, mesh_axes=MESH_AXE
     return P(*spec)
 
 
-def param_sharding(mesh: Mesh, path: str, shape: tuple[int, ...]) -> NamedSharding:
+def param_sharding(
+    mesh: Mesh, path: str, shape: tuple[int, ...], mesh_axes=MESH_AXES, param_axes=PARAM_AXES
+) -> NamedSharding:
     """Where the parameter at dotted `path` lives on `mesh` (tokcomp_jax.load's `sharding_of`)."""
-    return NamedSharding(mesh, param_spec(path, shape, mesh))
+    return NamedSharding(mesh, param_spec(path, shape, mesh, mesh_axes, param_axes))
 
 
 def put(value, sharding: NamedSharding) -> jax.Array:
@@ -116,8 +118,8 @@ def shard_model(module: nnx.Module, mesh: Mesh, mesh_axes=MESH_AXES, param_axes=
     state = nnx.state(module)
     for path, variable in nnx.to_flat_state(state):
         value = variable.get_value()
-        spec = param_spec(".".join(map(str, path)), value.shape, mesh, mesh_axes, param_axes)
-        variable.set_value(put(value, NamedSharding(mesh, spec)))
+        sharding = param_sharding(mesh, ".".join(map(str, path)), value.shape, mesh_axes, param_axes)
+        variable.set_value(put(value, sharding))
     nnx.update(module, state)
 
 
