@@ -32,6 +32,7 @@ from configs.models.qwen2_vl import PRESETS
 from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_image_batch, time_together, xla_flops
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
+from tokcomp_jax.models.common.attention import configure_attention
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
 from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL
 from tokcomp_jax.models.qwen2_vl.params import qwen2vl_name_map
@@ -245,6 +246,7 @@ def environment(config) -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        "attention": config.attention,
         "versions": {name: metadata.version(name) for name in packages},
     }
 
@@ -279,7 +281,7 @@ def check_targets(results: list[dict], compiles: dict[str, int], expected_compil
 def markdown(report: dict) -> str:
     env = report["environment"]
     lines = [
-        f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; "
+        f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; attention {env['attention']}; "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         "",
     ]
@@ -340,6 +342,7 @@ def main(argv) -> None:
     model_cfg = model_config(config)
     model, torch_model = build_models(config, model_cfg)
     model.language_model.layers.configure(scan=config.scan_layers)
+    configure_attention(model, config.attention)
     heads = model_cfg.text.num_attention_heads
     mapper_config = MapperConfig(num_heads=heads, channels=tuple(config.mapper_channels), family=model_cfg.family)
     mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))

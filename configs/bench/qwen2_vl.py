@@ -42,6 +42,9 @@ def get_config(variant: str = "real") -> ConfigDict:
     # unrolled graph's FLOP count can be set beside the analytic one.
     config.scan_layers = False
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
+    # Where no probabilities are read (tokcomp_jax.models.common.attention.IMPLEMENTATIONS);
+    # "reference" times the eager path the parity tests compare.
+    config.attention = "auto"
     if variant == "real":
         config.cases = [
             _case("256 visual tokens", (448, 448), (392, 448), 256),

@@ -56,10 +56,21 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, dtype=dtype)
         self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, mask, cache: LayerCache | None = None, cache_index=0, hook=None, probe=None):
-        """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, S], updated cache (see SelfAttention)."""
+    def __call__(
+        self,
+        x,
+        cos,
+        sin,
+        mask,
+        cache: LayerCache | None = None,
+        cache_index=0,
+        hook=None,
+        probe=None,
+        return_probs=True,
+    ):
+        """x [B, T, D] -> x [B, T, D], attention probabilities [B, N, T, S] (or None), updated cache (see SelfAttention)."""
         normed = self.input_layernorm(x)
-        attended, probs, cache = self.self_attn(normed, cos, sin, mask, cache, cache_index, hook, probe)
+        attended, probs, cache = self.self_attn(normed, cos, sin, mask, cache, cache_index, hook, probe, return_probs)
         x = x + attended
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, probs, cache
@@ -172,8 +183,9 @@ class LayerStack(nnx.Module):
             part = slice(first - start, end - start)
             attention_input = x if first == attention_at else attention_input
             x, probs, part_cache = self._run(
-                x, cos, sin, mask, first, end, _index(cache, part), cache_index, hook, _index(probes, part), policy
-            )
+                x, cos, sin, mask, first, end, _index(cache, part), cache_index, hook, _index(probes, part), policy,
+                read_probs=first == attention_at,
+            )  # fmt: skip
             if first - start < injected:  # a one-layer piece: add its DeepStack features
                 x = x + deepstack[first - start].astype(x.dtype)
             attention = probs if first == attention_at else attention
@@ -184,13 +196,14 @@ class LayerStack(nnx.Module):
             cache = jax.tree.map(lambda *parts: jnp.concatenate(parts), *caches) if len(caches) > 1 else caches[0]
         return StackOutput(x, attention, attention_input, cache)
 
-    def _run(self, x, cos, sin, mask, first, end, cache, cache_index, hook, probes, policy):
-        """Layers [first, end): hidden, the last layer's probabilities (unrolled or single layer only), stacked caches."""
+    def _run(self, x, cos, sin, mask, first, end, cache, cache_index, hook, probes, policy, read_probs):
+        """Layers [first, end): hidden, the last layer's probabilities (with `read_probs`, a single layer),
+        stacked caches. Layers whose probabilities nobody reads attend by their configured implementation."""
         graphdef, state = nnx.split(self.stacked)
 
         def one_layer(x, layer_state, layer_cache, probe):
             layer = nnx.merge(graphdef, layer_state)
-            return layer(x, cos, sin, mask, layer_cache, cache_index, hook, probe)
+            return layer(x, cos, sin, mask, layer_cache, cache_index, hook, probe, return_probs=read_probs)
 
         if policy is not None:
             one_layer = jax.checkpoint(one_layer, policy=policy)

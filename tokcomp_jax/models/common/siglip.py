@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import dot_product_attention
+from tokcomp_jax.models.common.attention import attend, dot_product_attention
 from tokcomp_jax.models.common.config import SiglipVisionConfig
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 
@@ -63,12 +63,17 @@ class SiglipAttention(nnx.Module):
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (
             linear(dim, dim, bias=True, dtype=dtype, rngs=rngs) for _ in range(4)
         )
+        self.attention_implementation = "auto"  # without return_probs (attention.configure_attention)
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """[B, N, D] -> output [B, N, D], probabilities [B, heads, N, N]."""
+    def __call__(self, x: jax.Array, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        """[B, N, D] -> output [B, N, D], probabilities [B, heads, N, N] (None without return_probs)."""
         batch, length, dim = x.shape
         heads = [proj(x).reshape(batch, length, self.num_heads, -1) for proj in (self.q_proj, self.k_proj, self.v_proj)]
-        output, probs = dot_product_attention(*heads, jnp.ones((batch, length, length), bool))
+        mask = jnp.ones((batch, length, length), bool)
+        if return_probs:
+            output, probs = dot_product_attention(*heads, mask)
+        else:
+            output, probs = attend(*heads, mask, self.attention_implementation), None
         return self.out_proj(output.reshape(batch, length, dim)), probs
 
 
@@ -82,9 +87,9 @@ class SiglipEncoderLayer(nnx.Module):
         self.layer_norm2 = LayerNorm(dim, eps=eps, dtype=dtype)
         self.mlp = MLP(dim, config.intermediate_size, dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """[B, N, D] -> hidden states [B, N, D], attention probabilities [B, heads, N, N]."""
-        attended, probs = self.self_attn(self.layer_norm1(x))
+    def __call__(self, x: jax.Array, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        """[B, N, D] -> hidden states [B, N, D], attention probabilities [B, heads, N, N] (or None)."""
+        attended, probs = self.self_attn(self.layer_norm1(x), return_probs)
         x = x + attended
         return x + self.mlp(self.layer_norm2(x)), probs
 
@@ -111,8 +116,9 @@ class SiglipVisionTower(nnx.Module):
         stop = feature_layer % (depth + 1)
         x = self.embeddings(pixel_values)
         received = jnp.zeros(x.shape[:2], jnp.float32)
-        for layer in list(self.layers)[:stop]:
-            x, probs = layer(x)
-            received = probs.astype(jnp.float32).mean((1, 2))
+        for index, layer in enumerate(list(self.layers)[:stop]):
+            x, probs = layer(x, return_probs=return_attention and index == stop - 1)
+            if probs is not None:
+                received = probs.astype(jnp.float32).mean((1, 2))
         x = self.post_layernorm(x) if post_norm else x
         return (x, received) if return_attention else x

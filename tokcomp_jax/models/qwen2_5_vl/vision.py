@@ -34,8 +34,8 @@ class Qwen25VisionBlock(nnx.Module):
             config.embed_dim, config.intermediate_size, act=config.hidden_act, bias=True, dtype=dtype, rngs=rngs
         )
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        attended, probs = self.attn(self.norm1(x), cos, sin, mask)
+    def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        attended, probs = self.attn(self.norm1(x), cos, sin, mask, return_probs)
         x = x + attended
         return x + self.mlp(self.norm2(x)), probs
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import dot_product_attention
+from tokcomp_jax.models.common.attention import attend, dot_product_attention
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
@@ -44,15 +44,20 @@ class VisionAttention(nnx.Module):
         self.num_heads = config.num_heads
         self.qkv = linear(config.embed_dim, 3 * config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
         self.proj = linear(config.embed_dim, config.embed_dim, bias=True, dtype=dtype, rngs=rngs)
+        self.attention_implementation = "auto"  # without return_probs (attention.configure_attention)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] -> [F, P, E], probabilities [F, N, P, P]."""
+    def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] -> [F, P, E], probabilities
+        [F, N, P, P] (None without return_probs)."""
         blocks, num_patches = x.shape[:2]
         qkv = self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # indexed, not unpacked: also on a global array
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
-        output, probs = dot_product_attention(query, key, value, mask)
+        if return_probs:
+            output, probs = dot_product_attention(query, key, value, mask)
+        else:
+            output, probs = attend(query, key, value, mask, self.attention_implementation), None
         return self.proj(output.reshape(blocks, num_patches, -1)), probs
 
 
@@ -64,8 +69,8 @@ class VisionBlock(nnx.Module):
         hidden = config.embed_dim * config.mlp_ratio
         self.mlp = MLP(config.embed_dim, hidden, config.embed_dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        attended, probs = self.attn(self.norm1(x), cos, sin, mask)
+    def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        attended, probs = self.attn(self.norm1(x), cos, sin, mask, return_probs)
         x = x + attended
         return x + self.mlp(self.norm2(x)), probs
 
@@ -122,8 +127,8 @@ class Qwen2VisionTransformer(nnx.Module):
         x = self.patch_embed(pixel_values)
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
         masks = self.block_masks(segment_ids, window_ids)
-        for block, mask in zip(self.blocks, masks, strict=True):
-            x, probs = block(x, cos, sin, mask)
+        for index, (block, mask) in enumerate(zip(self.blocks, masks, strict=True)):
+            x, probs = block(x, cos, sin, mask, return_probs=return_attention and index == len(self.blocks) - 1)
         tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens

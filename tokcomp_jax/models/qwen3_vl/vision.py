@@ -29,8 +29,8 @@ class Qwen3VisionBlock(nnx.Module):
             config.embed_dim, config.intermediate_size, config.embed_dim, act=config.hidden_act, dtype=dtype, rngs=rngs
         )
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        attended, probs = self.attn(self.norm1(x), cos, sin, mask)
+    def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
+        attended, probs = self.attn(self.norm1(x), cos, sin, mask, return_probs)
         x = x + attended
         return x + self.mlp(self.norm2(x)), probs
 
@@ -97,7 +97,7 @@ class Qwen3VisionTransformer(nnx.Module):
         mask = same_segment(segment_ids)
         features = []
         for index, block in enumerate(self.blocks):
-            x, probs = block(x, cos, sin, mask)
+            x, probs = block(x, cos, sin, mask, return_probs=return_attention and index == len(self.blocks) - 1)
             if index in self.config.deepstack_visual_indexes:
                 level = self.config.deepstack_visual_indexes.index(index)
                 features.append(self.deepstack_mergers[level](x))

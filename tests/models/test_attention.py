@@ -1,0 +1,151 @@
+"""attend's implementations against the reference attention: on raw operands (GQA, causal and
+padding masks, block-diagonal segments, lengths that are not a multiple of the tile) and on every
+family's tiny model (logits, first-layer attention, relevance, greedy tokens).
+
+Tolerances: float32 throughout; the implementations sum the same products in another order (and
+divide once per row instead of once per probability), so they differ from the reference by
+float32 rounding, ~1e-7 relative; 1e-6 on attention outputs, 1e-5 on logits as in the parity tests.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conversion.verify import random_batch
+from tests.prune.test_family_pipeline import CASES
+from tokcomp_jax.explain.relevance import append_answers, relevance
+from tokcomp_jax.generate import generate
+from tokcomp_jax.models import Qwen2VLConfig
+from tokcomp_jax.models.common import attention
+from tokcomp_jax.models.common.attention import attend, configure_attention, dot_product_attention
+from tokcomp_jax.models.common.decoder import causal_mask
+from tokcomp_jax.models.families import FAMILIES
+from tokcomp_jax.prune import Buckets, prepare_pruning
+
+FAMILY_CASES = CASES | {
+    "qwen2_vl": (Qwen2VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
+                 Buckets(text=16, visual=24, queries=8)),
+}  # fmt: skip
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 8 queries, so the tiny models' sequences (tens to hundreds of tokens) span several."""
+    monkeypatch.setattr(attention, "QUERY_TILE", 8)
+
+
+def _operands(length: int, slots: int, num_heads: int, num_kv_heads: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shape = lambda n, heads: (2, n, heads, 16)  # noqa: E731
+    return (
+        jnp.asarray(rng.standard_normal(shape(length, num_heads)), jnp.float32),
+        jnp.asarray(rng.standard_normal(shape(slots, num_kv_heads)), jnp.float32),
+        jnp.asarray(rng.standard_normal(shape(slots, num_kv_heads)), jnp.float32),
+    )
+
+
+def _segments_mask(length: int) -> jax.Array:
+    """Block-diagonal: three segments of unequal length, as a vision tower's images / frames."""
+    segment = np.repeat([0, 1, 2], [length // 2, length // 3, length - length // 2 - length // 3])
+    return jnp.asarray(np.broadcast_to(segment[:, None] == segment[None], (2, length, length)))
+
+
+MASKS = {
+    "causal with padding": lambda n: causal_mask(jnp.asarray(np.arange(n)[None] < np.array([[n], [n - 7]]))),
+    "segments": _segments_mask,
+    "full": lambda n: jnp.ones((2, n, n), bool),
+}
+
+
+@pytest.mark.parametrize("implementation", ["tiled", "fused", "reference", "auto"])
+@pytest.mark.parametrize("mask_name", sorted(MASKS))
+@pytest.mark.parametrize("heads", [(4, 4), (4, 2), (6, 1)])
+def test_every_implementation_equals_the_reference(small_tiles, implementation, mask_name, heads):
+    length = 37  # 5 tiles of 8, the last one short
+    query, key, value = _operands(length, length, *heads)
+    mask = MASKS[mask_name](length)
+    expected = dot_product_attention(query, key, value, mask)[0]
+    got = jax.jit(attend, static_argnums=4)(query, key, value, mask, implementation)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
+
+
+def test_a_decode_step_attends_to_every_cache_slot(small_tiles):
+    """One query against 40 slots of which the last 9 are empty: the short path, same values."""
+    query, key, value = _operands(1, 40, 4, 2, seed=1)
+    mask = jnp.broadcast_to(jnp.arange(40) < 31, (2, 1, 40))
+    expected = dot_product_attention(query, key, value, mask)[0]
+    for implementation in ("tiled", "fused"):
+        np.testing.assert_allclose(np.asarray(attend(query, key, value, mask, implementation)), expected, atol=1e-6)
+
+
+def test_tiled_bfloat16_stays_within_bfloat16_rounding_of_the_reference(small_tiles):
+    query, key, value = (x.astype(jnp.bfloat16) for x in _operands(37, 37, 4, 2))
+    mask = MASKS["causal with padding"](37)
+    expected = dot_product_attention(query, key, value, mask)[0].astype(jnp.float32)
+    got = attend(query, key, value, mask, "tiled")
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got.astype(jnp.float32)), np.asarray(expected), atol=2e-2)
+
+
+def test_an_unknown_implementation_is_refused_by_name():
+    query, key, value = _operands(4, 4, 2, 2)
+    with pytest.raises(ValueError, match="'flash'.*choose one of"):
+        attend(query, key, value, jnp.ones((2, 4, 4), bool), "flash")
+    with pytest.raises(ValueError, match="'flash'"):
+        configure_attention(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), "flash")
+
+
+def _implementations(model) -> set[str]:
+    return {m.attention_implementation for _, m in nnx.iter_graph(model) if hasattr(m, "attention_implementation")}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CASES))
+def test_every_family_gives_the_reference_logits_and_first_layer_attention(small_tiles, family):
+    make_config, make_batch, buckets = FAMILY_CASES[family]
+    config = make_config()
+    model = FAMILIES[family].model(config, rngs=nnx.Rngs(0))
+    inputs, _ = prepare_pruning(config, make_batch(config), buckets)
+    forward = nnx.jit(lambda model, inputs: model(inputs, return_first_layer_attention=True))
+    outputs = {}
+    for implementation in ("reference", "tiled", "fused"):
+        configure_attention(model, implementation)
+        assert _implementations(model) == {implementation}
+        outputs[implementation] = forward(model, inputs)
+    reference = outputs.pop("reference")
+    for implementation, output in outputs.items():
+        np.testing.assert_allclose(output.logits, reference.logits, atol=1e-5, err_msg=implementation)
+        np.testing.assert_allclose(
+            output.first_layer_attention, reference.first_layer_attention, atol=1e-6, err_msg=implementation
+        )
+
+
+def test_relevance_and_greedy_tokens_do_not_depend_on_the_implementation(small_tiles):
+    make_config, make_batch, buckets = FAMILY_CASES["qwen2_vl"]
+    config = make_config()
+    model = FAMILIES["qwen2_vl"].model(config, rngs=nnx.Rngs(0))
+    batch = make_batch(config)
+    inputs, _ = prepare_pruning(config, batch, buckets)
+    results = {}
+    for implementation in ("reference", "tiled"):
+        configure_attention(model, implementation)
+        tokens = np.asarray(generate(model, inputs, max_new_tokens=3, eos_token_id=-1).tokens)
+        taught, answer_positions = append_answers(batch, [list(row) for row in tokens])
+        long = Buckets(text=buckets.text + 3, visual=buckets.visual, queries=buckets.queries)
+        taught_inputs, taught_scoring = prepare_pruning(config, taught, long)
+        results[implementation] = (
+            tokens,
+            {
+                method: np.asarray(relevance(model, taught_inputs, answer_positions, taught_scoring.layout, method))
+                for method in ("gradient", "input_gradient")
+            },
+        )
+    (reference_tokens, reference_maps), (tokens, maps) = results["reference"], results["tiled"]
+    np.testing.assert_array_equal(tokens, reference_tokens)
+    for method, expected in reference_maps.items():
+        assert np.abs(expected).max() > 0, method
+        np.testing.assert_allclose(maps[method], expected, rtol=1e-4, atol=1e-7, err_msg=method)
