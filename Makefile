@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo bench bench-device clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out outputs/bench
+
+# Qwen2-VL-7B shapes at full depth in bfloat16 on the first accelerator, transformers beside it (~8 min on one GPU).
+bench-device: $(STAMP)
+	$(PY) scripts/bench.py --config configs/bench/qwen2_vl.py:device --out outputs/bench-device
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

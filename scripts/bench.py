@@ -23,13 +23,23 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
 from configs.models.qwen2_vl import PRESETS
-from tokcomp_jax.benchmark import Steps, Timing, image_grid, measure, random_image_batch, time_together, xla_flops
+from tokcomp_jax.benchmark import (
+    Steps,
+    Timing,
+    image_grid,
+    measure,
+    peak_tflops,
+    random_image_batch,
+    time_together,
+    xla_flops,
+)
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
 from tokcomp_jax.models.common.attention import configure_attention
@@ -56,20 +66,25 @@ def model_config(config):
 
 
 def build_models(config, model_cfg):
-    """(Flax model, transformers model or None): random weights, the same in both when torch is on."""
+    """(Flax model, transformers model or None), random weights in `config.dtype`: the same in both
+    with `config.same_weights`, else each its own (same shapes; for timing only)."""
+    dtype = jnp.dtype(config.dtype)
     if not config.torch:
-        return Qwen2VL(model_cfg, rngs=nnx.Rngs(config.seed)), None
+        return Qwen2VL(model_cfg, dtype=dtype, rngs=nnx.Rngs(config.seed)), None
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
     from conversion.tiny import hf_config_of
 
     torch.manual_seed(config.seed)
-    torch_model = Qwen2VLForConditionalGeneration._from_config(
-        hf_config_of(model_cfg), attn_implementation=config.torch_attention
-    ).eval()
-    graphdef, abstract = abstract_state(lambda: Qwen2VL(model_cfg, rngs=nnx.Rngs(0)))
-    tensors = (("torch", name, t.numpy()) for name, t in torch_model.state_dict().items())
+    with torch.device(config.torch_device):
+        torch_model = Qwen2VLForConditionalGeneration._from_config(
+            hf_config_of(model_cfg), attn_implementation=config.torch_attention, dtype=getattr(torch, config.dtype)
+        ).eval()
+    if not config.same_weights:
+        return Qwen2VL(model_cfg, dtype=dtype, rngs=nnx.Rngs(config.seed)), torch_model
+    graphdef, abstract = abstract_state(lambda: Qwen2VL(model_cfg, dtype=dtype, rngs=nnx.Rngs(0)))
+    tensors = (("torch", name, t.float().cpu().numpy()) for name, t in torch_model.state_dict().items())
     weights = map_weights(abstract, tensors, qwen2vl_name_map(model_cfg.text.tie_word_embeddings))
     return merge_weights(graphdef, abstract, nest(weights)), torch_model
 
@@ -150,7 +165,7 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
     steps.score(PruneConfig(config.scorer, config.keep_ratios[0]))(*off_args)
     for prune in (None, *prunes.values()):
         jax.block_until_ready(steps.decode()(steps.state, steps.prefill(prune)(*off_args)))
-    if torch_model is not None:
+    if torch_model is not None and config.same_weights:
         difference = np.abs(comparison.pop("torch_last_logits") - np.asarray(states["unpruned"].last_logits))
         comparison["last_logit_max_abs_diff"] = float(difference.max())
     return {
@@ -203,18 +218,21 @@ def compare(steps: Steps, torch_model, model_cfg, config, batch: dict, args: tup
 
 
 def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
-    """transformers' vision tower, LLM prefill from `embeds` (cropped to the real length) and whole forward."""
+    """transformers' vision tower, LLM prefill from `embeds` (cropped to the real length) and whole
+    forward, on the model's device and in its dtype; each call waits for its device to finish."""
     import torch
 
     from tokcomp_jax.models.qwen2_vl.positions import token_types
 
+    device, dtype = torch_model.device, torch_model.dtype
     length = batch["input_ids"].shape[1]
-    ids, mask = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
-    pixels, grid = torch.from_numpy(batch["pixel_values"]), torch.from_numpy(batch["image_grid_thw"])
-    types = torch.from_numpy(token_types(batch["input_ids"], model_cfg.image_token_id, model_cfg.video_token_id))
-    embeds = torch.from_numpy(np.array(embeds[:, :length]))
-    positions = torch.from_numpy(np.asarray(inputs.position_ids[:, :, :length]).astype(np.int64))
-    return {
+    tensor = lambda array: torch.from_numpy(np.asarray(array)).to(device)  # noqa: E731
+    ids, mask = tensor(batch["input_ids"]), tensor(batch["attention_mask"])
+    pixels, grid = tensor(batch["pixel_values"]), tensor(batch["image_grid_thw"])
+    types = tensor(token_types(batch["input_ids"], model_cfg.image_token_id, model_cfg.video_token_id))
+    embeds = tensor(np.asarray(embeds[:, :length], np.float32)).to(dtype)
+    positions = tensor(np.asarray(inputs.position_ids[:, :, :length]).astype(np.int64))
+    calls = {
         "vision tower + embed": lambda: torch_model.model.get_image_features(pixels, grid),
         "prefill unpruned": lambda: torch_model(
             inputs_embeds=embeds, position_ids=positions, attention_mask=mask, logits_to_keep=1
@@ -224,6 +242,17 @@ def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
             logits_to_keep=1,
         ),
     }  # fmt: skip
+    if device.type != "cuda":
+        return calls
+    return {name: (lambda call=call: (call(), torch.cuda.synchronize())[0]) for name, call in calls.items()}
+
+
+def add_mfu(results: list[dict], peak: float | None) -> None:
+    """Each row with an analytic FLOP count gets `mfu_pct`: analytic FLOP/s over the device's peak."""
+    for result in results:
+        for row in result["rows"]:
+            if peak and row["analytic_gflops"] is not None:
+                row["mfu_pct"] = 100 * row["analytic_gflops"] * 1e9 / (row["median_ms"] / 1e3) / (peak * 1e12)
 
 
 def expected_compiles(config, compiles: dict[str, int]) -> dict[str, int]:
@@ -247,6 +276,7 @@ def environment(config) -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "attention": config.attention,
+        "dtype": config.dtype,
         "versions": {name: metadata.version(name) for name in packages},
     }
 
@@ -281,16 +311,17 @@ def check_targets(results: list[dict], compiles: dict[str, int], expected_compil
 def markdown(report: dict) -> str:
     env = report["environment"]
     lines = [
-        f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; attention {env['attention']}; "
-        + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; {env['dtype']}, attention {env['attention']}, "
+        f"bf16 peak {env['peak_tflops']} TFLOP/s; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         "",
     ]
     for result in report["results"]:
         lines += [
             f"### {result['case']} ({result['visual_tokens']} visual tokens; buckets {result['buckets']})",
             "",
-            "| step | tokens | median ms | speedup | FLOPs-ideal | % of ideal | analytic GFLOP | XLA GFLOP | compile s |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| step | tokens | median ms | speedup | FLOPs-ideal | % of ideal | analytic GFLOP | XLA GFLOP | MFU % |"
+            " compile s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in result["rows"]:
             cells = [row["step"], row.get("tokens", ""), f"{row['median_ms']:.1f}"]
@@ -299,7 +330,12 @@ def markdown(report: dict) -> str:
                 _fmt(row.get("ideal"), ".2f"),
                 _fmt(row.get("pct_of_ideal"), ".0f"),
             ]
-            cells += [_fmt(row["analytic_gflops"], ".2f"), _fmt(row["xla_gflops"], ".2f"), f"{row['compile_s']:.1f}"]
+            cells += [
+                _fmt(row["analytic_gflops"], ".2f"),
+                _fmt(row["xla_gflops"], ".2f"),
+                _fmt(row.get("mfu_pct"), ".1f"),
+            ]
+            cells.append(f"{row['compile_s']:.1f}")
             if "pct_of_unpruned" in row:
                 cells[3] = f"{row['pct_of_unpruned']:.2f}% of unpruned"
             lines.append("| " + " | ".join(map(str, cells)) + " |")
@@ -311,6 +347,7 @@ def markdown(report: dict) -> str:
                 lines.append(
                     f"| {row['part']} | {row['jax_ms']:.1f} | {row['torch_ms']:.1f} | {row['torch_over_jax']:.2f} |"
                 )
+        if "last_logit_max_abs_diff" in result["torch"]:
             diff = result["torch"]["last_logit_max_abs_diff"]
             lines += ["", f"Same weights and inputs: the last-token logits differ by at most {diff:.1e}."]
         lines.append("")
@@ -348,9 +385,11 @@ def main(argv) -> None:
     mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))
     steps = Steps(model, mapper, max_new_tokens=config.decode_tokens)
     results = [run_case(steps, mapper, torch_model, model_cfg, config, case) for case in config.cases]
+    peak = config.peak_tflops or peak_tflops(jax.devices()[0].device_kind)
+    add_mfu(results, peak)
     compiles = steps.compiles()
     report = {
-        "environment": environment(config),
+        "environment": environment(config) | {"peak_tflops": peak},
         "config": config.to_dict(),
         "results": results,
         "targets": check_targets(results, compiles, expected_compiles(config, compiles)),

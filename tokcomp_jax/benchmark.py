@@ -40,6 +40,25 @@ class Timing:
         return max(self.first_s - self.median_s, 0.0)
 
 
+# Dense bfloat16 peaks in TFLOP/s by device kind (vendors' figures, without sparsity), for MFU.
+PEAK_TFLOPS = {
+    "NVIDIA H100": 989.0,
+    "NVIDIA H200": 989.0,
+    "NVIDIA A100": 312.0,
+    "NVIDIA L4": 121.0,
+    "TPU v4": 275.0,
+    "TPU v5 lite": 197.0,
+    "TPU v5": 459.0,
+    "TPU v6 lite": 918.0,
+}
+
+
+def peak_tflops(device_kind: str) -> float | None:
+    """The bfloat16 peak of a device kind (the longest PEAK_TFLOPS name it starts with), None if unknown."""
+    names = [name for name in PEAK_TFLOPS if device_kind.startswith(name)]
+    return PEAK_TFLOPS[max(names, key=len)] if names else None
+
+
 def time_calls(call: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
     """Time `call()` (which must return a finished result) once, then `repeats` more times:
     (first seconds, later seconds, last result)."""

@@ -6,6 +6,12 @@ Variants:
   blocks), random weights, images of 448x448 (256 visual tokens) and 896x896 (1024).
 - `tiny`: the tiny preset, two small cases, for a quick look.
 - `test`: the tiny preset, one case, one repeat (tests/scripts/test_bench.py).
+- `device` (`make bench-device`): Qwen2-VL-7B at full depth (28 LLM layers, 32 vision blocks),
+  random weights in bfloat16, one 1792x1792 image (4096 visual tokens, ~4.2k tokens), on the
+  first accelerator, with transformers (sdpa) on the same device; sized for ~8 minutes on one GPU.
+  transformers gets its own random weights there (same shapes; copying 16 GB through the host
+  would cost minutes), so its times are compared and its logits are not.
+- `device_test`: the `device` code path on the tiny preset on CPU (tests/scripts/test_bench.py).
 
 Every case also runs one smaller image through each step, in the same bucket, to show that the
 compile count follows the buckets and not the image sizes.
@@ -13,7 +19,7 @@ compile count follows the buckets and not the image sizes.
 
 from ml_collections import ConfigDict
 
-VARIANTS = ("real", "tiny", "test")
+VARIANTS = ("real", "tiny", "test", "device", "device_test")
 
 
 def _case(name: str, image: tuple[int, int], off_size: tuple[int, int], visual_bucket: int) -> ConfigDict:
@@ -26,7 +32,7 @@ def get_config(variant: str = "real") -> ConfigDict:
     config = ConfigDict()
     config.seed = 0
     config.model = ConfigDict()
-    config.model.preset = "2b" if variant == "real" else "tiny"  # configs/models/qwen2_vl.py presets
+    config.model.preset = {"real": "2b", "device": "7b"}.get(variant, "tiny")  # configs/models/qwen2_vl.py presets
     config.model.text_layers = 4 if variant == "real" else 2
     config.model.vision_depth = 2
     config.mapper_channels = (32, 64, 128, 256, 512)  # the paper mapper (configs/mapper/paper.py)
@@ -45,6 +51,11 @@ def get_config(variant: str = "real") -> ConfigDict:
     # Where no probabilities are read (tokcomp_jax.models.common.attention.IMPLEMENTATIONS);
     # "reference" times the eager path the parity tests compare.
     config.attention = "auto"
+    config.dtype = "float32"  # weights, activations and KV cache (norms and softmax stay float32)
+    config.same_weights = True  # transformers gets the Flax model's weights (else its own random ones)
+    config.torch_device = "cpu"
+    # The device's dense bfloat16 peak in TFLOP/s for MFU; None looks the device kind up (benchmark.PEAK_TFLOPS).
+    config.peak_tflops = None
     if variant == "real":
         config.cases = [
             _case("256 visual tokens", (448, 448), (392, 448), 256),
@@ -57,6 +68,19 @@ def get_config(variant: str = "real") -> ConfigDict:
         ]
         config.repeats = 2
         config.decode_tokens = 4
+    if variant in ("device", "device_test"):
+        config.dtype = "bfloat16"
+        config.same_weights = False
+        config.scan_layers = variant == "device"  # 28 unrolled layers compile for minutes
+        config.cases = [_case("4096 visual tokens", (1792, 1792), (1736, 1792), 4096)]
+        config.repeats = 3
+    if variant == "device":
+        config.model.text_layers, config.model.vision_depth = 28, 32
+        config.torch_device = "cuda"
+    if variant == "device_test":
+        config.cases = [_case("16 visual tokens", (112, 112), (84, 112), 16)]
+        config.repeats, config.decode_tokens = 1, 3
+        config.peak_tflops = 1.0  # a made-up peak, so that the test sees MFU computed on CPU
     if variant == "test":
         config.cases = config.cases[:1]
         config.repeats = 1

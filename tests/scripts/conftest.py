@@ -6,7 +6,7 @@ import runpy
 import sys
 
 import pytest
-from absl import flags
+from absl import app, flags  # noqa: F401  (app defines its own flags at import: before any snapshot)
 
 import tokcomp_jax.hosts  # noqa: F401  (the scripts' shared multi-host flags: defined once, before any snapshot)
 

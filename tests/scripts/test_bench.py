@@ -34,3 +34,19 @@ def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path,
     assert [part["part"] for part in result["torch"]["parts"]][:2] == ["vision tower + embed", "prefill unpruned"]
     assert "| prefill keep 0.5 |" in (tmp_path / "bench.md").read_text()
     assert "### Targets" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the device variant's code path on the tiny preset (~30 s); make test-slow runs it
+def test_the_device_bench_runs_in_bfloat16_and_reports_mfu(tmp_path, run_absl_script):
+    run_absl_script("bench.py", "--config", "configs/bench/qwen2_vl.py:device_test", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["environment"]["dtype"] == "bfloat16" and report["environment"]["peak_tflops"] == 1.0
+    (result,) = report["results"]
+    rows = {row["step"]: row for row in result["rows"]}
+    unpruned = rows["prefill unpruned"]
+    expected_mfu = 100 * unpruned["analytic_gflops"] * 1e9 / (unpruned["median_ms"] / 1e3) / 1e12
+    assert unpruned["mfu_pct"] == pytest.approx(expected_mfu)
+    assert "mfu_pct" not in rows["vision tower + embed"]  # no analytic count for the tower
+    # transformers ran with its own random weights: times are compared, logits are not.
+    assert "last_logit_max_abs_diff" not in result["torch"] and len(result["torch"]["parts"]) == 3
+    assert "bfloat16" in (tmp_path / "bench.md").read_text()
