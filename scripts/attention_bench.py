@@ -60,7 +60,7 @@ def _torch_sdpa(query, key, value, causal: bool):
         import torch
     except ImportError:
         return None
-    heads_major = [torch.from_numpy(np.asarray(x)).transpose(1, 2) for x in (query, key, value)]
+    heads_major = [torch.from_numpy(np.array(x)).transpose(1, 2) for x in (query, key, value)]
     group = query.shape[2] // key.shape[2]
     heads_major[1:] = [x.repeat_interleave(group, dim=1) for x in heads_major[1:]]
 

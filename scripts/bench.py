@@ -226,7 +226,7 @@ def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
 
     device, dtype = torch_model.device, torch_model.dtype
     length = batch["input_ids"].shape[1]
-    tensor = lambda array: torch.from_numpy(np.asarray(array)).to(device)  # noqa: E731
+    tensor = lambda array: torch.from_numpy(np.array(array)).to(device)  # noqa: E731 (a writable copy)
     ids, mask = tensor(batch["input_ids"]), tensor(batch["attention_mask"])
     pixels, grid = tensor(batch["pixel_values"]), tensor(batch["image_grid_thw"])
     types = tensor(token_types(batch["input_ids"], model_cfg.image_token_id, model_cfg.video_token_id))

@@ -91,11 +91,12 @@ def attend(
 
 def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
     """attend's "tiled": a loop over (batch row, key head, query tile), each step the [G, tile, S]
-    scores of one key head's G query heads. Scores and softmax in float32 as in the reference; the
+    scores of one key head's G query heads (tiles of equal size, at most `tile`). Scores and softmax in float32 as in the reference; the
     unnormalised probabilities (query dtype) mix the values, then each row is divided by its sum."""
     batch, length, num_heads, head_dim = query.shape
     slots, num_kv_heads = key.shape[1], key.shape[2]
     group, tiles = num_heads // num_kv_heads, -(-length // tile)
+    tile = -(-length // tiles)  # equal tiles of at most `tile` queries: at most tiles - 1 padded rows
     padded = tiles * tile - length
     query = jnp.pad(query, [(0, 0), (0, padded), (0, 0), (0, 0)])
     mask = jnp.pad(mask, [(0, 0), (0, padded), (0, 0)]).reshape(batch, tiles, tile, slots)
