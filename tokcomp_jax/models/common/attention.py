@@ -23,9 +23,10 @@ ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
 IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
 """How `attend` computes attention where no probabilities are read:
 - "reference": dot_product_attention, its probabilities dropped (transformers' eager attention);
-- "tiled": one head and QUERY_TILE queries at a time against every key, normalised after the
-  values are mixed (pure JAX; on CPU 1.8x faster than the reference on a 4096-patch vision
-  attention, the scores of one tile staying in cache: docs/results.md, scripts/attention_bench.py);
+- "tiled": one key head and up to QUERY_TILE queries at a time against every key, normalised
+  after the values are mixed (pure JAX; on 2 CPU cores 1.6x the reference's speed on a
+  4096-patch vision attention, one tile's scores staying in cache: docs/results.md,
+  scripts/attention_bench.py);
 - "fused": jax.nn.dot_product_attention (cuDNN's flash attention on GPU where it applies, XLA
   otherwise);
 - "auto": "tiled" on CPU, "fused" on accelerators."""
@@ -91,8 +92,9 @@ def attend(
 
 def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
     """attend's "tiled": a loop over (batch row, key head, query tile), each step the [G, tile, S]
-    scores of one key head's G query heads (tiles of equal size, at most `tile`). Scores and softmax in float32 as in the reference; the
-    unnormalised probabilities (query dtype) mix the values, then each row is divided by its sum."""
+    scores of one key head's G query heads (equal tiles of at most `tile` queries). Scores and
+    softmax in float32 as in the reference; the unnormalised probabilities (in the value dtype)
+    mix the values, then each row is divided by its sum."""
     batch, length, num_heads, head_dim = query.shape
     slots, num_kv_heads = key.shape[1], key.shape[2]
     group, tiles = num_heads // num_kv_heads, -(-length // tile)
