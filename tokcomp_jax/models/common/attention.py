@@ -35,9 +35,10 @@ IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
 # vision towers' S of a few thousand; fewer queries than this attend by the reference in one piece.
 QUERY_TILE = 256
 
-# Queries are processed this many at a time when there are more (and no hook reads the
-# probabilities): each chunk's scores stay small enough to be cache-friendly, which on CPU made a
-# 4096-patch vision block's attention 2.5x faster, with bit-identical results (scripts/bench.py).
+# The reference's own chunking, where it returns probabilities (a [B, N, chunk, S] block at a time,
+# without a hook): each chunk's scores stay cache-friendly, which on CPU made a 4096-patch vision
+# block's attention 2.5x faster, bit-identical (scripts/bench.py). "tiled" goes further (one key
+# head and QUERY_TILE queries per step) because it keeps no probabilities.
 QUERY_CHUNK = 512
 
 
@@ -79,8 +80,7 @@ def attend(
     """Softmax attention without probabilities: query [B, T, N, H], key/value [B, S, K, H] (GQA as
     in dot_product_attention), mask [B, T, S] -> output [B, T, N, H], by one of IMPLEMENTATIONS.
     Every implementation equals the reference within float32 rounding (tests/models/test_attention.py)."""
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+    _check_implementation(implementation)
     if implementation == "auto":
         implementation = "tiled" if jax.default_backend() == "cpu" else "fused"
     if implementation == "fused":
@@ -88,6 +88,28 @@ def attend(
     if implementation == "tiled" and query.shape[1] > QUERY_TILE:
         return _tiled_attention(query, key, value, mask, QUERY_TILE)
     return dot_product_attention(query, key, value, mask)[0]
+
+
+def attention_output(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    implementation: str,
+    return_probs: bool,
+    hook: ProbsHook | None = None,
+    probe: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array | None]:
+    """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
+    are read (`return_probs`, or a hook), else `attend` by `implementation` and None."""
+    if return_probs or hook is not None:
+        return dot_product_attention(query, key, value, mask, hook, probe)
+    return attend(query, key, value, mask, implementation), None
+
+
+def _check_implementation(implementation: str) -> None:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
 
 
 def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
@@ -126,8 +148,7 @@ def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
 def configure_attention(model: nnx.Module, implementation: str) -> nnx.Module:
     """Set how every attention layer of `model` that nothing reads probabilities from computes
     (IMPLEMENTATIONS); changes the compiled graph only. Returns the model."""
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+    _check_implementation(implementation)
     for _, module in nnx.iter_graph(model):
         if hasattr(module, "attention_implementation"):
             module.attention_implementation = implementation
@@ -256,8 +277,7 @@ class SelfAttention(nnx.Module):
             )
             if mask.shape[-1] == cache.key.shape[1] != length:
                 key, value = cache.key, cache.value
-        if return_probs or hook is not None:
-            output, probs = dot_product_attention(query, key, value, mask, hook, probe)
-        else:
-            output, probs = attend(query, key, value, mask, self.attention_implementation), None
+        output, probs = attention_output(
+            query, key, value, mask, self.attention_implementation, return_probs, hook, probe
+        )
         return self.o_proj(output.reshape(batch, length, -1)), probs, cache

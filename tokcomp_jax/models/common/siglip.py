@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import attend, dot_product_attention
+from tokcomp_jax.models.common.attention import attention_output
 from tokcomp_jax.models.common.config import SiglipVisionConfig
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 
@@ -70,10 +70,7 @@ class SiglipAttention(nnx.Module):
         batch, length, dim = x.shape
         heads = [proj(x).reshape(batch, length, self.num_heads, -1) for proj in (self.q_proj, self.k_proj, self.v_proj)]
         mask = jnp.ones((batch, length, length), bool)
-        if return_probs:
-            output, probs = dot_product_attention(*heads, mask)
-        else:
-            output, probs = attend(*heads, mask, self.attention_implementation), None
+        output, probs = attention_output(*heads, mask, self.attention_implementation, return_probs)
         return self.out_proj(output.reshape(batch, length, dim)), probs
 
 

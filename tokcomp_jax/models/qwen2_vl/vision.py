@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import attend, dot_product_attention
+from tokcomp_jax.models.common.attention import attention_output
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
@@ -54,10 +54,7 @@ class VisionAttention(nnx.Module):
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # indexed, not unpacked: also on a global array
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
-        if return_probs:
-            output, probs = dot_product_attention(query, key, value, mask)
-        else:
-            output, probs = attend(query, key, value, mask, self.attention_implementation), None
+        output, probs = attention_output(query, key, value, mask, self.attention_implementation, return_probs)
         return self.proj(output.reshape(blocks, num_patches, -1)), probs
 
 
