@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import platform
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from tokcomp_jax.benchmark import (
     time_together,
     xla_flops,
 )
+from tokcomp_jax.eval.results import ResultsFile
+from tokcomp_jax.eval.runner import RunSettings, evaluate
+from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
 from tokcomp_jax.models.common.attention import configure_attention
@@ -247,6 +251,108 @@ def torch_calls(torch_model, model_cfg, batch: dict, embeds, inputs) -> dict:
     return {name: (lambda call=call: (call(), torch.cuda.synchronize())[0]) for name, call in calls.items()}
 
 
+class RandomImageCodec:
+    """The eval runner's codec for the throughput bench: sample i is one random image of `grid`
+    patches between the bench's text (benchmark.random_image_batch, seeded by i); a reply is its
+    token ids. No token is EOS (-1), so every sample decodes the runner's max_new_tokens."""
+
+    eos_token_id = -1
+
+    def __init__(self, model_cfg, grid: tuple[int, int], text_before: int, text_after: int):
+        self.model_cfg, self.grid, self.text = model_cfg, grid, (text_before, text_after)
+
+    def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:
+        return random_image_batch(self.model_cfg, [self.grid], int(sample.sample_id), *self.text)
+
+    def decode(self, tokens: np.ndarray) -> str:
+        return " ".join(map(str, tokens))
+
+
+def run_throughput(model, mapper, torch_model, model_cfg, config) -> list[dict]:
+    """Samples/s of the eval runner (runner.evaluate: encoding on its thread, bucketing, generate,
+    records written) unpruned and at each keep ratio, beside transformers' batched `generate` of
+    the same samples (collated beforehand, untimed), `batches` batches per batch size. A warm-up
+    round (compiles), then `repeats` rounds of every setting in turn (time_together)."""
+    spec = config.throughput
+    codec = RandomImageCodec(model_cfg, image_grid(model_cfg, *spec.image), config.text_before, config.text_after)
+    prunes = {"unpruned": None} | {f"keep {keep}": PruneConfig(config.scorer, keep) for keep in config.keep_ratios}
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for batch_size in spec.batch_sizes:
+            samples = [
+                EvalSample("bench", str(i), "a random image", ("0",), "exact") for i in range(batch_size * spec.batches)
+            ]
+            calls = {
+                name: runner_call(model, mapper, samples, codec, scratch, RunSettings(
+                    batch_size=batch_size, text_buckets=(config.text_bucket,), visual_buckets=(spec.visual_bucket,),
+                    max_new_tokens=spec.decode_tokens, prune=prune,
+                ))
+                for name, prune in prunes.items()
+            }  # fmt: skip
+            if torch_model is not None:
+                calls["transformers generate"] = torch_generate_call(
+                    torch_model, codec, samples, batch_size, spec.decode_tokens
+                )
+            times, outputs = time_together(calls, spec.repeats)
+            per_s = {name: len(samples) / float(np.median(runs[1:])) for name, runs in times.items()}
+            row = {"batch": batch_size, "samples": len(samples), "samples_per_s": per_s}
+            if torch_model is not None:
+                row["jax_over_torch"] = per_s["unpruned"] / per_s["transformers generate"]
+                if config.same_weights:
+                    jax_replies = [record["reply"] for record in outputs["unpruned"]]
+                    equal = np.mean(
+                        [a == b for a, b in zip(jax_replies, outputs["transformers generate"], strict=True)]
+                    )
+                    row["replies_equal_pct"] = 100 * float(equal)
+            rows.append(row)
+    return rows
+
+
+def runner_call(model, mapper, samples, codec, scratch: str, settings: RunSettings):
+    """A call of the eval runner over `samples`, each call into a new results file (a file that
+    holds them already would make the runner skip them)."""
+
+    def call():
+        results = ResultsFile(Path(tempfile.mkdtemp(dir=scratch)) / "results.jsonl")
+        return evaluate(model, samples, codec, settings, results, mapper=mapper if settings.prune else None)
+
+    return call
+
+
+def torch_generate_call(torch_model, codec, samples, batch_size: int, new_tokens: int):
+    """transformers' greedy `generate` of exactly `new_tokens` tokens per sample, `batch_size` samples
+    at a time (equal lengths: no padding), on the model's device; the call returns the replies."""
+    import torch
+
+    from tokcomp_jax.models.qwen2_vl.positions import token_types
+    from tokcomp_jax.models.qwen2_vl.processor import collate
+
+    config, device = codec.model_cfg, torch_model.device
+    batches = []
+    for start in range(0, len(samples), batch_size):
+        batch = collate([codec.encode(sample) for sample in samples[start : start + batch_size]])
+        if not batch["attention_mask"].all():
+            raise ValueError("the throughput bench's samples must all be as long (transformers gets no padding)")
+        batch["mm_token_type_ids"] = token_types(batch["input_ids"], config.image_token_id, config.video_token_id)
+        batches.append({name: torch.from_numpy(np.array(array)).to(device) for name, array in batch.items()})
+
+    def call() -> list[str]:
+        replies = []
+        with torch.inference_mode():
+            for batch in batches:
+                tokens = torch_model.generate(
+                    **batch, max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0
+                )[:, batch["input_ids"].shape[1] :]
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if tokens.shape[1] != new_tokens:
+                    raise RuntimeError(f"transformers generated {tokens.shape[1]} tokens, not {new_tokens}")
+                replies += [codec.decode(row) for row in tokens.cpu().numpy()]
+        return replies
+
+    return call
+
+
 def add_mfu(results: list[dict], peak: float | None) -> None:
     """Each row with an analytic FLOP count gets `mfu_pct`: analytic FLOP/s over the device's peak."""
     for result in results:
@@ -351,6 +457,7 @@ def markdown(report: dict) -> str:
             diff = result["torch"]["last_logit_max_abs_diff"]
             lines += ["", f"Same weights and inputs: the last-token logits differ by at most {diff:.1e}."]
         lines.append("")
+    lines += throughput_markdown(report["config"], report["throughput"])
     targets = report["targets"]
     lines += [f"### Targets ({targets['case']})", "", "| target | measured | holds |", "|---|---|---|"]
     lines.append(
@@ -369,6 +476,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def throughput_markdown(config: dict, rows: list[dict]) -> list[str]:
+    spec = config["throughput"]
+    names = list(rows[0]["samples_per_s"])
+    lines = [
+        f"### Eval-runner throughput, samples/s ({spec['image'][0]}x{spec['image'][1]} images, "
+        f"{spec['decode_tokens']} greedy tokens each, {spec['batches']} batches per batch size)",
+        "",
+        "| batch | "
+        + " | ".join(names)
+        + (" | JAX / transformers | equal replies % |" if "jax_over_torch" in rows[0] else " |"),
+        "|---" * (len(names) + 1 + 2 * ("jax_over_torch" in rows[0])) + "|",
+    ]
+    for row in rows:
+        cells = [str(row["batch"])] + [f"{row['samples_per_s'][name]:.2f}" for name in names]
+        if "jax_over_torch" in row:
+            cells += [f"{row['jax_over_torch']:.2f}", _fmt(row.get("replies_equal_pct"), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -385,6 +512,7 @@ def main(argv) -> None:
     mapper = Mapper(mapper_config, rngs=nnx.Rngs(config.seed))
     steps = Steps(model, mapper, max_new_tokens=config.decode_tokens)
     results = [run_case(steps, mapper, torch_model, model_cfg, config, case) for case in config.cases]
+    throughput = run_throughput(model, mapper, torch_model, model_cfg, config)
     peak = config.peak_tflops or peak_tflops(jax.devices()[0].device_kind)
     add_mfu(results, peak)
     compiles = steps.compiles()
@@ -392,6 +520,7 @@ def main(argv) -> None:
         "environment": environment(config) | {"peak_tflops": peak},
         "config": config.to_dict(),
         "results": results,
+        "throughput": throughput,
         "targets": check_targets(results, compiles, expected_compiles(config, compiles)),
     }
     out = Path(_OUT.value)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conversion.verify import random_batch
-from tokcomp_jax.generate import generate
+from tokcomp_jax.generate import Generator, _generate_split, generate
 from tokcomp_jax.models import prepare_inputs
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.positions import token_types
@@ -79,6 +79,22 @@ def test_pruned_generation_equals_decoding_the_pruned_prefill_without_cache(tiny
             assert token == int(out.tokens[row, step]), (row, step)
             x = np.concatenate([x, np.asarray(model.language_model.embed_tokens(jnp.array([token])))])
             pos = np.concatenate([pos, np.full((3, 1), pos.max() + 1)], axis=1)
+
+
+def test_the_generator_equals_generate_and_compiles_once_per_setting(tiny_qwen2vl, batch):
+    """Generator (the eval runner's: the model split once) gives generate's tokens, pruned or not;
+    a second Generator of the same model reuses the first one's compiled graph."""
+    _, _, model = tiny_qwen2vl
+    prune = PruneConfig("attention", 0.25, "gather")
+    inputs, scoring = prepare_pruning(model.config, batch, Buckets(text=24, visual=64, queries=8))
+    compiled_before = _generate_split._cache_size()
+    for setting in (None, prune):
+        expected = generate(model, inputs, max_new_tokens=4, eos_token_id=-1, scoring=scoring, prune=setting)
+        for run in (Generator(model), Generator(model)):
+            out = run(inputs, max_new_tokens=4, eos_token_id=-1, scoring=scoring, prune=setting)
+            np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(expected.tokens))
+            np.testing.assert_array_equal(np.asarray(out.prefill_length), np.asarray(expected.prefill_length))
+    assert _generate_split._cache_size() - compiled_before == 2
 
 
 def test_bad_generation_arguments(tiny_qwen2vl, batch):

@@ -56,6 +56,14 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.torch_device = "cpu"
     # The device's dense bfloat16 peak in TFLOP/s for MFU; None looks the device kind up (benchmark.PEAK_TFLOPS).
     config.peak_tflops = None
+    # The eval runner's samples/s (prefill + greedy decode) at each batch size, beside
+    # transformers' batched generate: one image size, `batches` batches per batch size.
+    config.throughput = ConfigDict(
+        dict(batch_sizes=(1, 8, 32), image=(112, 112), visual_bucket=16, decode_tokens=8, batches=2, repeats=2)
+    )
+    if variant == "real":
+        # 256 visual tokens: 32 rows of ~320 tokens at 2B widths take ~30 s a batch on 2 CPU cores.
+        config.throughput.update(dict(image=(448, 448), visual_bucket=256, batches=1, repeats=1))
     if variant == "real":
         config.cases = [
             _case("256 visual tokens", (448, 448), (392, 448), 256),
@@ -76,7 +84,10 @@ def get_config(variant: str = "real") -> ConfigDict:
         config.repeats = 3
     if variant == "device":
         config.model.text_layers, config.model.vision_depth = 28, 32
+        config.throughput.update(dict(image=(896, 896), visual_bucket=1024, batches=2, repeats=2))
         config.torch_device = "cuda"
+    if variant in ("test", "device_test"):
+        config.throughput.update(dict(batch_sizes=(1, 4), decode_tokens=3, batches=2, repeats=1))
     if variant == "device_test":
         config.cases = [_case("16 visual tokens", (112, 112), (84, 112), 16)]
         config.repeats, config.decode_tokens = 1, 3

@@ -7,7 +7,7 @@ import json
 import pytest
 
 
-@pytest.mark.slow  # the benchmark script end to end (~15 s); make test-slow runs it
+@pytest.mark.slow  # the benchmark script end to end (~80 s); make test-slow runs it
 def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path, run_absl_script, capsys):
     run_absl_script("bench.py", "--config", "configs/bench/qwen2_vl.py:test", "--out", str(tmp_path))
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -32,7 +32,16 @@ def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path,
     # transformers ran on the very weights the Flax model holds.
     assert result["torch"]["last_logit_max_abs_diff"] < 1e-4
     assert [part["part"] for part in result["torch"]["parts"]][:2] == ["vision tower + embed", "prefill unpruned"]
+    # The eval runner's throughput at each batch size, every setting, beside transformers' generate,
+    # whose greedy replies on the same weights are the unpruned runner's, token for token.
+    throughput = report["throughput"]
+    assert [row["batch"] for row in throughput] == [1, 4]
+    for row in throughput:
+        assert set(row["samples_per_s"]) == {"unpruned", "keep 0.5", "keep 0.25", "keep 0.111", "transformers generate"}
+        assert all(rate > 0 for rate in row["samples_per_s"].values()) and row["samples"] == 2 * row["batch"]
+        assert row["replies_equal_pct"] == 100.0
     assert "| prefill keep 0.5 |" in (tmp_path / "bench.md").read_text()
+    assert "### Eval-runner throughput" in (tmp_path / "bench.md").read_text()
     assert "### Targets" in capsys.readouterr().out
 
 

@@ -26,7 +26,7 @@ from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.eval.sharding import fetch
 from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.flops import prefill_flops
-from tokcomp_jax.generate import check_positions, generate
+from tokcomp_jax.generate import Generator, check_positions
 from tokcomp_jax.mapper.inputs import choose_bucket
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning
@@ -123,6 +123,7 @@ def evaluate(
     progress = tqdm(total=len(todo), desc=samples[0].benchmark if samples else "eval", unit="sample")
     mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
     batches = prefetch(prepared_batches(config, todo, codec, settings, mapper_config))
+    run = Generator(model, mapper if settings.prune is not None else None)
     for number, (batch_samples, inputs, scoring) in enumerate(batches):
         if stop_after_batches is not None and number >= stop_after_batches:
             break
@@ -130,9 +131,9 @@ def evaluate(
         visual_counts = np.asarray(scoring.layout.visual_count)
         if place is not None:
             inputs, scoring = place(inputs, scoring)
-        generation = generate(
-            model, inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id,
-            mapper=mapper if settings.prune is not None else None, scoring=scoring, prune=settings.prune,
+        generation = run(
+            inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id, scoring=scoring,
+            prune=settings.prune,
         )  # fmt: skip
         generation = fetch(generation)
         records = [
