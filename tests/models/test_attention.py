@@ -149,3 +149,24 @@ def test_relevance_and_greedy_tokens_do_not_depend_on_the_implementation(small_t
     for method, expected in reference_maps.items():
         assert np.abs(expected).max() > 0, method
         np.testing.assert_allclose(maps[method], expected, rtol=1e-4, atol=1e-7, err_msg=method)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CASES))
+def test_the_vision_tower_reads_probabilities_only_when_its_attention_is_asked_for(monkeypatch, family):
+    """Under "fused" nothing but a probability tap reaches the reference: embedding an image traces
+    dot_product_attention only when the vision-encoder attention is returned, in exactly one block."""
+    make_config, make_batch, buckets = FAMILY_CASES[family]
+    config = make_config()
+    model = configure_attention(FAMILIES[family].model(config, rngs=nnx.Rngs(0)), "fused")
+    inputs, _ = prepare_pruning(config, make_batch(config), buckets)
+    traced = []
+    reference = attention.dot_product_attention
+    monkeypatch.setattr(
+        attention, "dot_product_attention", lambda *args, **kw: traced.append(1) or reference(*args, **kw)
+    )
+    plain = model.embed(inputs)
+    assert traced == []
+    embeds, received = model.embed(inputs, return_vision_attention=True)
+    assert traced == [1]
+    np.testing.assert_allclose(plain, embeds, atol=1e-6)
+    assert np.asarray(received).max() > 0

@@ -18,6 +18,11 @@ class MLLMOutput:
 class DecoderMLLM(nnx.Module):
     """Subclasses set `language_model` (Decoder) and `lm_head` (LMHead) and define embed / rope."""
 
+    def embed_text(self, input_ids: jax.Array) -> jax.Array:
+        """Token embeddings [B, T, D] in the form the decoder takes them (a family that packs more
+        features beside them overrides this); `embed` replaces the visual tokens' rows."""
+        return self.language_model.embed_tokens(input_ids)
+
     def forward_embeddings(
         self,
         embeds: jax.Array,

@@ -83,9 +83,10 @@ class LlavaOnevision(DecoderMLLM):
         embeds = self.language_model.embed_tokens(inputs.input_ids)
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
-        tiles, received = self.vision_tower(
-            inputs.pixel_values, self.config.vision_feature_layer, return_attention=True
+        tower = self.vision_tower(
+            inputs.pixel_values, self.config.vision_feature_layer, return_attention=return_vision_attention
         )
+        tiles, received = tower if return_vision_attention else (tower, None)
         features = self.multi_modal_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         taps = features[inputs.visual_sources]  # [B, T, 4, D]
         visual = jnp.einsum("BTKD,BTK->BTD", taps, inputs.visual_weights.astype(embeds.dtype))

@@ -235,7 +235,8 @@ class Qwen2VL(DecoderMLLM):
         embeds = self.embed_text(inputs.input_ids)
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
-        visual, received = self.vision_tower(inputs)
+        tower = self.vision_tower(inputs, return_attention=return_vision_attention)
+        visual, received = tower if return_vision_attention else (tower, None)
         index = jnp.maximum(inputs.visual_token_index, 0)
         is_visual = inputs.visual_token_mask
         embeds = jnp.where(is_visual[..., None], visual.astype(embeds.dtype)[index], embeds)
@@ -243,18 +244,15 @@ class Qwen2VL(DecoderMLLM):
             return embeds
         return embeds, jnp.where(is_visual, received[index], 0.0)
 
-    def embed_text(self, input_ids: jax.Array) -> jax.Array:
-        """Token embeddings [B, T, D] (the visual tokens' rows are replaced by `embed`)."""
-        return self.language_model.embed_tokens(input_ids)
-
-    def vision_tower(self, inputs: Qwen2VLInputs) -> tuple[jax.Array, jax.Array]:
-        """The merged visual tokens [N, D] and the attention each received in the tower's last block [N]."""
+    def vision_tower(self, inputs: Qwen2VLInputs, return_attention: bool = False):
+        """The merged visual tokens [N, D]; with return_attention, also the attention each received in
+        the tower's last block [N] (only then does that block take the reference attention path)."""
         return self.visual(
             inputs.pixel_values,
             inputs.patch_positions,
             inputs.patch_segment_ids,
             inputs.patch_window_ids,
-            return_attention=True,
+            return_attention=return_attention,
         )
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:

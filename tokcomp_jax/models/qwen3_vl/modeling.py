@@ -68,14 +68,14 @@ class Qwen3VL(Qwen2VL):
         levels = len(self.config.vision.deepstack_visual_indexes)
         return pack_deepstack(embeds, jnp.zeros((levels, *embeds.shape), embeds.dtype))
 
-    def vision_tower(self, inputs: Qwen2VLInputs) -> tuple[jax.Array, jax.Array]:
-        """The merged visual tokens packed with their DeepStack features [N, (1 + L) * D], and the
-        attention each received in the tower's last block [N]."""
+    def vision_tower(self, inputs: Qwen2VLInputs, return_attention: bool = False):
+        """The merged visual tokens packed with their DeepStack features [N, (1 + L) * D]; with
+        return_attention, also the attention each received in the tower's last block [N]."""
         return self.visual(
             inputs.pixel_values,
             inputs.patch_positions,
             inputs.patch_segment_ids,
             inputs.patch_table_index,
             inputs.patch_table_weight,
-            return_attention=True,
+            return_attention=return_attention,
         )

@@ -89,9 +89,10 @@ class Vila(DecoderMLLM):
         embeds = self.language_model.embed_tokens(jnp.maximum(inputs.input_ids, 0))  # placeholders are < 0
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
-        tiles, received = self.vision_tower(
-            inputs.pixel_values, self.config.vision_feature_layer, return_attention=True
+        tower = self.vision_tower(
+            inputs.pixel_values, self.config.vision_feature_layer, return_attention=return_vision_attention
         )
+        tiles, received = tower if return_vision_attention else (tower, None)
         visual = self.mm_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         index = jnp.maximum(inputs.visual_token_index, 0)
         embeds = jnp.where(inputs.visual_token_mask[..., None], visual[index], embeds)
