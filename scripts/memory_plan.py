@@ -6,15 +6,25 @@
 `--preset FAMILY:VARIANT` names a configs/models/<family>.py preset; `--model` reads a converted or
 HF directory's config (no weights). Exits 1 when `--device-gib` is given and the plan does not fit.
 The same check runs at the start of `scripts/evaluate.py`.
+
+With `--keep`, also the measured memory of one sample's LLM prefill at each keep ratio: XLA's
+memory analysis of the compiled prefill (abstract weights, layers scanned) of `--text` tokens plus
+the kept share of `--visual` visual tokens, into a cache with `--new-tokens` more slots:
+
+    python scripts/memory_plan.py --preset qwen2_vl:7b --keep 1,0.5,0.25,0.111 --visual 4096 --text 64
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import math
 
-from tokcomp_jax.eval.memory import memory_plan
+import jax
+
+from tokcomp_jax.eval.memory import memory_plan, prefill_memory
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 
 
@@ -39,6 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sequence", type=int, default=4096, help="KV cache slots per row (prompt + new tokens)")
     parser.add_argument("--device-gib", type=float, help="memory per device; exit 1 when the plan does not fit")
+    parser.add_argument("--keep", help="comma-separated keep ratios: measure one sample's prefill at each")
+    parser.add_argument("--visual", type=int, default=4096, help="with --keep: visual tokens before pruning")
+    parser.add_argument("--text", type=int, default=64, help="with --keep: text tokens (never pruned)")
+    parser.add_argument("--new-tokens", type=int, default=16, help="with --keep: cache slots for generated tokens")
     args = parser.parse_args(argv)
     try:
         data, model = (int(n) for n in args.mesh.lower().split("x"))
@@ -49,10 +63,49 @@ def main(argv: list[str] | None = None) -> dict:
     limit = args.device_gib * 2**30 if args.device_gib else None
     report = {"weights_bytes": plan.weights, "kv_cache_bytes": plan.kv_cache, "total_bytes": plan.total,
               "summary": plan.report(limit)}  # fmt: skip
+    if args.keep:
+        report["prefill_per_sample"] = measured_prefills(config, args)
     print(json.dumps(report, indent=2))
+    if args.keep:
+        print(prefill_table(args.preset or args.model, args, report["prefill_per_sample"]))
     if limit is not None and not plan.fits(limit):
         raise SystemExit(1)
     return report
+
+
+def measured_prefills(config, args) -> list[dict]:
+    """One row per keep ratio: XLA's memory of one sample's prefill at the kept length (tokcomp_jax.eval.memory)."""
+    try:
+        ratios = [float(ratio) for ratio in args.keep.split(",")]
+    except ValueError:
+        raise SystemExit(f"--keep {args.keep!r}: expected comma-separated ratios, e.g. 1,0.5,0.25") from None
+    if not all(0 < ratio <= 1 for ratio in ratios):
+        raise SystemExit(f"--keep {args.keep!r}: every ratio must be in (0, 1]")
+    rows = []
+    for ratio in ratios:
+        tokens = args.text + math.ceil(ratio * args.visual)
+        memory = prefill_memory(config, args.dtype, tokens, args.new_tokens)
+        rows.append({"keep_ratio": ratio, **dataclasses.asdict(memory)})
+    return rows
+
+
+def prefill_table(name: str, args, rows: list[dict]) -> str:
+    """The rows as markdown, in MiB."""
+    mib = lambda size: f"{size / 2**20:.1f}"  # noqa: E731
+    lines = [
+        f"{name}, {args.dtype}, one sample: {args.text} text + kept share of {args.visual} visual tokens,"
+        f" {args.new_tokens} new-token slots (XLA memory analysis, {jax.devices()[0].platform})",
+        "",
+        "| keep | tokens | weights MiB | KV cache MiB | weights + KV MiB | XLA arguments | XLA outputs | XLA temporaries |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['keep_ratio']} | {row['tokens']} | {mib(row['weights'])} | {mib(row['kv_cache'])} | "
+            f"{mib(row['weights'] + row['kv_cache'])} | {mib(row['arguments'])} | {mib(row['outputs'])} | "
+            f"{mib(row['temporaries'])} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

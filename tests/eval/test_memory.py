@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from tokcomp_jax.eval.memory import memory_plan
+from configs.models import llava_onevision, qwen3_vl
+from tokcomp_jax.eval.memory import bytes_of, memory_plan, prefill_memory
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+from tokcomp_jax.models.families import FAMILIES
 
 
 def test_one_device_plan_is_what_the_model_allocates():
@@ -36,3 +38,21 @@ def test_released_sizes_split_over_the_mesh():
     assert not one.fits(16 * 2**30) and split.fits(16 * 2**30)
     with pytest.raises(ValueError, match="dtype 'float16'"):
         memory_plan(config, 1, 1, "float16", 1, 1)
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "llava_onevision"])  # packed DeepStack / 1-D positions
+def test_a_compiled_prefill_holds_the_planned_cache_and_shrinks_with_pruning(family):
+    """XLA's analysis of the compiled prefill (abstract weights): the caches it returns are the
+    planner's KV cache for one row of tokens + new slots, its arguments hold the LLM's weights,
+    and a pruned (shorter) prefill returns a proportionally smaller cache and no more temporaries."""
+    config = {"qwen3_vl": qwen3_vl, "llava_onevision": llava_onevision}[family].PRESETS["tiny"]()
+    full, pruned = (prefill_memory(config, "bfloat16", tokens, max_new_tokens=4) for tokens in (60, 30))
+    assert full.kv_cache == memory_plan(config, 1, 1, "bfloat16", batch_size=1, sequence=64).kv_cache
+    assert pruned.kv_cache * 64 == full.kv_cache * 34
+    assert full.kv_cache <= full.outputs < full.kv_cache + 2**16  # + last logits, token, positions
+    llm = nnx.state(nnx.eval_shape(FAMILIES[family].builder(config, jnp.bfloat16)).language_model)
+    assert bytes_of(llm["layers"]) < full.arguments <= bytes_of(llm) + 2**16  # + embeddings, positions, mask
+    assert full.weights == memory_plan(config, 1, 1, "bfloat16", batch_size=1, sequence=1).weights
+    assert pruned.temporaries <= full.temporaries
+    with pytest.raises(ValueError, match="tokens 0"):
+        prefill_memory(config, "bfloat16", 0, max_new_tokens=4)

@@ -17,11 +17,13 @@ import dataclasses
 import math
 import types
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from tokcomp_jax.eval.sharding import param_spec
+from tokcomp_jax.generate import prefill
 from tokcomp_jax.models.checkpoint import jax_dtype
 from tokcomp_jax.models.families import family_of
 
@@ -71,3 +73,48 @@ def memory_plan(config, data: int, model: int, dtype: str, batch_size: int, sequ
     rows = math.ceil(batch_size / data)
     kv_cache = 2 * text.num_hidden_layers * rows * sequence * columns * jnp.dtype(dtype).itemsize
     return MemoryPlan(weights=weights, kv_cache=kv_cache, mesh=(data, model))
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefillMemory:
+    """Bytes of one compiled prefill: XLA's memory analysis beside the exact sizes of its parts."""
+
+    tokens: int  # per row, as prefilled
+    weights: int  # the parameters (abstract state)
+    kv_cache: int  # the caches the prefill returns (prompt + new-token slots)
+    arguments: int  # XLA: weights + embeddings, positions, mask
+    outputs: int  # XLA: caches + the last logits, next token and positions
+    temporaries: int  # XLA: activations and any copies the backend makes (backend-dependent)
+
+
+def bytes_of(tree) -> int:
+    """Total bytes of a pytree of arrays or ShapeDtypeStructs."""
+    return sum(int(np.prod(leaf.shape)) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
+
+
+def prefill_memory(config, dtype: str, tokens: int, max_new_tokens: int, batch_size: int = 1) -> PrefillMemory:
+    """Compile (for the default backend; nothing allocated) the LLM prefill of `config`'s model (any
+    family, layers scanned) from embeddings of `batch_size` rows of `tokens` into caches with room for
+    `max_new_tokens` more, and read XLA's memory analysis of it."""
+    if min(tokens, max_new_tokens, batch_size) < 1:
+        raise ValueError(f"tokens {tokens}, max_new_tokens {max_new_tokens}, batch_size {batch_size} must be >= 1")
+    graphdef, state = nnx.split(nnx.eval_shape(family_of(config).builder(config, jax_dtype(dtype))))
+
+    def run(state, embeds, position_ids, attention_mask):
+        model = nnx.merge(graphdef, state)
+        return prefill(model, embeds, position_ids, attention_mask, max_new_tokens=max_new_tokens)
+
+    mask = jax.ShapeDtypeStruct((batch_size, tokens), jnp.int32)
+    embeds = jax.eval_shape(lambda state, ids: nnx.merge(graphdef, state).embed_text(ids), state, mask)
+    rope_axes = (3,) if config.text.mrope_section else ()  # M-RoPE families take (t, h, w) position ids
+    positions = jax.ShapeDtypeStruct((*rope_axes, batch_size, tokens), jnp.int32)
+    analysis = jax.jit(run).lower(state, embeds, positions, mask).compile().memory_analysis()
+    prefilled = jax.eval_shape(run, state, embeds, positions, mask)
+    return PrefillMemory(
+        tokens=tokens,
+        weights=bytes_of(state),
+        kv_cache=bytes_of([segment.cache for segment in prefilled.segments]),
+        arguments=analysis.argument_size_in_bytes,
+        outputs=analysis.output_size_in_bytes,
+        temporaries=analysis.temp_size_in_bytes,
+    )
