@@ -39,7 +39,6 @@ from tokcomp_jax.benchmark import (
     peak_tflops,
     random_image_batch,
     time_together,
-    xla_flops,
 )
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.eval.runner import RunSettings, evaluate
@@ -133,6 +132,7 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
             **{name: (steps.prefill(prune), args) for name, prune in prunes.items()},
         },
         config.repeats,
+        count=steps.xla_flops,
     )
     unpruned = timed["prefill unpruned"][0]
     unpruned_flops = analytic_prefill_flops(model_cfg, buckets.sequence)
@@ -155,7 +155,11 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
             )
         )
     states = {name.removeprefix("prefill "): timed[name][1] for name in ("prefill unpruned", *prunes)}
-    decoded = measure({name: (steps.decode(), (steps.state, state)) for name, state in states.items()}, config.repeats)
+    decoded = measure(
+        {name: (steps.decode(), (steps.state, state)) for name, state in states.items()},
+        config.repeats,
+        count=steps.xla_flops,
+    )
     decode = [
         {
             "cache": name,
@@ -205,7 +209,7 @@ def compare(steps: Steps, torch_model, model_cfg, config, batch: dict, args: tup
     vision = Timing(
         times["vision tower + embed"][0],
         times["vision tower + embed"][1:],
-        xla_flops(*jax_calls["vision tower + embed"]),
+        steps.xla_flops(*jax_calls["vision tower + embed"]),
     )
     result = {"timing": vision}
     if torch_model is None:

@@ -6,7 +6,7 @@ first call's time over the median of the later ones is its compile time. scripts
 these on the configs in configs/bench and puts transformers' PyTorch beside them.
 
     steps = Steps(model, mapper, max_new_tokens=16)
-    timings = measure({"embed": (steps.embed(), (steps.state, inputs))}, repeats=5)
+    timings = measure({"embed": (steps.embed(), (steps.state, inputs))}, repeats=5, count=steps.xla_flops)
 """
 
 from __future__ import annotations
@@ -88,10 +88,13 @@ def xla_flops(jitted, args: tuple) -> float | None:
     return (jitted.lower(*args).cost_analysis() or {}).get("flops")
 
 
-def measure(steps: dict[str, tuple[Callable, tuple]], repeats: int) -> dict[str, tuple[Timing, Any]]:
+def measure(
+    steps: dict[str, tuple[Callable, tuple]], repeats: int, count: Callable = xla_flops
+) -> dict[str, tuple[Timing, Any]]:
     """Time jitted steps {name: (jitted, args)} together (time_together), each to completion;
-    per name its Timing (XLA's FLOP count of the lowered graph included) and last output."""
-    flops = {name: xla_flops(jitted, args) for name, (jitted, args) in steps.items()}
+    per name its Timing (FLOPs by `count(jitted, args)`, XLA's count of the lowered graph by
+    default; Steps.xla_flops for its steps) and last output."""
+    flops = {name: count(jitted, args) for name, (jitted, args) in steps.items()}
     calls = {name: (lambda j=jitted, a=args: jax.block_until_ready(j(*a))) for name, (jitted, args) in steps.items()}
     times, outputs = time_together(calls, repeats)
     return {name: (Timing(times[name][0], times[name][1:], flops[name]), outputs[name]) for name in steps}
@@ -99,18 +102,34 @@ def measure(steps: dict[str, tuple[Callable, tuple]], repeats: int) -> dict[str,
 
 class Steps:
     """The benchmarked graphs over one (model, mapper): each is jitted once per static setting and
-    takes `self.state` (the model and mapper weights) as its first argument."""
+    takes `self.state` (the model and mapper weights) as its first argument.
+
+    The timed graphs run the decoder layers as the model is configured (scanned by default, as every
+    entry point runs them). XLA counts a scanned loop's body once, so `xla_flops` counts each step's
+    twin with the layers unrolled, lowered only, never compiled or run."""
 
     def __init__(self, model, mapper, max_new_tokens: int):
         self.graphdef, self.state = nnx.split((model, mapper))
+        layers = model.language_model.layers
+        scan = layers.scan
+        layers.configure(scan=False)
+        self._unrolled_graphdef = nnx.split((model, mapper))[0]
+        layers.configure(scan=scan)
         self.max_new_tokens = max_new_tokens
-        self._jitted: dict[tuple, Callable] = {}
+        self._jitted: dict[tuple, tuple[Callable, Callable]] = {}  # key -> (timed, unrolled twin)
 
     def _jit(self, key: tuple, fn: Callable) -> Callable:
         if key not in self._jitted:
-            graphdef = self.graphdef
-            self._jitted[key] = jax.jit(lambda state, *args: fn(*nnx.merge(graphdef, state), *args))
-        return self._jitted[key]
+            self._jitted[key] = tuple(
+                jax.jit(lambda state, *args, graphdef=graphdef: fn(*nnx.merge(graphdef, state), *args))
+                for graphdef in (self.graphdef, self._unrolled_graphdef)
+            )
+        return self._jitted[key][0]
+
+    def xla_flops(self, jitted: Callable, args: tuple) -> float | None:
+        """XLA's FLOP count of the unrolled twin of `jitted` (one of this object's steps) for `args`."""
+        twin = next(unrolled for timed, unrolled in self._jitted.values() if timed is jitted)
+        return xla_flops(twin, args)
 
     def embed(self) -> Callable:
         """(state, inputs) -> embeddings [B, T, D]: vision tower, merger and token embeddings."""
@@ -148,7 +167,7 @@ class Steps:
 
     def compiles(self) -> dict[str, int]:
         """Compiled graphs so far, per step and static setting."""
-        return {_describe(key): jitted._cache_size() for key, jitted in self._jitted.items()}
+        return {_describe(key): timed._cache_size() for key, (timed, _) in self._jitted.items()}
 
 
 def _describe(key: tuple) -> str:

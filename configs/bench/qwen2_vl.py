@@ -44,9 +44,10 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.decode_tokens = 16
     config.repeats = 5
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
-    # Decoder layers unrolled: XLA's cost analysis counts a scanned loop's body once, so only an
-    # unrolled graph's FLOP count can be set beside the analytic one.
-    config.scan_layers = False
+    # Decoder layers scanned, as every entry point runs them (unrolled, each layer's weights are
+    # sliced out of the stack by a copy: 1.2-1.3x slower prefill on CPU, docs/results.md). XLA's
+    # FLOP column counts an unrolled twin of each graph (benchmark.Steps.xla_flops).
+    config.scan_layers = True
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
     # Where no probabilities are read (tokcomp_jax.models.common.attention.IMPLEMENTATIONS);
     # "reference" times the eager path the parity tests compare.
@@ -79,7 +80,6 @@ def get_config(variant: str = "real") -> ConfigDict:
     if variant in ("device", "device_test"):
         config.dtype = "bfloat16"
         config.same_weights = False
-        config.scan_layers = variant == "device"  # 28 unrolled layers compile for minutes
         config.cases = [_case("4096 visual tokens", (1792, 1792), (1736, 1792), 4096)]
         config.repeats = 3
     if variant == "device":
