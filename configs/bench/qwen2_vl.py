@@ -45,7 +45,7 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.repeats = 5
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
     # Decoder layers scanned, as every entry point runs them (unrolled, each layer's weights are
-    # sliced out of the stack by a copy: 1.2-1.3x slower prefill on CPU, docs/results.md). XLA's
+    # sliced out of the stack by a copy: 1.17-1.33x slower prefill on CPU, docs/results.md). XLA's
     # FLOP column counts an unrolled twin of each graph (benchmark.Steps.xla_flops).
     config.scan_layers = True
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
