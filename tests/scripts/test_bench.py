@@ -32,6 +32,10 @@ def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path,
     # transformers ran on the very weights the Flax model holds.
     assert result["torch"]["last_logit_max_abs_diff"] < 1e-4
     assert [part["part"] for part in result["torch"]["parts"]][:2] == ["vision tower + embed", "prefill unpruned"]
+    for part in result["torch"]["parts"]:  # the ratio of medians lies within the per-round ratios
+        low, high = part["torch_over_jax_rounds"]
+        assert 0 < low <= high and low * (1 - 1e-9) <= part["torch_over_jax"] <= high * (1 + 1e-9), part
+    assert set(targets["pct_of_ideal"]) == {"0.5", "0.25", "0.111"} and "whole_forward_ok" in targets
     # The eval runner's throughput at each batch size, every setting, beside transformers' generate,
     # whose greedy replies on the same weights are the unpruned runner's, token for token.
     throughput = report["throughput"]
