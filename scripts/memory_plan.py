@@ -20,12 +20,12 @@ import argparse
 import dataclasses
 import importlib
 import json
-import math
 
 import jax
 
 from tokcomp_jax.eval.memory import memory_plan, prefill_memory
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
+from tokcomp_jax.prune.layout import keep_count
 
 
 def preset_config(name: str):
@@ -79,14 +79,14 @@ def measured_prefills(config, args) -> list[dict]:
         ratios = [float(ratio) for ratio in args.keep.split(",")]
     except ValueError:
         raise SystemExit(f"--keep {args.keep!r}: expected comma-separated ratios, e.g. 1,0.5,0.25") from None
-    if not all(0 < ratio <= 1 for ratio in ratios):
-        raise SystemExit(f"--keep {args.keep!r}: every ratio must be in (0, 1]")
-    rows = []
-    for ratio in ratios:
-        tokens = args.text + math.ceil(ratio * args.visual)
-        memory = prefill_memory(config, args.dtype, tokens, args.new_tokens)
-        rows.append({"keep_ratio": ratio, **dataclasses.asdict(memory)})
-    return rows
+    try:  # the pruner's own kept count (and its check of the ratio), before anything compiles
+        lengths = {ratio: args.text + keep_count(ratio, args.visual) for ratio in ratios}
+    except ValueError as error:
+        raise SystemExit(f"--keep {args.keep!r}: {error}") from None
+    return [
+        {"keep_ratio": ratio, **dataclasses.asdict(prefill_memory(config, args.dtype, tokens, args.new_tokens))}
+        for ratio, tokens in lengths.items()
+    ]
 
 
 def prefill_table(name: str, args, rows: list[dict]) -> str:

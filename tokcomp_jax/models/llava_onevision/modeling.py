@@ -80,7 +80,7 @@ class LlavaOnevision(DecoderMLLM):
         received in the tower's last layer run, mixed by the same plan weights (0 at text and
         newlines), as Qwen2VL.embed returns it.
         """
-        embeds = self.language_model.embed_tokens(inputs.input_ids)
+        embeds = self.embed_text(inputs.input_ids)
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
         tower = self.vision_tower(

@@ -86,7 +86,7 @@ class Vila(DecoderMLLM):
         With return_vision_attention, also [B, T] the attention each visual token's 2 x 2 patches
         received in the tower's last layer run (their mean; 0 at text), as Qwen2VL.embed returns it.
         """
-        embeds = self.language_model.embed_tokens(jnp.maximum(inputs.input_ids, 0))  # placeholders are < 0
+        embeds = self.embed_text(jnp.maximum(inputs.input_ids, 0))  # placeholders are < 0
         if inputs.pixel_values is None:
             return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
         tower = self.vision_tower(
