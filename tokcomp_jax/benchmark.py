@@ -104,17 +104,15 @@ class Steps:
     """The benchmarked graphs over one (model, mapper): each is jitted once per static setting and
     takes `self.state` (the model and mapper weights) as its first argument.
 
-    The timed graphs run the decoder layers as the model is configured (scanned by default, as every
-    entry point runs them). XLA counts a scanned loop's body once, so `xla_flops` counts each step's
-    twin with the layers unrolled, lowered only, never compiled or run."""
+    The timed graphs run the decoder layers as the model is configured (LayerStack.configure). XLA
+    counts a scanned loop's body once, so `xla_flops` counts each step's twin: the same graph with
+    the layers unrolled over shape-only weights, lowered only, never compiled or run."""
 
     def __init__(self, model, mapper, max_new_tokens: int):
         self.graphdef, self.state = nnx.split((model, mapper))
-        layers = model.language_model.layers
-        scan = layers.scan
-        layers.configure(scan=False)
-        self._unrolled_graphdef = nnx.split((model, mapper))[0]
-        layers.configure(scan=scan)
+        twin_model, twin_mapper = nnx.merge(self.graphdef, jax.tree.map(_shape_only, self.state))
+        twin_model.language_model.layers.configure(scan=False)
+        self._twin_graphdef, self._twin_state = nnx.split((twin_model, twin_mapper))
         self.max_new_tokens = max_new_tokens
         self._jitted: dict[tuple, tuple[Callable, Callable]] = {}  # key -> (timed, unrolled twin)
 
@@ -122,14 +120,15 @@ class Steps:
         if key not in self._jitted:
             self._jitted[key] = tuple(
                 jax.jit(lambda state, *args, graphdef=graphdef: fn(*nnx.merge(graphdef, state), *args))
-                for graphdef in (self.graphdef, self._unrolled_graphdef)
+                for graphdef in (self.graphdef, self._twin_graphdef)
             )
         return self._jitted[key][0]
 
     def xla_flops(self, jitted: Callable, args: tuple) -> float | None:
-        """XLA's FLOP count of the unrolled twin of `jitted` (one of this object's steps) for `args`."""
+        """XLA's FLOP count of the unrolled twin of `jitted` (one of this object's steps) for `args`,
+        whose first is `self.state` (the twin takes its shape-only, unrolled counterpart)."""
         twin = next(unrolled for timed, unrolled in self._jitted.values() if timed is jitted)
-        return xla_flops(twin, args)
+        return xla_flops(twin, (self._twin_state, *args[1:]))
 
     def embed(self) -> Callable:
         """(state, inputs) -> embeddings [B, T, D]: vision tower, merger and token embeddings."""
@@ -168,6 +167,10 @@ class Steps:
     def compiles(self) -> dict[str, int]:
         """Compiled graphs so far, per step and static setting."""
         return {_describe(key): timed._cache_size() for key, (timed, _) in self._jitted.items()}
+
+
+def _shape_only(array: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(array.shape, array.dtype)
 
 
 def _describe(key: tuple) -> str:

@@ -78,6 +78,45 @@ def test_layer_ranges_compose_and_the_attention_tap_reads_one_layer(scan):
     assert whole.attention is None and whole.cache is None
 
 
+def test_switching_layout_moves_the_parameters_bit_for_bit():
+    decoder, args = _decoder()
+    stacked = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(decoder.layers.stacked)))
+    run = nnx.jit(lambda stack, *args: stack(*args).hidden)
+    expected = np.asarray(run(decoder.layers, *args))
+    decoder.layers.configure(scan=False)
+    paths = [path for path, _ in nnx.to_flat_state(nnx.state(decoder))]
+    assert not [path for path in paths if "stacked" in path]
+    assert ("layers", "unrolled", 3, "mlp", "up_proj", "kernel") in paths
+    assert decoder.layers.attention.num_kv_heads == 2
+    for layer in range(4):
+        unrolled = nnx.to_pure_dict(nnx.state(decoder.layers[layer]))
+        jax.tree.map(lambda ours, all_layers, i=layer: np.testing.assert_array_equal(ours, all_layers[i]), unrolled, stacked)
+    np.testing.assert_allclose(np.asarray(run(decoder.layers, *args)), expected, **SAME)
+    decoder.layers.configure(scan=True)
+    assert not hasattr(decoder.layers, "unrolled")
+    jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(decoder.layers.stacked)), stacked)
+
+
+def test_an_abstract_stack_switches_layout_in_shape_only():
+    abstract = nnx.eval_shape(lambda: _decoder()[0])
+    abstract.layers.configure(scan=False)
+    kernel = abstract.layers[1].mlp.up_proj.kernel.get_value()
+    assert isinstance(kernel, jax.ShapeDtypeStruct) and kernel.shape == (32, 48)
+    abstract.layers.configure(scan=True)
+    assert abstract.layers.stacked.mlp.up_proj.kernel.get_value().shape == (4, 32, 48)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_only_scanned_layers_copy_their_weights_out_of_a_stack(scan):
+    """A scan step slices its layer's weights from the stack (on CPU, a copy); unrolled layers read
+    their own arrays, and nothing in their compiled graph slices dynamically."""
+    decoder, args = _decoder()
+    decoder.layers.configure(scan=scan)
+    graphdef, state = nnx.split(decoder.layers)
+    run = jax.jit(lambda state, *args: nnx.merge(graphdef, state)(*args).hidden)
+    assert ("dynamic-slice(" in run.lower(state, *args).compile().as_text()) == scan
+
+
 def test_remat_policies_change_neither_values_nor_gradients():
     decoder, (x, *rest) = _decoder()
 

@@ -106,7 +106,7 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
         ).logits
         return _answer_log_probs(logits, inputs.input_ids, answer_positions)
 
-    heads = decoder.layers.stacked.self_attn.num_heads
+    heads = decoder.layers.attention.num_heads
     shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
     probes = jnp.zeros((len(decoder.layers), *shape), jnp.float32)
     log_probs, pullback = jax.vjp(answer_log_probs, probes)

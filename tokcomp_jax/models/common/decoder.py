@@ -92,18 +92,25 @@ class StackOutput:
 
 
 class LayerStack(nnx.Module):
-    """The decoder layers, created stacked: every parameter has a leading layer axis (`stack.stacked`).
+    """The decoder layers, in one of two layouts (`configure(scan=...)` moves the parameters):
+
+    - scanned (the default): every parameter stacked on a leading layer axis (`stack.stacked`, the
+      layout checkpoints, conversion and the sharding rules name), the layers run by `lax.scan`:
+      one compiled layer body whatever the depth;
+    - unrolled: one DecoderLayer per layer (`stack.unrolled`), run as a Python loop. No step copies
+      its layer's weights out of a stack first, as a scan step does on CPU (a decode step ~3x
+      faster on CPU, docs/results.md); compiles take longer with depth.
 
     One run API for every pass (forward, prefill, decode, pruning inside the LLM, relevance):
 
         out = stack(x, cos, sin, mask, layers=slice(a, b), cache=..., attention_at=a, hook=..., probes=...)
 
-    runs layers [a, b) by `lax.scan` over their parameters (`scan=True`) or as an unrolled loop;
-    `remat` (a REMAT_POLICIES key) sets what the backward pass recomputes. Named taps instead of
-    per-layer arguments: `attention_at` returns that layer's attention probabilities and its input
-    hidden states (the layer runs on its own, the rest of the range scanned around it); `hook`/`probes` pass every layer's
-    probabilities through hook(probs, probes[l - a]) (the relevance probes); `cache` holds the
-    range's keys/values. `stack[i]` is layer i as a plain DecoderLayer (a view of its parameters).
+    runs layers [a, b); `remat` (a REMAT_POLICIES key) sets what the backward pass recomputes. Named
+    taps instead of per-layer arguments: `attention_at` returns that layer's attention probabilities
+    and its input hidden states (the layer runs on its own, the rest of the range scanned around
+    it); `hook`/`probes` pass every layer's probabilities through hook(probs, probes[l - a]) (the
+    relevance probes); `cache` holds the range's keys/values. `stack[i]` is layer i as a plain
+    DecoderLayer (scanned: a view of its parameters).
 
     DeepStack (Qwen3-VL): x may come packed with features to add to the outputs of the range's first
     layers (pack_deepstack); those layers then run one at a time, each followed by its addition, and
@@ -121,19 +128,56 @@ class LayerStack(nnx.Module):
         self.stacked = create(rngs)
         self.num_layers = config.num_hidden_layers
         self.hidden_size = config.hidden_size
+        self.scan, self.remat = True, "none"
         self.configure(scan=scan, remat=remat)
 
     def configure(self, scan: bool | None = None, remat: str | None = None) -> None:
-        """Switch between scanned and unrolled layers, and the remat policy (both change the compiled graph only)."""
+        """Choose the layout (scanned or unrolled; switching moves the parameters, one parameter at a
+        time, so no second copy of the whole stack is held) and the remat policy (graph only)."""
         if remat is not None and remat not in REMAT_POLICIES:
             raise ValueError(f"unknown remat policy {remat!r}; choose one of {sorted(REMAT_POLICIES)}")
-        self.scan = self.scan if scan is None else bool(scan)
         self.remat = self.remat if remat is None else remat
+        if scan is not None and bool(scan) != self.scan:
+            self._stack() if scan else self._unstack()
+            self.scan = bool(scan)
+
+    def _unstack(self) -> None:
+        graphdef, state = nnx.split(self.stacked)
+        del self.stacked
+        leaves, treedef = jax.tree.flatten(state)
+        del state
+        per_layer = []
+        for i, stacked in enumerate(leaves):
+            per_layer.append(_split_layers(stacked, self.num_layers))
+            leaves[i] = None  # the stacked array is freed once nothing else holds it
+        self.unrolled = nnx.List(
+            [nnx.merge(graphdef, jax.tree.unflatten(treedef, [parts[layer] for parts in per_layer]))
+             for layer in range(self.num_layers)]
+        )  # fmt: skip
+
+    def _stack(self) -> None:
+        graphdef = nnx.split(self.unrolled[0])[0]
+        flat = [jax.tree.flatten(nnx.split(layer)[1]) for layer in self.unrolled]
+        del self.unrolled
+        treedef, columns = flat[0][1], [list(parts) for parts in zip(*(leaves for leaves, _ in flat), strict=True)]
+        del flat
+        stacked = []
+        for i, parts in enumerate(columns):
+            stacked.append(_stack_layers(parts))
+            columns[i] = None
+        self.stacked = nnx.merge(graphdef, jax.tree.unflatten(treedef, stacked))
+
+    @property
+    def attention(self) -> SelfAttention:
+        """Layer 0's attention block: its static fields (heads, KV heads, head width) are every layer's."""
+        return (self.stacked if self.scan else self.unrolled[0]).self_attn
 
     def __len__(self) -> int:
         return self.num_layers
 
     def __getitem__(self, index: int) -> DecoderLayer:
+        if not self.scan:
+            return self.unrolled[index]
         graphdef, state = nnx.split(self.stacked)
         return nnx.merge(graphdef, _index(state, index))
 
@@ -199,7 +243,12 @@ class LayerStack(nnx.Module):
     def _run(self, x, cos, sin, mask, first, end, cache, cache_index, hook, probes, policy, read_probs):
         """Layers [first, end): hidden, the last layer's probabilities (with `read_probs`, a single layer),
         stacked caches. Layers whose probabilities nobody reads attend by their configured implementation."""
-        graphdef, state = nnx.split(self.stacked)
+        if self.scan:
+            graphdef, state = nnx.split(self.stacked)
+            layer_state = lambda index: _index(state, index)  # noqa: E731  (a copy of one layer's slice)
+        else:
+            graphdef = nnx.graphdef(self.unrolled[0])  # every layer's structure
+            layer_state = lambda index: nnx.state(self.unrolled[index])  # noqa: E731
 
         def one_layer(x, layer_state, layer_cache, probe):
             layer = nnx.merge(graphdef, layer_state)
@@ -211,7 +260,7 @@ class LayerStack(nnx.Module):
             probs, caches = None, []
             for index in range(first, end):
                 x, probs, layer_cache = one_layer(
-                    x, _index(state, index), _index(cache, index - first), _index(probes, index - first)
+                    x, layer_state(index), _index(cache, index - first), _index(probes, index - first)
                 )
                 caches.append(layer_cache)
             stacked = None if cache is None else jax.tree.map(lambda *layers: jnp.stack(layers), *caches)
@@ -239,6 +288,20 @@ def _index(stacked, index: int | slice):
     return None if stacked is None else jax.tree.map(lambda value: value[index], stacked)
 
 
+def _split_layers(stacked, num_layers: int) -> list:
+    """A stacked parameter [L, ...] (an array, or a shape-only ShapeDtypeStruct) -> L of [...]."""
+    if isinstance(stacked, jax.ShapeDtypeStruct):
+        return [jax.ShapeDtypeStruct(stacked.shape[1:], stacked.dtype)] * num_layers
+    return [stacked[layer] for layer in range(num_layers)]
+
+
+def _stack_layers(parts: list):
+    """The inverse of _split_layers: L parameters [...] -> [L, ...]."""
+    if isinstance(parts[0], jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((len(parts), *parts[0].shape), parts[0].dtype)
+    return jnp.stack(parts)
+
+
 class Decoder(nnx.Module):
     """Token embeddings, the stacked decoder layers and the final norm (transformers' `*TextModel`)."""
 
@@ -249,7 +312,7 @@ class Decoder(nnx.Module):
 
     def init_cache(self, batch: int, slots: int, dtype: jnp.dtype, layers: slice = slice(None)) -> LayerCache:
         """Empty key/value caches of S slots for the layers of `layers`, stacked [L_range, B, S, K, H]."""
-        attention = self.layers.stacked.self_attn
+        attention = self.layers.attention
         shape = (len(self.layers.layer_range(layers)), batch, slots, attention.num_kv_heads, attention.head_dim)
         return LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
