@@ -70,6 +70,9 @@ _MESH = flags.DEFINE_enum(
     "mesh", "host", ["host", "global"],
     "with --distributed: host = a mesh per host, samples split over hosts; global = one mesh over all hosts' devices",
 )  # fmt: skip
+_SCAN_LAYERS = flags.DEFINE_bool(
+    "scan_layers", False, "run the decoder layers by lax.scan over stacked weights (faster compiles, slower steps)"
+)
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -256,6 +259,7 @@ def main(argv) -> None:
         place = functools.partial(place_batch, mesh)
         print(f"mesh: data {mesh.shape['data']} x model {mesh.shape['model']} over {mesh.devices.size} devices "
               f"of {len({d.process_index for d in mesh.devices.flat})} host(s)")  # fmt: skip
+    model.language_model.layers.configure(scan=_SCAN_LAYERS.value)  # after the digest, which names stacked weights
     runs = {"unpruned": None} | {
         f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
     }

@@ -68,12 +68,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--max-prompt-tokens", type=int, default=4096, help="longer prompts are refused")
+    parser.add_argument(
+        "--scan-layers", action="store_true", help="run the decoder layers by lax.scan (faster compile, slower steps)"
+    )
     parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
     args = parser.parse_args(argv)
     if args.scorer == "mapper" and not args.mapper:
         raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
 
     model = tokcomp_jax.load(args.model)
+    model.language_model.layers.configure(scan=args.scan_layers)
     config = model.config
     family = family_of(config)
     tokenizer = AutoTokenizer.from_pretrained(

@@ -44,10 +44,11 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.decode_tokens = 16
     config.repeats = 5
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
-    # Decoder layers scanned, as every entry point runs them (unrolled, each layer's weights are
-    # sliced out of the stack by a copy: 1.17-1.33x slower prefill on CPU, docs/results.md). XLA's
-    # FLOP column counts an unrolled twin of each graph (benchmark.Steps.xla_flops).
-    config.scan_layers = True
+    # Decoder layers unrolled, as the inference entry points run them (LayerStack.configure):
+    # scanned, each step copies its layer's weights out of the stack on CPU (decode 1.7x slower,
+    # pruned prefills 15-25% further from FLOPs-ideal: docs/results.md). XLA's FLOP column counts
+    # an unrolled twin of each graph either way (benchmark.Steps.xla_flops).
+    config.scan_layers = False
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
     # Where no probabilities are read (tokcomp_jax.models.common.attention.IMPLEMENTATIONS);
     # "reference" times the eager path the parity tests compare.
