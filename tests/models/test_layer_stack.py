@@ -90,7 +90,9 @@ def test_switching_layout_moves_the_parameters_bit_for_bit():
     assert decoder.layers.attention.num_kv_heads == 2
     for layer in range(4):
         unrolled = nnx.to_pure_dict(nnx.state(decoder.layers[layer]))
-        jax.tree.map(lambda ours, all_layers, i=layer: np.testing.assert_array_equal(ours, all_layers[i]), unrolled, stacked)
+        jax.tree.map(
+            lambda ours, all_layers, i=layer: np.testing.assert_array_equal(ours, all_layers[i]), unrolled, stacked
+        )
     np.testing.assert_allclose(np.asarray(run(decoder.layers, *args)), expected, **SAME)
     decoder.layers.configure(scan=True)
     assert not hasattr(decoder.layers, "unrolled")
