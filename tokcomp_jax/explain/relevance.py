@@ -146,6 +146,8 @@ def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, 
 
     inputs: the model inputs of prompt + answer (append_answers); answer_positions [B, M] (-1 = none);
     layout: the visual positions (tokcomp_jax.prune.layout.visual_layout). 0 at padded visual slots.
+    Run it on scanned decoder layers (as loaded): unrolled, XLA keeps every layer's residuals despite
+    the remat, ~2.6x the temporaries (4 layers, 256 tokens; docs/results.md).
     """
     if method not in METHODS:
         raise ValueError(f"unknown relevance method {method!r}; expected one of {METHODS}")
