@@ -1,5 +1,6 @@
 """Run by test_sharding.py in a fresh process with 8 fake CPU devices: the tiny model and a mapper,
-unpruned and pruned, once on one device and once sharded over a 2 x 4 (data x model) mesh.
+unpruned and pruned, once on one device and sharded over a 2 x 4 (data x model) mesh, its decoder
+layers scanned and then unrolled.
 Prints one JSON line of max abs differences and whether generated tokens are equal."""
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main():
     kernel = model.language_model.layers[0].mlp.up_proj.kernel
     sharded_inputs, sharded_scoring = place_batch(mesh, inputs, scoring)
     sharded = run(model, mapper, sharded_inputs, sharded_scoring)
+    model.language_model.layers.configure(scan=False)  # one sharded parameter set per layer
+    unrolled_kernel = model.language_model.layers[0].mlp.up_proj.kernel[...]
+    unrolled = run(model, mapper, sharded_inputs, sharded_scoring)
     print(json.dumps({
         "mesh": dict(mesh.shape),
         "mlp_kernel_shards": len(kernel[...].sharding.device_set),
@@ -56,6 +60,11 @@ def main():
         "unpruned_logits_diff": float(np.abs(single[0] - sharded[0]).max()),
         "pruned_logits_diff": float(np.abs(single[1] - sharded[1]).max()),
         "tokens_equal": bool((single[2] == sharded[2]).all()),
+        "unrolled_kernel_spec": str(unrolled_kernel.sharding.spec),
+        "unrolled_kernel_shard_shape": list(unrolled_kernel.addressable_shards[0].data.shape),
+        "unrolled_unpruned_logits_diff": float(np.abs(single[0] - unrolled[0]).max()),
+        "unrolled_pruned_logits_diff": float(np.abs(single[1] - unrolled[1]).max()),
+        "unrolled_tokens_equal": bool((single[2] == unrolled[2]).all()),
     }))  # fmt: skip
 
 

@@ -39,6 +39,11 @@ def test_sharded_results_equal_single_device_on_eight_fake_devices():
     assert result["input_ids_spec"].startswith("P('data'")
     assert result["unpruned_logits_diff"] < 1e-4 and result["pruned_logits_diff"] < 1e-4, result
     assert result["tokens_equal"], result
+    # unrolled, each layer's own kernel keeps the stacked one's sharding
+    assert result["unrolled_kernel_spec"] == "P(None, 'model')", result
+    assert result["unrolled_kernel_shard_shape"] == [64, 32]
+    assert result["unrolled_unpruned_logits_diff"] < 1e-4 and result["unrolled_pruned_logits_diff"] < 1e-4, result
+    assert result["unrolled_tokens_equal"], result
 
 
 def test_an_orbax_model_restores_straight_into_the_shardings_asked_for(tmp_path):

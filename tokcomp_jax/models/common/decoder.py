@@ -98,8 +98,8 @@ class LayerStack(nnx.Module):
       layout checkpoints, conversion and the sharding rules name), the layers run by `lax.scan`:
       one compiled layer body whatever the depth;
     - unrolled: one DecoderLayer per layer (`stack.unrolled`), run as a Python loop. No step copies
-      its layer's weights out of a stack first, as a scan step does on CPU (a decode step ~3x
-      faster on CPU, docs/results.md); compiles take longer with depth.
+      its layer's weights out of a stack first, as a scan step does on CPU (decode ~2x faster
+      there, docs/results.md); compiles take longer with depth.
 
     One run API for every pass (forward, prefill, decode, pruning inside the LLM, relevance):
 
@@ -156,7 +156,7 @@ class LayerStack(nnx.Module):
         )  # fmt: skip
 
     def _stack(self) -> None:
-        graphdef = nnx.split(self.unrolled[0])[0]
+        graphdef = nnx.graphdef(self.unrolled[0])
         flat = [jax.tree.flatten(nnx.split(layer)[1]) for layer in self.unrolled]
         del self.unrolled
         treedef, columns = flat[0][1], [list(parts) for parts in zip(*(leaves for leaves, _ in flat), strict=True)]
