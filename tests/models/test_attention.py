@@ -21,7 +21,13 @@ from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import generate
 from tokcomp_jax.models import Qwen2VLConfig
 from tokcomp_jax.models.common import attention
-from tokcomp_jax.models.common.attention import attend, configure_attention, dot_product_attention
+from tokcomp_jax.models.common.attention import (
+    WindowMask,
+    attend,
+    attention_output,
+    configure_attention,
+    dot_product_attention,
+)
 from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.prune import Buckets, prepare_pruning
@@ -90,6 +96,39 @@ def test_tiled_bfloat16_stays_within_bfloat16_rounding_of_the_reference(small_ti
     got = attend(query, key, value, mask, "tiled")
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(got.astype(jnp.float32)), np.asarray(expected), atol=2e-2)
+
+
+def _windows(sizes: list[int], padding: int) -> tuple[WindowMask, np.ndarray]:
+    """Contiguous windows of `sizes` positions (at most 16; smaller at a grid's edges), then a run of
+    `padding` positions sharing id -1 (a vision tower's pad patches): (WindowMask, real positions)."""
+    ids = np.concatenate([np.full(size, i) for i, size in enumerate(sizes)] + [np.full(padding, -1)])
+    return WindowMask(jnp.asarray(np.stack([ids, ids])), 16), ids >= 0
+
+
+def test_windowed_attention_equals_the_reference_at_every_real_position():
+    windows, real = _windows([16, 16, 7, 16, 3, 12, 16, 16, 9, 16, 16, 16, 1, 16, 10], padding=40)
+    query, key, value = _operands(len(real), len(real), 4, 2)
+    expected = dot_product_attention(query, key, value, windows.dense())[0]
+    for implementation in ("reference", "tiled", "fused", "auto"):
+        got, probs = jax.jit(attention_output, static_argnums=(4, 5))(query, key, value, windows, implementation, False)
+        assert probs is None
+        np.testing.assert_allclose(np.asarray(got)[:, real], np.asarray(expected)[:, real], atol=1e-6)
+    _, probs = attention_output(query, key, value, windows, "tiled", True)  # probabilities: the reference
+    np.testing.assert_array_equal(
+        np.asarray(probs), np.asarray(dot_product_attention(query, key, value, windows.dense())[1])
+    )
+
+
+def test_windowed_attention_computes_only_the_keys_near_each_query():
+    """1024 positions in windows of 16: each query scores 48 keys, not 1024 (XLA's FLOP count)."""
+    windows, _ = _windows([16] * 64, padding=0)
+    query, key, value = _operands(1024, 1024, 4, 4)
+
+    def flops(mask):
+        run = jax.jit(lambda q, k, v, m: attention_output(q, k, v, m, "fused", False)[0])
+        return run.lower(query, key, value, mask).cost_analysis()["flops"]
+
+    assert flops(windows) < flops(windows.dense()) / 10
 
 
 def test_an_unknown_implementation_is_refused_by_name():

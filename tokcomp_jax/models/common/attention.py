@@ -101,7 +101,14 @@ def attention_output(
     probe: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array | None]:
     """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
-    are read (`return_probs`, or a hook), else `attend` by `implementation` and None."""
+    are read (`return_probs`, or a hook), else `attend` by `implementation` and None. `mask` may be
+    a WindowMask: outside the reference, long sequences then attend window by window."""
+    if isinstance(mask, WindowMask):
+        _check_implementation(implementation)
+        if return_probs or hook is not None or implementation == "reference" or query.shape[1] <= 3 * mask.size:
+            mask = mask.dense()
+        else:
+            return _windowed_attention(query, key, value, mask), None
     if return_probs or hook is not None:
         return dot_product_attention(query, key, value, mask, hook, probe)
     return attend(query, key, value, mask, implementation), None
@@ -143,6 +150,47 @@ def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
     output = jax.lax.map(one_tile, (query_tiles, jnp.arange(query_tiles.shape[0])))
     output = output.reshape(batch, num_kv_heads, tiles, group, tile, head_dim).transpose(0, 2, 4, 1, 3, 5)
     return output.reshape(batch, tiles * tile, num_heads, head_dim)[:, :length]
+
+
+@struct.dataclass
+class WindowMask:
+    """Attention within "same window" over contiguous windows of at most `size` positions (Qwen2.5-VL's
+    windowed vision blocks): `ids` [B, T] gives each position's window. Longer runs of one id
+    (padding) attend, outside the reference, only the part of the run within their band."""
+
+    ids: jax.Array
+    size: int = struct.field(pytree_node=False)
+
+    def dense(self) -> jax.Array:
+        """The same mask as [B, T, T] booleans (True = same window)."""
+        return self.ids[..., :, None] == self.ids[..., None, :]
+
+
+def _windowed_attention(query, key, value, windows: WindowMask) -> jax.Array:
+    """attention_output's path for a WindowMask: queries in tiles of `size`; each tile attends only
+    the 3 * size keys from `size` before it to `size` after it, which hold every key of every window
+    of at most `size` positions that the tile touches. [B, T, N, H] -> [B, T, N, H]; scores and
+    softmax in float32 as in the reference, so real windows equal it within float32 rounding."""
+    batch, length, num_heads, head_dim = query.shape
+    num_kv_heads, size = key.shape[2], windows.size
+    group, tiles = num_heads // num_kv_heads, -(-length // size)
+    padded = tiles * size - length
+    never = jnp.iinfo(jnp.int32).min  # the id of the band's padding, equal to no position's
+    ids = jnp.pad(windows.ids.astype(jnp.int32), [(0, 0), (0, padded)], constant_values=never)
+    band_ids = jnp.pad(ids, [(0, 0), (size, size)], constant_values=never)
+    band = jnp.arange(tiles)[:, None] * size + jnp.arange(3 * size)  # [tiles, 3 * size] into the padded keys
+
+    def banded(x):  # [B, T, K, H] -> [B, tiles, 3 * size, K, H]
+        return jnp.pad(x, [(0, 0), (size, size + padded), (0, 0), (0, 0)])[:, band]
+
+    query = jnp.pad(query, [(0, 0), (0, padded), (0, 0), (0, 0)])
+    query = query.reshape(batch, tiles, size, num_kv_heads, group, head_dim)
+    scores = jnp.einsum("BJTKGH,BJSKH->BKGJTS", query, banded(key)) * jnp.asarray(head_dim**-0.5, query.dtype)
+    visible = ids.reshape(batch, 1, 1, tiles, size, 1) == band_ids[:, band][:, None, None, :, None, :]
+    scores = jnp.where(visible, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+    output = jnp.einsum("BKGJTS,BJSKH->BJTKGH", probs, banded(value))
+    return output.reshape(batch, tiles * size, num_heads, head_dim)[:, :length]
 
 
 def configure_attention(model: nnx.Module, implementation: str) -> nnx.Module:

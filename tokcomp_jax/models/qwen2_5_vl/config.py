@@ -68,6 +68,11 @@ class Qwen25VisionConfig:
         """Window side in merge units (2x2 patches): 112 / 2 / 14 = 4."""
         return self.window_size // self.spatial_merge_size // self.patch_size
 
+    @property
+    def window_patches(self) -> int:
+        """Patches in a whole window: (4 x 2)^2 = 64; windows at a grid's edges hold fewer."""
+        return (self.window_units * self.spatial_merge_size) ** 2
+
 
 @dataclasses.dataclass(frozen=True)
 class Qwen25VLConfig(MultimodalConfig):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import attention_output
+from tokcomp_jax.models.common.attention import WindowMask, attention_output
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
@@ -47,8 +47,8 @@ class VisionAttention(nnx.Module):
         self.attention_implementation = "auto"  # without return_probs (attention.configure_attention)
 
     def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
-        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] -> [F, P, E], probabilities
-        [F, N, P, P] (None without return_probs)."""
+        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] (or a WindowMask) -> [F, P, E],
+        probabilities [F, N, P, P] (None without return_probs)."""
         blocks, num_patches = x.shape[:2]
         qkv = self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # indexed, not unpacked: also on a global array
@@ -129,5 +129,6 @@ class Qwen2VisionTransformer(nnx.Module):
         tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens
-        received = probs.astype(jnp.float32).mean(1).sum(1) / masks[-1].sum(1)  # per patch, over its segment's queries
+        last = masks[-1].dense() if isinstance(masks[-1], WindowMask) else masks[-1]
+        received = probs.astype(jnp.float32).mean(1).sum(1) / last.sum(1)  # per patch, over its segment's queries
         return tokens, received.reshape(tokens.shape[0], -1).mean(-1)
