@@ -119,39 +119,6 @@ def _check_implementation(implementation: str) -> None:
         raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
 
 
-def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
-    """attend's "tiled": a loop over (batch row, key head, query tile), each step the [G, tile, S]
-    scores of one key head's G query heads (equal tiles of at most `tile` queries). Scores and
-    softmax in float32 as in the reference; the unnormalised probabilities (in the value dtype)
-    mix the values, then each row is divided by its sum."""
-    batch, length, num_heads, head_dim = query.shape
-    slots, num_kv_heads = key.shape[1], key.shape[2]
-    group, tiles = num_heads // num_kv_heads, -(-length // tile)
-    tile = -(-length // tiles)  # equal tiles of at most `tile` queries: at most tiles - 1 padded rows
-    padded = tiles * tile - length
-    query = jnp.pad(query, [(0, 0), (0, padded), (0, 0), (0, 0)])
-    mask = jnp.pad(mask, [(0, 0), (0, padded), (0, 0)]).reshape(batch, tiles, tile, slots)
-    query_tiles = query.reshape(batch, tiles, tile, num_kv_heads, group, head_dim).transpose(0, 3, 1, 4, 2, 5)
-    query_tiles = query_tiles.reshape(-1, group, tile, head_dim)  # [(B, K, tiles), G, tile, H]
-    key = jnp.swapaxes(key, 1, 2).reshape(-1, slots, head_dim)  # [(B, K), S, H]
-    value = jnp.swapaxes(value, 1, 2).reshape(-1, slots, head_dim)
-    scale = jnp.asarray(head_dim**-0.5, query.dtype)
-
-    def one_tile(step):
-        query_tile, index = step
-        row_head, tile_index = index // tiles, index % tiles
-        scores = jnp.einsum("GTH,SH->GTS", query_tile, key[row_head]) * scale
-        visible = mask[row_head // num_kv_heads, tile_index]
-        scores = jnp.where(visible, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
-        weights = jnp.exp(scores - scores.max(-1, keepdims=True))
-        mixed = jnp.einsum("GTS,SH->GTH", weights.astype(value.dtype), value[row_head])
-        return (mixed / weights.sum(-1, keepdims=True)).astype(value.dtype)
-
-    output = jax.lax.map(one_tile, (query_tiles, jnp.arange(query_tiles.shape[0])))
-    output = output.reshape(batch, num_kv_heads, tiles, group, tile, head_dim).transpose(0, 2, 4, 1, 3, 5)
-    return output.reshape(batch, tiles * tile, num_heads, head_dim)[:, :length]
-
-
 @struct.dataclass
 class WindowMask:
     """Attention within "same window" over contiguous windows of at most `size` positions (Qwen2.5-VL's
@@ -166,31 +133,67 @@ class WindowMask:
         return self.ids[..., :, None] == self.ids[..., None, :]
 
 
+def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
+    """attend's "tiled": every query tile against every key (equal tiles of at most `tile` queries)."""
+    batch, length, _, _ = query.shape
+    slots, tiles = key.shape[1], -(-length // tile)
+    tile = -(-length // tiles)  # equal tiles of at most `tile` queries: at most tiles - 1 padded rows
+    mask = jnp.pad(mask, [(0, 0), (0, tiles * tile - length), (0, 0)]).reshape(batch, tiles, tile, slots)
+    return _tile_loop(query, key, value, tile, slots, 0, lambda row, tile_index: mask[row, tile_index])
+
+
 def _windowed_attention(query, key, value, windows: WindowMask) -> jax.Array:
-    """attention_output's path for a WindowMask: queries in tiles of `size`; each tile attends only
-    the 3 * size keys from `size` before it to `size` after it, which hold every key of every window
-    of at most `size` positions that the tile touches. [B, T, N, H] -> [B, T, N, H]; scores and
-    softmax in float32 as in the reference, so real windows equal it within float32 rounding."""
+    """attention_output's path for a WindowMask: query tiles of `size`, each against only the 3 * size
+    keys from `size` before it to `size` after it, which hold every key of every window of at most
+    `size` positions that the tile touches (on 2 CPU cores, a 4096-patch attention in windows of 64
+    takes ~115 ms against ~830 ms for "tiled" with the dense mask)."""
+    batch, length, _, _ = query.shape
+    size, tiles = windows.size, -(-length // windows.size)
+    never = jnp.iinfo(jnp.int32).min  # the id of padding, equal to no position's
+    ids = jnp.pad(windows.ids.astype(jnp.int32), [(0, 0), (0, tiles * size - length)], constant_values=never)
+    key_ids = jnp.pad(ids, [(0, 0), (size, size)], constant_values=never)
+    key, value = (jnp.pad(x, [(0, 0), (size, tiles * size - length + size), (0, 0), (0, 0)]) for x in (key, value))
+    tile_ids = ids.reshape(batch, tiles, size)
+
+    def visible(row, tile_index):
+        band = jax.lax.dynamic_slice_in_dim(key_ids[row], tile_index * size, 3 * size)
+        return tile_ids[row, tile_index][:, None] == band[None]
+
+    return _tile_loop(query, key, value, size, 3 * size, size, visible)
+
+
+def _tile_loop(query, key, value, tile: int, span: int, stride: int, visible) -> jax.Array:
+    """The loop of "tiled" and windowed attention, over (batch row, key head, query tile): tile i
+    scores one key head's G query heads, [G, tile, H], against that head's keys [i * stride,
+    i * stride + span), masked by visible(row, i) [tile, span]. query [B, T, N, H] (zero-padded here
+    to whole tiles), key/value [B, S, K, H] -> [B, T, N, H]. Scores and softmax in float32 as in the
+    reference; the unnormalised probabilities (in the value dtype) mix the values, then each row is
+    divided by its sum."""
     batch, length, num_heads, head_dim = query.shape
-    num_kv_heads, size = key.shape[2], windows.size
-    group, tiles = num_heads // num_kv_heads, -(-length // size)
-    padded = tiles * size - length
-    never = jnp.iinfo(jnp.int32).min  # the id of the band's padding, equal to no position's
-    ids = jnp.pad(windows.ids.astype(jnp.int32), [(0, 0), (0, padded)], constant_values=never)
-    band_ids = jnp.pad(ids, [(0, 0), (size, size)], constant_values=never)
-    band = jnp.arange(tiles)[:, None] * size + jnp.arange(3 * size)  # [tiles, 3 * size] into the padded keys
+    slots, num_kv_heads = key.shape[1], key.shape[2]
+    group, tiles = num_heads // num_kv_heads, -(-length // tile)
+    query = jnp.pad(query, [(0, 0), (0, tiles * tile - length), (0, 0), (0, 0)])
+    query_tiles = query.reshape(batch, tiles, tile, num_kv_heads, group, head_dim).transpose(0, 3, 1, 4, 2, 5)
+    query_tiles = query_tiles.reshape(-1, group, tile, head_dim)  # [(B, K, tiles), G, tile, H]
+    key = jnp.swapaxes(key, 1, 2).reshape(-1, slots, head_dim)  # [(B, K), S, H]
+    value = jnp.swapaxes(value, 1, 2).reshape(-1, slots, head_dim)
+    scale = jnp.asarray(head_dim**-0.5, query.dtype)
 
-    def banded(x):  # [B, T, K, H] -> [B, tiles, 3 * size, K, H]
-        return jnp.pad(x, [(0, 0), (size, size + padded), (0, 0), (0, 0)])[:, band]
+    def one_tile(step):
+        query_tile, index = step
+        row_head, tile_index = index // tiles, index % tiles
+        keys, values = (jax.lax.dynamic_slice_in_dim(x[row_head], tile_index * stride, span) for x in (key, value))
+        scores = jnp.einsum("GTH,SH->GTS", query_tile, keys) * scale
+        scores = jnp.where(
+            visible(row_head // num_kv_heads, tile_index), scores.astype(jnp.float32), jnp.finfo(jnp.float32).min
+        )
+        weights = jnp.exp(scores - scores.max(-1, keepdims=True))
+        mixed = jnp.einsum("GTS,SH->GTH", weights.astype(value.dtype), values)
+        return (mixed / weights.sum(-1, keepdims=True)).astype(value.dtype)
 
-    query = jnp.pad(query, [(0, 0), (0, padded), (0, 0), (0, 0)])
-    query = query.reshape(batch, tiles, size, num_kv_heads, group, head_dim)
-    scores = jnp.einsum("BJTKGH,BJSKH->BKGJTS", query, banded(key)) * jnp.asarray(head_dim**-0.5, query.dtype)
-    visible = ids.reshape(batch, 1, 1, tiles, size, 1) == band_ids[:, band][:, None, None, :, None, :]
-    scores = jnp.where(visible, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
-    output = jnp.einsum("BKGJTS,BJSKH->BJTKGH", probs, banded(value))
-    return output.reshape(batch, tiles * size, num_heads, head_dim)[:, :length]
+    output = jax.lax.map(one_tile, (query_tiles, jnp.arange(query_tiles.shape[0])))
+    output = output.reshape(batch, num_kv_heads, tiles, group, tile, head_dim).transpose(0, 2, 4, 1, 3, 5)
+    return output.reshape(batch, tiles * tile, num_heads, head_dim)[:, :length]
 
 
 def configure_attention(model: nnx.Module, implementation: str) -> nnx.Module:
