@@ -102,13 +102,14 @@ def attention_output(
 ) -> tuple[jax.Array, jax.Array | None]:
     """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
     are read (`return_probs`, or a hook), else `attend` by `implementation` and None. `mask` may be
-    a WindowMask: outside the reference, long sequences then attend window by window."""
+    a WindowMask: under "tiled", sequences longer than 3 windows then attend window by window;
+    elsewhere it becomes the dense mask (accelerators' fused kernels take it whole)."""
     if isinstance(mask, WindowMask):
         _check_implementation(implementation)
-        if return_probs or hook is not None or implementation == "reference" or query.shape[1] <= 3 * mask.size:
-            mask = mask.dense()
-        else:
+        tiled = implementation == "tiled" or (implementation == "auto" and jax.default_backend() == "cpu")
+        if tiled and not return_probs and hook is None and query.shape[1] > 3 * mask.size:
             return _windowed_attention(query, key, value, mask), None
+        mask = mask.dense()
     if return_probs or hook is not None:
         return dot_product_attention(query, key, value, mask, hook, probe)
     return attend(query, key, value, mask, implementation), None
