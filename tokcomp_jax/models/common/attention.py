@@ -123,8 +123,8 @@ def _check_implementation(implementation: str) -> None:
 @struct.dataclass
 class WindowMask:
     """Attention within "same window" over contiguous windows of at most `size` positions (Qwen2.5-VL's
-    windowed vision blocks): `ids` [B, T] gives each position's window. Longer runs of one id
-    (padding) attend, outside the reference, only the part of the run within their band."""
+    windowed vision blocks): `ids` [B, T] gives each position's window. Under "tiled", positions in
+    a longer run of one id (padding) attend only the part of the run within their band."""
 
     ids: jax.Array
     size: int = struct.field(pytree_node=False)
@@ -144,7 +144,7 @@ def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
 
 
 def _windowed_attention(query, key, value, windows: WindowMask) -> jax.Array:
-    """attention_output's path for a WindowMask: query tiles of `size`, each against only the 3 * size
+    """attention_output's "tiled" path for a WindowMask: query tiles of `size`, each against only the 3 * size
     keys from `size` before it to `size` after it, which hold every key of every window of at most
     `size` positions that the tile touches (on 2 CPU cores, a 4096-patch attention in windows of 64
     takes ~115 ms against ~830 ms for "tiled" with the dense mask)."""
