@@ -46,7 +46,7 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
     # Decoder layers unrolled, as the inference entry points run them (LayerStack.configure):
     # scanned, each step copies its layer's weights out of the stack on CPU (decode ~2x slower,
-    # pruned prefills 15-25% further from FLOPs-ideal: docs/results.md). XLA's FLOP column counts
+    # pruned prefills 4-19 points further from FLOPs-ideal: docs/results.md). XLA's FLOP column counts
     # an unrolled twin of each graph either way (benchmark.Steps.xla_flops).
     config.scan_layers = False
     config.torch_attention = "sdpa"  # transformers' default attention on CPU
