@@ -5,8 +5,9 @@
 
 The default is a Qwen2-VL vision block on a 896x896 image (4096 patches, 16 heads of 80, one
 segment); `--window 64` is a windowed Qwen2.5-VL block (windows of 64 patches, a WindowMask; torch
-attends window by window, as transformers does). Prints, per implementation, the median of `--repeats` jit-compiled calls (after one
-compiling call), its speed relative to the reference and its largest difference to the reference.
+attends window by window, as transformers does). Prints, per implementation, the median of
+`--repeats` jit-compiled calls (after one compiling call), its speed relative to the reference and
+its largest difference to the reference.
 With torch installed, torch's scaled_dot_product_attention on the same operands is timed with them.
 """
 
@@ -20,7 +21,13 @@ import numpy as np
 from absl import app, flags
 
 from tokcomp_jax.benchmark import time_together
-from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, WindowMask, attention_output, dot_product_attention
+from tokcomp_jax.models.common.attention import (
+    IMPLEMENTATIONS,
+    WindowMask,
+    attention_output,
+    dense_mask,
+    dot_product_attention,
+)
 from tokcomp_jax.models.common.decoder import causal_mask
 
 _LENGTH = flags.DEFINE_integer("length", 4096, "queries = keys")
@@ -43,8 +50,7 @@ def main(argv) -> None:
     mask = jnp.ones((1, _LENGTH.value, _LENGTH.value), bool)
     mask = causal_mask(mask[:, 0]) if _CAUSAL.value else mask
     mask = WindowMask(jnp.arange(_LENGTH.value)[None] // window, window) if window else mask
-    dense = mask.dense() if window else mask
-    jitted = {"reference": jax.jit(lambda q, k, v, m: dot_product_attention(q, k, v, dense)[0])}
+    jitted = {"reference": jax.jit(lambda q, k, v, m: dot_product_attention(q, k, v, dense_mask(m))[0])}
     for implementation in IMPLEMENTATIONS[2:]:
         jitted[implementation] = jax.jit(
             lambda *operands, name=implementation: attention_output(*operands, name, return_probs=False)[0]

@@ -80,9 +80,7 @@ def attend(
     """Softmax attention without probabilities: query [B, T, N, H], key/value [B, S, K, H] (GQA as
     in dot_product_attention), mask [B, T, S] -> output [B, T, N, H], by one of IMPLEMENTATIONS.
     Every implementation equals the reference within float32 rounding (tests/models/test_attention.py)."""
-    _check_implementation(implementation)
-    if implementation == "auto":
-        implementation = "tiled" if jax.default_backend() == "cpu" else "fused"
+    implementation = _resolved(implementation)
     if implementation == "fused":
         return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None])
     if implementation == "tiled" and query.shape[1] > QUERY_TILE:
@@ -104,12 +102,10 @@ def attention_output(
     are read (`return_probs`, or a hook), else `attend` by `implementation` and None. `mask` may be
     a WindowMask: under "tiled", sequences longer than 3 windows then attend window by window;
     elsewhere it becomes the dense mask (accelerators' fused kernels take it whole)."""
-    if isinstance(mask, WindowMask):
-        _check_implementation(implementation)
-        tiled = implementation == "tiled" or (implementation == "auto" and jax.default_backend() == "cpu")
-        if tiled and not return_probs and hook is None and query.shape[1] > 3 * mask.size:
+    if isinstance(mask, WindowMask) and _resolved(implementation) == "tiled":
+        if not return_probs and hook is None and query.shape[1] > 3 * mask.size:
             return _windowed_attention(query, key, value, mask), None
-        mask = mask.dense()
+    mask = dense_mask(mask)
     if return_probs or hook is not None:
         return dot_product_attention(query, key, value, mask, hook, probe)
     return attend(query, key, value, mask, implementation), None
@@ -118,6 +114,19 @@ def attention_output(
 def _check_implementation(implementation: str) -> None:
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown attention implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+
+
+def _resolved(implementation: str) -> str:
+    """A checked IMPLEMENTATIONS name, "auto" resolved for the default backend."""
+    _check_implementation(implementation)
+    if implementation == "auto":
+        return "tiled" if jax.default_backend() == "cpu" else "fused"
+    return implementation
+
+
+def dense_mask(mask: jax.Array | WindowMask) -> jax.Array:
+    """A boolean mask [B, T, S] as it is, or a WindowMask as one."""
+    return mask.dense() if isinstance(mask, WindowMask) else mask
 
 
 @struct.dataclass

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import WindowMask, attention_output
+from tokcomp_jax.models.common.attention import attention_output, dense_mask
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
@@ -129,6 +129,6 @@ class Qwen2VisionTransformer(nnx.Module):
         tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens
-        last = masks[-1].dense() if isinstance(masks[-1], WindowMask) else masks[-1]
-        received = probs.astype(jnp.float32).mean(1).sum(1) / last.sum(1)  # per patch, over its segment's queries
+        queries = dense_mask(masks[-1]).sum(1)  # per patch, its segment's (or window's) queries
+        received = probs.astype(jnp.float32).mean(1).sum(1) / queries
         return tokens, received.reshape(tokens.shape[0], -1).mean(-1)
