@@ -45,7 +45,13 @@ from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models.common.attention import configure_attention
+from tokcomp_jax.models.common.attention import (
+    attend,
+    attention_kernel,
+    configure_attention,
+    dot_product_attention,
+)
+from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
 from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL
 from tokcomp_jax.models.qwen2_vl.params import qwen2vl_name_map
@@ -186,9 +192,45 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
         "visual_tokens": int(inputs.visual_token_mask.sum()),
         "off_size_visual_tokens": int(off_inputs.visual_token_mask.sum()),
         "buckets": dataclasses.asdict(buckets),
+        "attention_kernels": attention_kernels(model_cfg, config, buckets, patches=inputs.pixel_values.shape[-2]),
         "rows": rows,
         "decode": decode,
         "torch": comparison,
+    }
+
+
+def attention_kernels(model_cfg, config, buckets: Buckets, patches: int) -> dict[str, str]:
+    """The kernel of each attention that no probabilities are read from in a case (attention_kernel):
+    the vision blocks over `patches`, the unpruned LLM prefill and a decode step."""
+    text, vision = model_cfg.text, model_cfg.vision
+    shaped = lambda length, heads, head_dim: jax.ShapeDtypeStruct((1, length, heads, head_dim), config.dtype)  # noqa: E731
+    patch_heads = shaped(patches, vision.num_heads, vision.head_dim)
+    queries = lambda length: shaped(length, text.num_attention_heads, text.head_dim)  # noqa: E731
+    keys = lambda length: shaped(length, text.num_key_value_heads, text.head_dim)  # noqa: E731
+    slots = buckets.sequence + config.decode_tokens
+    return {
+        "vision blocks": attention_kernel(patch_heads, patch_heads, config.attention),
+        "LLM prefill": attention_kernel(queries(buckets.sequence), keys(buckets.sequence), config.attention),
+        "decode step": attention_kernel(queries(1), keys(slots), config.attention),
+    }
+
+
+def attention_check(model_cfg, config, length: int) -> dict:
+    """`attend` by the configured implementation against the reference, on one random causal LLM
+    attention of `length` tokens in the bench's dtype: the kernel that ran and the largest difference
+    (on a GPU, the check that cuDNN's flash attention agrees with the reference)."""
+    text, keys = model_cfg.text, jax.random.split(jax.random.key(config.seed), 3)
+    shape = lambda heads: (1, length, heads, text.head_dim)  # noqa: E731
+    query = jax.random.normal(keys[0], shape(text.num_attention_heads), config.dtype)
+    key, value = (jax.random.normal(k, shape(text.num_key_value_heads), config.dtype) for k in keys[1:])
+    mask = causal_mask(jnp.ones((1, length), bool))
+    got = jax.jit(attend, static_argnums=4)(query, key, value, mask, config.attention)
+    expected = jax.jit(lambda *operands: dot_product_attention(*operands)[0])(query, key, value, mask)
+    difference = jnp.abs(got.astype(jnp.float32) - expected.astype(jnp.float32)).max()
+    return {
+        "kernel": attention_kernel(query, key, config.attention),
+        "tokens": length,
+        "max_abs_diff": float(difference),
     }
 
 
@@ -431,15 +473,21 @@ def check_targets(results: list[dict], compiles: dict[str, int], expected_compil
 
 
 def markdown(report: dict) -> str:
-    env = report["environment"]
+    env, check = report["environment"], report["attention_check"]
     lines = [
         f"Machine: {env['cpu']}, {env['cpu_count']} cores; {env['device']}; {env['dtype']}, attention {env['attention']}, "
         f"bf16 peak {env['peak_tflops']} TFLOP/s; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        "",
+        f"Attention check (one random causal LLM attention of {check['tokens']} tokens, {env['dtype']}): "
+        f"{check['kernel']} against the reference, max abs diff {check['max_abs_diff']:.1e}.",
         "",
     ]
     for result in report["results"]:
         lines += [
             f"### {result['case']} ({result['visual_tokens']} visual tokens; buckets {result['buckets']})",
+            "",
+            "Attention where no probabilities are read: "
+            + ", ".join(f"{where} {kernel}" for where, kernel in result["attention_kernels"].items()),
             "",
             "| step | tokens | median ms | speedup | FLOPs-ideal | % of ideal | analytic GFLOP | XLA GFLOP | MFU % |"
             " compile s |",
@@ -541,9 +589,11 @@ def main(argv) -> None:
     peak = config.peak_tflops or peak_tflops(jax.devices()[0].device_kind)
     add_mfu(results, peak)
     compiles = steps.compiles()
+    largest = Buckets(text=config.text_bucket, visual=config.cases[-1].visual_bucket)
     report = {
         "environment": environment(config) | {"peak_tflops": peak},
         "config": config.to_dict(),
+        "attention_check": attention_check(model_cfg, config, largest.sequence),
         "results": results,
         "throughput": throughput,
         "targets": check_targets(results, compiles, expected_compiles(config, compiles)),

@@ -24,6 +24,7 @@ from tokcomp_jax.models.common import attention
 from tokcomp_jax.models.common.attention import (
     WindowMask,
     attend,
+    attention_kernel,
     attention_output,
     configure_attention,
     dot_product_attention,
@@ -146,6 +147,55 @@ def test_tiled_windowed_attention_scores_only_the_keys_near_each_query(implement
         assert (1, 16, 48) in shapes and not any(1024 in shape for shape in shapes), shapes
     else:
         assert any(1024 in shape for shape in shapes), shapes
+
+
+def _shaped(length: int, slots: int, head_dim: int, dtype=jnp.bfloat16, key_dtype=None):
+    """Query [2, length, 4, head_dim] and key [2, slots, 2, head_dim] shapes, for attention_kernel."""
+    return (
+        jax.ShapeDtypeStruct((2, length, 4, head_dim), dtype),
+        jax.ShapeDtypeStruct((2, slots, 2, head_dim), key_dtype or dtype),
+    )
+
+
+def test_fused_runs_cudnn_only_on_a_cuda_gpu_and_where_its_conditions_hold(monkeypatch):
+    supported = [_shaped(64, 64, 128), _shaped(64, 64, 80, jnp.float16), _shaped(4096, 4096, 72)]
+    unsupported = {
+        "float32": _shaped(64, 64, 128, jnp.float32),
+        "mixed dtypes": _shaped(64, 64, 128, jnp.bfloat16, jnp.float16),
+        "head dim not a multiple of 8": _shaped(64, 64, 100),
+        "head dim over 128": _shaped(64, 64, 256),
+        "a decode step": _shaped(1, 64, 128),
+        "odd lengths": _shaped(37, 37, 128),
+    }
+    assert not attention._on_cuda()  # this machine: XLA's attention for everything
+    assert attention_kernel(*supported[2]) == "tiled"  # "auto" on CPU
+    assert attention_kernel(*supported[0], "tiled") == "reference"  # 64 queries: one piece
+    assert {attention_kernel(*shapes, "fused") for shapes in supported} == {"xla"}
+    monkeypatch.setattr(attention, "_on_cuda", lambda: True)
+    assert {attention_kernel(*shapes, "fused") for shapes in supported} == {"cudnn"}
+    for name, shapes in unsupported.items():
+        assert attention_kernel(*shapes, "fused") == "xla", name
+
+
+def test_fused_hands_its_kernel_to_dot_product_attention(monkeypatch):
+    """On a CUDA GPU a bfloat16 prefill reaches jax.nn.dot_product_attention with implementation="cudnn"
+    and the mask [B, 1, T, S] (run here by XLA's implementation, which takes the same arguments)."""
+    monkeypatch.setattr(attention, "_on_cuda", lambda: True)
+    asked, real = [], jax.nn.dot_product_attention
+
+    def recording(*args, implementation=None, **kwargs):
+        asked.append(implementation)
+        return real(*args, implementation="xla", **kwargs)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+    query, key, value = (x.astype(jnp.bfloat16) for x in _operands(38, 38, 4, 2))
+    mask = MASKS["causal with padding"](38)
+    got = attend(query, key, value, mask, "fused")
+    assert asked == ["cudnn"]
+    expected = dot_product_attention(query, key, value, mask)[0]
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32), atol=2e-2)
+    attend(query[:, :1], key, value, mask[:, :1], "fused")  # one query: XLA's
+    assert asked == ["cudnn", "xla"]
 
 
 def test_an_unknown_implementation_is_refused_by_name():

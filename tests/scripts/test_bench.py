@@ -44,6 +44,11 @@ def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path,
         assert set(row["samples_per_s"]) == {"unpruned", "keep 0.5", "keep 0.25", "keep 0.111", "transformers generate"}
         assert all(rate > 0 for rate in row["samples_per_s"].values()) and row["samples"] == 2 * row["batch"]
         assert row["replies_equal_pct"] == 100.0
+    # Which kernel attends where no probabilities are read (here 80 tokens: the reference), and a check of it.
+    assert result["attention_kernels"] == {"vision blocks": "reference", "LLM prefill": "reference",
+                                           "decode step": "reference"}  # fmt: skip
+    check = report["attention_check"]
+    assert check["kernel"] == "reference" and check["tokens"] == 80 and check["max_abs_diff"] < 1e-6, check
     assert "| prefill keep 0.5 |" in (tmp_path / "bench.md").read_text()
     assert "### Eval-runner throughput" in (tmp_path / "bench.md").read_text()
     assert "### Targets" in capsys.readouterr().out
@@ -62,4 +67,6 @@ def test_the_device_bench_runs_in_bfloat16_and_reports_mfu(tmp_path, run_absl_sc
     assert "mfu_pct" not in rows["vision tower + embed"]  # no analytic count for the tower
     # transformers ran with its own random weights: times are compared, logits are not.
     assert "last_logit_max_abs_diff" not in result["torch"] and len(result["torch"]["parts"]) == 3
-    assert "bfloat16" in (tmp_path / "bench.md").read_text()
+    assert report["attention_check"]["max_abs_diff"] < 2e-2  # bfloat16 rounding of outputs up to ~3
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "bfloat16" in markdown and "Attention check" in markdown

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 from flax import nnx, struct
 
@@ -27,8 +28,9 @@ IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
   after the values are mixed (pure JAX; on 2 CPU cores 1.6x the reference's speed on a
   4096-patch vision attention, one tile's scores staying in cache: docs/results.md,
   scripts/attention_bench.py);
-- "fused": jax.nn.dot_product_attention (cuDNN's flash attention on GPU where it applies, XLA
-  otherwise);
+- "fused": jax.nn.dot_product_attention, by cuDNN's flash attention where its conditions hold (a
+  CUDA GPU, bfloat16 / float16: attention_kernel), else by XLA's (the scores materialised).
+  jax.nn.dot_product_attention's own default is XLA's on every backend, so the choice is made here;
 - "auto": "tiled" on CPU, "fused" on accelerators."""
 
 # Queries per tile of "tiled": a [256, S] float32 score row block per head fits in cache for the
@@ -40,6 +42,10 @@ QUERY_TILE = 256
 # block's attention 2.5x faster, bit-identical (scripts/bench.py). "tiled" goes further (one key
 # head and QUERY_TILE queries per step) because it keeps no probabilities.
 QUERY_CHUNK = 512
+
+# Operands cuDNN's flash attention takes under "fused" (attention_kernel).
+CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+CUDNN_MAX_HEAD_DIM = 128
 
 
 def dot_product_attention(
@@ -80,12 +86,37 @@ def attend(
     """Softmax attention without probabilities: query [B, T, N, H], key/value [B, S, K, H] (GQA as
     in dot_product_attention), mask [B, T, S] -> output [B, T, N, H], by one of IMPLEMENTATIONS.
     Every implementation equals the reference within float32 rounding (tests/models/test_attention.py)."""
-    implementation = _resolved(implementation)
-    if implementation == "fused":
-        return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None])
-    if implementation == "tiled" and query.shape[1] > QUERY_TILE:
+    kernel = attention_kernel(query, key, implementation)
+    if kernel in ("cudnn", "xla"):
+        return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None], implementation=kernel)
+    if kernel == "tiled":
         return _tiled_attention(query, key, value, mask, QUERY_TILE)
     return dot_product_attention(query, key, value, mask)[0]
+
+
+def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "auto") -> str:
+    """The kernel `attend` runs on query [B, T, N, H] and key [B, S, K, H] (arrays or shapes) by
+    `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); or for
+    "fused", "cudnn" (cuDNN's flash attention) on a CUDA GPU for bfloat16 / float16 operands with a
+    head dim that is a multiple of 8 up to 128 and even T and S, else "xla" (XLA's attention, the
+    scores materialised). The cuDNN conditions are those JAX checks as it traces a cuDNN call
+    (jax._src.cudnn.fused_attention_stablehlo), narrowed to what every GPU it supports meets:
+    larger head dims need Hopper, and odd lengths fail once a mask is differentiated (relevance)."""
+    implementation = _resolved(implementation)
+    if implementation == "fused":
+        (_, length, _, head_dim), slots = query.shape, key.shape[1]
+        operands_fit = (
+            query.dtype == key.dtype
+            and query.dtype in CUDNN_DTYPES
+            and head_dim % 8 == 0
+            and head_dim <= CUDNN_MAX_HEAD_DIM
+            and length % 2 == 0
+            and slots % 2 == 0
+        )
+        return "cudnn" if operands_fit and _on_cuda() else "xla"
+    if implementation == "tiled" and query.shape[1] > QUERY_TILE:
+        return "tiled"
+    return "reference"
 
 
 def attention_output(
@@ -109,6 +140,12 @@ def attention_output(
     if return_probs or hook is not None:
         return dot_product_attention(query, key, value, mask, hook, probe)
     return attend(query, key, value, mask, implementation), None
+
+
+def _on_cuda() -> bool:
+    """Whether the default backend is a CUDA GPU (cuDNN is NVIDIA's; ROCm GPUs report "rocm")."""
+    backend = jax.extend.backend.get_backend()
+    return backend.platform == "gpu" and "cuda" in backend.platform_version.lower()
 
 
 def _check_implementation(implementation: str) -> None:
