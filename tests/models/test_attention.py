@@ -157,7 +157,7 @@ def _shaped(length: int, slots: int, head_dim: int, dtype=jnp.bfloat16, key_dtyp
     )
 
 
-def test_fused_runs_cudnn_only_on_a_cuda_gpu_and_where_its_conditions_hold(monkeypatch):
+def test_fused_runs_cudnn_only_on_one_cuda_gpu_and_where_its_conditions_hold(monkeypatch):
     supported = [_shaped(64, 64, 128), _shaped(64, 64, 80, jnp.float16), _shaped(4096, 4096, 72)]
     unsupported = {
         "float32": _shaped(64, 64, 128, jnp.float32),
@@ -167,20 +167,32 @@ def test_fused_runs_cudnn_only_on_a_cuda_gpu_and_where_its_conditions_hold(monke
         "a decode step": _shaped(1, 64, 128),
         "odd lengths": _shaped(37, 37, 128),
     }
-    assert not attention._on_cuda()  # this machine: XLA's attention for everything
+    assert not attention._on_one_cuda_gpu()  # this machine: XLA's attention for everything
     assert attention_kernel(*supported[2]) == "tiled"  # "auto" on CPU
     assert attention_kernel(*supported[0], "tiled") == "reference"  # 64 queries: one piece
     assert {attention_kernel(*shapes, "fused") for shapes in supported} == {"xla"}
-    monkeypatch.setattr(attention, "_on_cuda", lambda: True)
+    monkeypatch.setattr(attention, "_on_one_cuda_gpu", lambda: True)
     assert {attention_kernel(*shapes, "fused") for shapes in supported} == {"cudnn"}
     for name, shapes in unsupported.items():
         assert attention_kernel(*shapes, "fused") == "xla", name
 
 
+@pytest.mark.parametrize(
+    ("platform", "version", "devices", "expected"),
+    [("gpu", "cuda 12080", 1, True), ("gpu", "cuda 12080", 2, False), ("gpu", "rocm 6.2", 1, False),
+     ("tpu", "PJRT C API", 1, False)],
+)  # fmt: skip
+def test_cudnn_is_chosen_on_one_cuda_gpu_only(monkeypatch, platform, version, devices, expected):
+    backend = type("Backend", (), {"platform": platform, "platform_version": version})()
+    monkeypatch.setattr(jax.extend.backend, "get_backend", lambda: backend)
+    monkeypatch.setattr(jax, "device_count", lambda: devices)
+    assert attention._on_one_cuda_gpu() == expected
+
+
 def test_fused_hands_its_kernel_to_dot_product_attention(monkeypatch):
     """On a CUDA GPU a bfloat16 prefill reaches jax.nn.dot_product_attention with implementation="cudnn"
     and the mask [B, 1, T, S] (run here by XLA's implementation, which takes the same arguments)."""
-    monkeypatch.setattr(attention, "_on_cuda", lambda: True)
+    monkeypatch.setattr(attention, "_on_one_cuda_gpu", lambda: True)
     asked, real = [], jax.nn.dot_product_attention
 
     def recording(*args, implementation=None, **kwargs):

@@ -28,7 +28,7 @@ IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
   after the values are mixed (pure JAX; on 2 CPU cores 1.6x the reference's speed on a
   4096-patch vision attention, one tile's scores staying in cache: docs/results.md,
   scripts/attention_bench.py);
-- "fused": jax.nn.dot_product_attention, by cuDNN's flash attention where its conditions hold (a
+- "fused": jax.nn.dot_product_attention, by cuDNN's flash attention where its conditions hold (one
   CUDA GPU, bfloat16 / float16: attention_kernel), else by XLA's (the scores materialised).
   jax.nn.dot_product_attention's own default is XLA's on every backend, so the choice is made here;
 - "auto": "tiled" on CPU, "fused" on accelerators."""
@@ -97,11 +97,14 @@ def attend(
 def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "auto") -> str:
     """The kernel `attend` runs on query [B, T, N, H] and key [B, S, K, H] (arrays or shapes) by
     `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); or for
-    "fused", "cudnn" (cuDNN's flash attention) on a CUDA GPU for bfloat16 / float16 operands with a
-    head dim that is a multiple of 8 up to 128 and even T and S, else "xla" (XLA's attention, the
+    "fused", "cudnn" (cuDNN's flash attention) on one CUDA GPU for bfloat16 / float16 operands with
+    a head dim that is a multiple of 8 up to 128 and even T and S, else "xla" (XLA's attention, the
     scores materialised). The cuDNN conditions are those JAX checks as it traces a cuDNN call
     (jax._src.cudnn.fused_attention_stablehlo), narrowed to what every GPU it supports meets:
-    larger head dims need Hopper, and odd lengths fail once a mask is differentiated (relevance)."""
+    larger head dims need Hopper, and odd lengths fail once a mask is differentiated (relevance).
+    One device, because JAX partitions a cuDNN call only where query, key and value are sharded
+    alike, which tensor parallelism over fewer key/value heads than the model axis breaks; several
+    GPUs are untested here, so they attend by XLA's kernel."""
     implementation = _resolved(implementation)
     if implementation == "fused":
         (_, length, _, head_dim), slots = query.shape, key.shape[1]
@@ -113,7 +116,7 @@ def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "au
             and length % 2 == 0
             and slots % 2 == 0
         )
-        return "cudnn" if operands_fit and _on_cuda() else "xla"
+        return "cudnn" if operands_fit and _on_one_cuda_gpu() else "xla"
     if implementation == "tiled" and query.shape[1] > QUERY_TILE:
         return "tiled"
     return "reference"
@@ -142,10 +145,10 @@ def attention_output(
     return attend(query, key, value, mask, implementation), None
 
 
-def _on_cuda() -> bool:
-    """Whether the default backend is a CUDA GPU (cuDNN is NVIDIA's; ROCm GPUs report "rocm")."""
+def _on_one_cuda_gpu() -> bool:
+    """Whether the default backend is one CUDA GPU (cuDNN is NVIDIA's; ROCm GPUs report "rocm")."""
     backend = jax.extend.backend.get_backend()
-    return backend.platform == "gpu" and "cuda" in backend.platform_version.lower()
+    return backend.platform == "gpu" and "cuda" in backend.platform_version.lower() and jax.device_count() == 1
 
 
 def _check_implementation(implementation: str) -> None:
