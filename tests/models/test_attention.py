@@ -81,6 +81,34 @@ def test_every_implementation_equals_the_reference(small_tiles, implementation, 
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
 
 
+@pytest.mark.parametrize("implementation", ["tiled", "fused", "reference", "auto"])
+@pytest.mark.parametrize("heads", [(4, 4), (6, 1)])
+def test_a_causal_prefill_gives_the_reference_values(small_tiles, implementation, heads):
+    """causal=True (tiles of 8: halves of whole tiles, recursively, down to 2 tiles) at lengths that
+    split evenly, unevenly and not at all, with and without padding."""
+    for length in (8, 17, 37, 64):
+        query, key, value = _operands(length, length, *heads, seed=length)
+        mask = MASKS["causal with padding"](length)
+        expected = dot_product_attention(query, key, value, mask)[0]
+        got = attend(query, key, value, mask, implementation, causal=True)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6, err_msg=str(length))
+
+
+def test_a_causal_prefill_under_tiled_scores_fewer_keys():
+    """1024 positions in tiles of 256: the last 512 queries score all 1024 keys, the 256 before them
+    512, the first 256 only their own 256 (2/3 of the scores); without `causal`, every tile scores 1024."""
+    query, key, value = _operands(1024, 1024, 4, 4)
+    mask = MASKS["causal with padding"](1024)
+
+    def key_spans(causal: bool) -> set[int]:
+        jaxpr = jax.make_jaxpr(lambda q, k, v, m: attend(q, k, v, m, "tiled", causal))(query, key, value, mask)
+        scores = [shape for shape in _matmul_shapes(jaxpr.jaxpr) if shape[-2] == 256 and shape[-1] > 16]
+        return {shape[-1] for shape in scores}  # [G, tile, keys]; the mixed values are [G, tile, 16]
+
+    assert key_spans(causal=True) == {256, 512, 1024}
+    assert key_spans(causal=False) == {1024}
+
+
 def test_a_decode_step_attends_to_every_cache_slot(small_tiles):
     """One query against 40 slots of which the last 9 are empty: the short path, same values."""
     query, key, value = _operands(1, 40, 4, 2, seed=1)

@@ -81,17 +81,50 @@ def dot_product_attention(
 
 
 def attend(
-    query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array, implementation: str = "auto"
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    implementation: str = "auto",
+    causal: bool = False,
 ) -> jax.Array:
     """Softmax attention without probabilities: query [B, T, N, H], key/value [B, S, K, H] (GQA as
     in dot_product_attention), mask [B, T, S] -> output [B, T, N, H], by one of IMPLEMENTATIONS.
-    Every implementation equals the reference within float32 rounding (tests/models/test_attention.py)."""
+    `causal` promises that the mask admits no key after its query (T = S, a causal LM's prefill):
+    "tiled" and cuDNN then skip those keys. Every implementation equals the reference within
+    float32 rounding (tests/models/test_attention.py)."""
     kernel = attention_kernel(query, key, implementation)
     if kernel in ("cudnn", "xla"):
-        return jax.nn.dot_product_attention(query, key, value, mask=mask[:, None], implementation=kernel)
+        return jax.nn.dot_product_attention(
+            query, key, value, mask=mask[:, None], is_causal=causal, implementation=kernel
+        )
     if kernel == "tiled":
-        return _tiled_attention(query, key, value, mask, QUERY_TILE)
+        return _causal_tiled_attention(query, key, value, mask) if causal else _tiled_attention(query, key, value, mask)
     return dot_product_attention(query, key, value, mask)[0]
+
+
+def attention_output(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    implementation: str,
+    return_probs: bool,
+    hook: ProbsHook | None = None,
+    probe: jax.Array | None = None,
+    causal: bool = False,
+) -> tuple[jax.Array, jax.Array | None]:
+    """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
+    are read (`return_probs`, or a hook), else `attend` by `implementation` (`causal` as there) and
+    None. `mask` may be a WindowMask: under "tiled", sequences longer than 3 windows then attend
+    window by window; elsewhere it becomes the dense mask (accelerators' fused kernels take it whole)."""
+    if isinstance(mask, WindowMask) and _resolved(implementation) == "tiled":
+        if not return_probs and hook is None and query.shape[1] > 3 * mask.size:
+            return _windowed_attention(query, key, value, mask), None
+    mask = dense_mask(mask)
+    if return_probs or hook is not None:
+        return dot_product_attention(query, key, value, mask, hook, probe)
+    return attend(query, key, value, mask, implementation, causal), None
 
 
 def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "auto") -> str:
@@ -120,29 +153,6 @@ def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "au
     if implementation == "tiled" and query.shape[1] > QUERY_TILE:
         return "tiled"
     return "reference"
-
-
-def attention_output(
-    query: jax.Array,
-    key: jax.Array,
-    value: jax.Array,
-    mask: jax.Array,
-    implementation: str,
-    return_probs: bool,
-    hook: ProbsHook | None = None,
-    probe: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array | None]:
-    """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
-    are read (`return_probs`, or a hook), else `attend` by `implementation` and None. `mask` may be
-    a WindowMask: under "tiled", sequences longer than 3 windows then attend window by window;
-    elsewhere it becomes the dense mask (accelerators' fused kernels take it whole)."""
-    if isinstance(mask, WindowMask) and _resolved(implementation) == "tiled":
-        if not return_probs and hook is None and query.shape[1] > 3 * mask.size:
-            return _windowed_attention(query, key, value, mask), None
-    mask = dense_mask(mask)
-    if return_probs or hook is not None:
-        return dot_product_attention(query, key, value, mask, hook, probe)
-    return attend(query, key, value, mask, implementation), None
 
 
 def _on_one_cuda_gpu() -> bool:
@@ -183,13 +193,25 @@ class WindowMask:
         return self.ids[..., :, None] == self.ids[..., None, :]
 
 
-def _tiled_attention(query, key, value, mask, tile: int) -> jax.Array:
-    """attend's "tiled": every query tile against every key (equal tiles of at most `tile` queries)."""
+def _tiled_attention(query, key, value, mask) -> jax.Array:
+    """attend's "tiled": every query tile against every key (equal tiles of at most QUERY_TILE queries)."""
     batch, length, _, _ = query.shape
+    tile = QUERY_TILE
     slots, tiles = key.shape[1], -(-length // tile)
     tile = -(-length // tiles)  # equal tiles of at most `tile` queries: at most tiles - 1 padded rows
     mask = jnp.pad(mask, [(0, 0), (0, tiles * tile - length), (0, 0)]).reshape(batch, tiles, tile, slots)
     return _tile_loop(query, key, value, tile, slots, 0, lambda row, tile_index: mask[row, tile_index])
+
+
+def _causal_tiled_attention(query, key, value, mask) -> jax.Array:
+    """attend's "tiled" under a causal mask (T = S): the first half of the queries (whole tiles) sees
+    only the first half of the keys, so it attends to those alone, recursively; the second half
+    attends to every key. Two thirds of the scores of "tiled" at long lengths, the same values."""
+    half = query.shape[1] // 2 // QUERY_TILE * QUERY_TILE
+    if half < QUERY_TILE:
+        return _tiled_attention(query, key, value, mask)
+    first = _causal_tiled_attention(query[:, :half], key[:, :half], value[:, :half], mask[:, :half, :half])
+    return jnp.concatenate([first, _tiled_attention(query[:, half:], key, value, mask[:, half:])], axis=1)
 
 
 def _windowed_attention(query, key, value, windows: WindowMask) -> jax.Array:
@@ -362,7 +384,8 @@ class SelfAttention(nnx.Module):
         """x [B, T, D], rope tables [B, T, H] -> output [B, T, D], probabilities [B, N, T, S], updated cache.
 
         Without a cache, or with one and mask [B, T, T] (prefill), queries attend to the T fresh
-        keys. With a cache and mask [B, T, S] (decode), the fresh keys/values are written at
+        keys; that mask must admit no key after its query (causal_mask's), which attend's `causal`
+        relies on. With a cache and mask [B, T, S] (decode), the fresh keys/values are written at
         slot cache_index first and queries attend to all S slots (mask says which are filled).
         Without `return_probs` and a hook, probabilities come back None and the layer attends by
         its `attention_implementation` (see attend).
@@ -378,7 +401,8 @@ class SelfAttention(nnx.Module):
             )
             if mask.shape[-1] == cache.key.shape[1] != length:
                 key, value = cache.key, cache.value
+        prefill = key.shape[1] == length
         output, probs = attention_output(
-            query, key, value, mask, self.attention_implementation, return_probs, hook, probe
+            query, key, value, mask, self.attention_implementation, return_probs, hook, probe, causal=prefill
         )
         return self.o_proj(output.reshape(batch, length, -1)), probs, cache
