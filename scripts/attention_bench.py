@@ -34,7 +34,9 @@ _LENGTH = flags.DEFINE_integer("length", 4096, "queries = keys")
 _HEADS = flags.DEFINE_integer("heads", 16, "query heads")
 _KV_HEADS = flags.DEFINE_integer("kv_heads", 16, "key/value heads (GQA when fewer)")
 _HEAD_DIM = flags.DEFINE_integer("head_dim", 80, "head width")
-_CAUSAL = flags.DEFINE_bool("causal", False, "a causal mask (an LLM prefill) instead of one segment")
+_CAUSAL = flags.DEFINE_bool(
+    "causal", False, "a causal mask (an LLM prefill) instead of one segment; attend is told so (causal=True)"
+)
 _WINDOW = flags.DEFINE_integer("window", 0, "windows of this many positions (0: one segment); divides --length")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed calls per implementation")
 
@@ -53,7 +55,9 @@ def main(argv) -> None:
     jitted = {"reference": jax.jit(lambda q, k, v, m: dot_product_attention(q, k, v, dense_mask(m))[0])}
     for implementation in IMPLEMENTATIONS[2:]:
         jitted[implementation] = jax.jit(
-            lambda *operands, name=implementation: attention_output(*operands, name, return_probs=False)[0]
+            lambda *operands, name=implementation: attention_output(
+                *operands, name, return_probs=False, causal=_CAUSAL.value
+            )[0]
         )
     calls = {name: (lambda f=f: jax.block_until_ready(f(query, key, value, mask))) for name, f in jitted.items()}
     torch_call = _torch_sdpa(query, key, value, _CAUSAL.value, window)
