@@ -7,7 +7,8 @@ The default is a Qwen2-VL vision block on a 896x896 image (4096 patches, 16 head
 segment); `--window 64` is a windowed Qwen2.5-VL block (windows of 64 patches, a WindowMask; torch
 attends window by window, as transformers does). Prints, per implementation, the median of
 `--repeats` jit-compiled calls (after one compiling call), its speed relative to the reference and
-its largest difference to the reference.
+its largest difference to the reference. With `--causal`, attend is told the mask is causal, and
+"tiled, mask only" times the tiled kernel without being told.
 With torch installed, torch's scaled_dot_product_attention on the same operands is timed with them.
 """
 
@@ -59,6 +60,8 @@ def main(argv) -> None:
                 *operands, name, return_probs=False, causal=_CAUSAL.value
             )[0]
         )
+    if _CAUSAL.value:  # what telling attend the mask is causal buys
+        jitted["tiled, mask only"] = jax.jit(lambda *operands: attention_output(*operands, "tiled", False)[0])
     calls = {name: (lambda f=f: jax.block_until_ready(f(query, key, value, mask))) for name, f in jitted.items()}
     torch_call = _torch_sdpa(query, key, value, _CAUSAL.value, window)
     if torch_call is not None:
