@@ -48,6 +48,7 @@ from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.checkpoint import read_model_config
+from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig
 from tokcomp_jax.prune.methods import usable_without_labels
@@ -73,6 +74,10 @@ _MESH = flags.DEFINE_enum(
 _SCAN_LAYERS = flags.DEFINE_bool(
     "scan_layers", False, "run the decoder layers by lax.scan over stacked weights (faster compiles, slower steps)"
 )
+_ATTENTION = flags.DEFINE_enum(
+    "attention", "auto", IMPLEMENTATIONS,
+    "where no probabilities are read (auto: tiled on CPU, fused on accelerators: cuDNN's flash attention where it applies)",
+)  # fmt: skip
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -260,6 +265,7 @@ def main(argv) -> None:
         print(f"mesh: data {mesh.shape['data']} x model {mesh.shape['model']} over {mesh.devices.size} devices "
               f"of {len({d.process_index for d in mesh.devices.flat})} host(s)")  # fmt: skip
     model.language_model.layers.configure(scan=_SCAN_LAYERS.value)  # after the digest, which names stacked weights
+    configure_attention(model, _ATTENTION.value)
     runs = {"unpruned": None} | {
         f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
     }

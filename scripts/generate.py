@@ -32,6 +32,7 @@ from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.methods import usable_without_labels
@@ -71,6 +72,13 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--scan-layers", action="store_true", help="run the decoder layers by lax.scan (faster compile, slower steps)"
     )
+    parser.add_argument(
+        "--attention",
+        default="auto",
+        choices=IMPLEMENTATIONS,
+        help="where no probabilities are read (auto: tiled on "
+        "CPU, fused on accelerators: cuDNN's flash attention where it applies)",
+    )
     parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
     args = parser.parse_args(argv)
     if args.scorer == "mapper" and not args.mapper:
@@ -78,6 +86,7 @@ def main(argv=None) -> dict:
 
     model = tokcomp_jax.load(args.model)
     model.language_model.layers.configure(scan=args.scan_layers)
+    configure_attention(model, args.attention)
     config = model.config
     family = family_of(config)
     tokenizer = AutoTokenizer.from_pretrained(

@@ -68,7 +68,7 @@ MASKS = {
 }
 
 
-@pytest.mark.parametrize("implementation", ["tiled", "fused", "reference", "auto"])
+@pytest.mark.parametrize("implementation", ["tiled", "fused", "xla", "reference", "auto"])
 @pytest.mark.parametrize("mask_name", sorted(MASKS))
 @pytest.mark.parametrize("heads", [(4, 4), (4, 2), (6, 1)])
 def test_every_implementation_equals_the_reference(small_tiles, implementation, mask_name, heads):
@@ -81,7 +81,7 @@ def test_every_implementation_equals_the_reference(small_tiles, implementation, 
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
 
 
-@pytest.mark.parametrize("implementation", ["tiled", "fused", "reference", "auto"])
+@pytest.mark.parametrize("implementation", ["tiled", "fused", "xla", "reference", "auto"])
 @pytest.mark.parametrize("heads", [(4, 4), (6, 1)])
 def test_a_causal_prefill_gives_the_reference_values(small_tiles, implementation, heads):
     """causal=True (tiles of 8: halves of whole tiles, recursively, down to 2 tiles) at lengths that
@@ -203,6 +203,7 @@ def test_fused_runs_cudnn_only_on_one_cuda_gpu_and_where_its_conditions_hold(mon
     assert {attention_kernel(*shapes, "fused") for shapes in supported} == {"cudnn"}
     for name, shapes in unsupported.items():
         assert attention_kernel(*shapes, "fused") == "xla", name
+    assert attention_kernel(*supported[0], "xla") == "xla"  # XLA's kernel, asked for by name
 
 
 @pytest.mark.parametrize(

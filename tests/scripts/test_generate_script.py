@@ -33,9 +33,9 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     assert Image.open(tmp_path / "kept.png").size == (2 * 4 * 28, 3 * 28)
     scanned = module.main([
         "--model", str(model_dir), "--image", str(tmp_path / "x.png"), "--prompt", "what colour is the square ?",
-        "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--scan-layers",
+        "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--scan-layers", "--attention", "reference",
     ])  # fmt: skip
-    assert scanned["answer"] == report["answer"]  # the layers' layout changes the graph, not the reply
+    assert scanned["answer"] == report["answer"]  # layout and attention kernel change the graph, not the reply
     long_prompt = " ".join(["what colour is the square ?"] * 400)  # 2000 words, a token each
     with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max-prompt-tokens 1024"):
         module.main(["--model", str(model_dir), "--prompt", long_prompt, "--scorer", "attention",

@@ -21,7 +21,7 @@ from tokcomp_jax.models.common.rope import apply_rotary
 ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
+IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused", "xla")
 """How `attend` computes attention where no probabilities are read:
 - "reference": dot_product_attention, its probabilities dropped (transformers' eager attention);
 - "tiled": one key head and up to QUERY_TILE queries at a time against every key, normalised
@@ -31,6 +31,7 @@ IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused")
 - "fused": jax.nn.dot_product_attention, by cuDNN's flash attention where its conditions hold (one
   CUDA GPU, bfloat16 / float16: attention_kernel), else by XLA's (the scores materialised).
   jax.nn.dot_product_attention's own default is XLA's on every backend, so the choice is made here;
+- "xla": jax.nn.dot_product_attention by XLA's kernel on any backend (where cuDNN is not wanted);
 - "auto": "tiled" on CPU, "fused" on accelerators."""
 
 # Queries per tile of "tiled": a [256, S] float32 score row block per head fits in cache for the
@@ -129,8 +130,8 @@ def attention_output(
 
 def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "auto") -> str:
     """The kernel `attend` runs on query [B, T, N, H] and key [B, S, K, H] (arrays or shapes) by
-    `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); or for
-    "fused", "cudnn" (cuDNN's flash attention) on one CUDA GPU for bfloat16 / float16 operands with
+    `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); "xla"; or
+    for "fused", "cudnn" (cuDNN's flash attention) on one CUDA GPU for bfloat16 / float16 operands with
     a head dim that is a multiple of 8 up to 128 and even T and S, else "xla" (XLA's attention, the
     scores materialised). The cuDNN conditions are those JAX checks as it traces a cuDNN call
     (jax._src.cudnn.fused_attention_stablehlo), narrowed to what every GPU it supports meets:
@@ -139,6 +140,8 @@ def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "au
     alike, which tensor parallelism over fewer key/value heads than the model axis breaks; several
     GPUs are untested here, so they attend by XLA's kernel."""
     implementation = _resolved(implementation)
+    if implementation == "xla":
+        return "xla"
     if implementation == "fused":
         (_, length, _, head_dim), slots = query.shape, key.shape[1]
         operands_fit = (
