@@ -216,15 +216,15 @@ def attention_kernels(model_cfg, config, buckets: Buckets, patches: int) -> dict
 
 
 def attention_check(model_cfg, config, length: int) -> dict:
-    """`attend` by the configured implementation against the reference, on one random causal LLM
-    attention of `length` tokens in the bench's dtype: the kernel that ran and the largest difference
-    (on a GPU, the check that cuDNN's flash attention agrees with the reference)."""
+    """`attend` by the configured implementation against the reference, on one random LLM prefill
+    attention of `length` tokens (causal, as SelfAttention calls it) in the bench's dtype: the kernel
+    that ran and the largest difference (on a GPU, whether cuDNN's flash attention agrees)."""
     text, keys = model_cfg.text, jax.random.split(jax.random.key(config.seed), 3)
     shape = lambda heads: (1, length, heads, text.head_dim)  # noqa: E731
     query = jax.random.normal(keys[0], shape(text.num_attention_heads), config.dtype)
     key, value = (jax.random.normal(k, shape(text.num_key_value_heads), config.dtype) for k in keys[1:])
     mask = causal_mask(jnp.ones((1, length), bool))
-    got = jax.jit(attend, static_argnums=4)(query, key, value, mask, config.attention)
+    got = jax.jit(attend, static_argnums=(4, 5))(query, key, value, mask, config.attention, True)
     expected = jax.jit(lambda *operands: dot_product_attention(*operands)[0])(query, key, value, mask)
     difference = jnp.abs(got.astype(jnp.float32) - expected.astype(jnp.float32)).max()
     return {

@@ -199,9 +199,8 @@ class WindowMask:
 def _tiled_attention(query, key, value, mask) -> jax.Array:
     """attend's "tiled": every query tile against every key (equal tiles of at most QUERY_TILE queries)."""
     batch, length, _, _ = query.shape
-    tile = QUERY_TILE
-    slots, tiles = key.shape[1], -(-length // tile)
-    tile = -(-length // tiles)  # equal tiles of at most `tile` queries: at most tiles - 1 padded rows
+    slots, tiles = key.shape[1], -(-length // QUERY_TILE)
+    tile = -(-length // tiles)  # equal tiles of at most QUERY_TILE queries: at most tiles - 1 padded rows
     mask = jnp.pad(mask, [(0, 0), (0, tiles * tile - length), (0, 0)]).reshape(batch, tiles, tile, slots)
     return _tile_loop(query, key, value, tile, slots, 0, lambda row, tile_index: mask[row, tile_index])
 
