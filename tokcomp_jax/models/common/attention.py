@@ -180,6 +180,11 @@ def _resolved(implementation: str) -> str:
     return implementation
 
 
+def same_segment(ids: jax.Array) -> jax.Array:
+    """[F, P] segment (or window) ids -> [F, P, P] mask: True where two positions share one."""
+    return ids[..., :, None] == ids[..., None, :]
+
+
 def dense_mask(mask: jax.Array | WindowMask) -> jax.Array:
     """A boolean mask [B, T, S] as it is, or a WindowMask as one."""
     return mask.dense() if isinstance(mask, WindowMask) else mask
@@ -196,7 +201,7 @@ class WindowMask:
 
     def dense(self) -> jax.Array:
         """The same mask as [B, T, T] booleans (True = same window)."""
-        return self.ids[..., :, None] == self.ids[..., None, :]
+        return same_segment(self.ids)
 
 
 def _tiled_attention(query, key, value, mask) -> jax.Array:

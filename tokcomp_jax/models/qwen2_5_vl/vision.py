@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import WindowMask
+from tokcomp_jax.models.common.attention import WindowMask, same_segment
 from tokcomp_jax.models.common.layers import GatedMLP, RMSNorm
 from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VisionConfig
 from tokcomp_jax.models.qwen2_vl.vision import (
@@ -22,7 +22,6 @@ from tokcomp_jax.models.qwen2_vl.vision import (
     PatchMerger,
     Qwen2VisionTransformer,
     VisionAttention,
-    same_segment,
 )
 
 

@@ -14,17 +14,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import attention_output, dense_mask
+from tokcomp_jax.models.common.attention import attention_output, dense_mask, same_segment
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
 
 VISION_NORM_EPS = 1e-6
-
-
-def same_segment(ids: jax.Array) -> jax.Array:
-    """[F, P] segment (or window) ids -> [F, P, P] mask: True where two patches share one."""
-    return ids[..., :, None] == ids[..., None, :]
 
 
 class PatchEmbed(nnx.Module):

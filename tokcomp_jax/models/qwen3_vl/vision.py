@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tokcomp_jax.models.common.attention import same_segment
 from tokcomp_jax.models.common.layers import MLP, LayerNorm
 from tokcomp_jax.models.common.rope import vision_rope
-from tokcomp_jax.models.qwen2_vl.vision import VISION_NORM_EPS, PatchEmbed, VisionAttention, same_segment
+from tokcomp_jax.models.qwen2_vl.vision import VISION_NORM_EPS, PatchEmbed, VisionAttention
 from tokcomp_jax.models.qwen3_vl.config import Qwen3VisionConfig
 
 
