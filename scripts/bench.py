@@ -34,6 +34,8 @@ from configs.models.qwen2_vl import PRESETS
 from tokcomp_jax.benchmark import (
     Steps,
     Timing,
+    attention_checks,
+    attention_kernels,
     image_grid,
     measure,
     peak_tflops,
@@ -45,13 +47,7 @@ from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.samples import EvalSample
 from tokcomp_jax.flops import layer_prefill_flops, lm_head_flops, scoring_flops
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models.common.attention import (
-    attend,
-    attention_kernel,
-    configure_attention,
-    dot_product_attention,
-)
-from tokcomp_jax.models.common.decoder import causal_mask
+from tokcomp_jax.models.common.attention import configure_attention
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
 from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL
 from tokcomp_jax.models.qwen2_vl.params import qwen2vl_name_map
@@ -192,60 +188,18 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
         "visual_tokens": int(inputs.visual_token_mask.sum()),
         "off_size_visual_tokens": int(off_inputs.visual_token_mask.sum()),
         "buckets": dataclasses.asdict(buckets),
-        "attention_kernels": attention_kernels(model_cfg, config, buckets, patches=inputs.pixel_values.shape[-2]),
+        "attention_kernels": attention_kernels(
+            model_cfg,
+            config.dtype,
+            config.attention,
+            buckets.sequence,
+            inputs.pixel_values.shape[-2],
+            slots=buckets.sequence + config.decode_tokens,
+        ),  # fmt: skip
         "rows": rows,
         "decode": decode,
         "torch": comparison,
     }
-
-
-def attention_kernels(model_cfg, config, buckets: Buckets, patches: int) -> dict[str, str]:
-    """The kernel of each attention that no probabilities are read from in a case (attention_kernel):
-    the vision blocks over `patches`, the unpruned LLM prefill and a decode step."""
-    text, vision = model_cfg.text, model_cfg.vision
-    shaped = lambda length, heads, head_dim: jax.ShapeDtypeStruct((1, length, heads, head_dim), config.dtype)  # noqa: E731
-    patch_heads = shaped(patches, vision.num_heads, vision.head_dim)
-    queries = lambda length: shaped(length, text.num_attention_heads, text.head_dim)  # noqa: E731
-    keys = lambda length: shaped(length, text.num_key_value_heads, text.head_dim)  # noqa: E731
-    slots = buckets.sequence + config.decode_tokens
-    return {
-        "vision blocks": attention_kernel(patch_heads, patch_heads, config.attention),
-        "LLM prefill": attention_kernel(queries(buckets.sequence), keys(buckets.sequence), config.attention),
-        "decode step": attention_kernel(queries(1), keys(slots), config.attention),
-    }
-
-
-# A vision site's check attends over at most this many patches (the reference's scores must fit).
-CHECK_MAX_PATCHES = 4096
-
-
-def attention_checks(model_cfg, config) -> dict[str, dict]:
-    """`attend` by the configured implementation against the reference at each attention site of the
-    largest case, on random operands in the bench's dtype: the LLM prefill (causal, as SelfAttention
-    calls it) and a vision block (at most CHECK_MAX_PATCHES patches). Per site: the kernel, the
-    largest difference, or the error that stopped it (on a GPU: whether cuDNN runs and agrees)."""
-    case, text, vision = config.cases[-1], model_cfg.text, model_cfg.vision
-    sequence = Buckets(text=config.text_bucket, visual=case.visual_bucket).sequence
-    patches = min(np.prod(image_grid(model_cfg, *case.image)), CHECK_MAX_PATCHES)
-    sites = {
-        "LLM prefill": (sequence, text.num_attention_heads, text.num_key_value_heads, text.head_dim, True),
-        "vision blocks": (int(patches), vision.num_heads, vision.num_heads, vision.head_dim, False),
-    }
-    checks = {}
-    for site, (length, heads, kv_heads, head_dim, causal) in sites.items():
-        keys = jax.random.split(jax.random.key(config.seed), 3)
-        query = jax.random.normal(keys[0], (1, length, heads, head_dim), config.dtype)
-        key, value = (jax.random.normal(k, (1, length, kv_heads, head_dim), config.dtype) for k in keys[1:])
-        mask = causal_mask(jnp.ones((1, length), bool)) if causal else jnp.ones((1, length, length), bool)
-        checks[site] = {"kernel": attention_kernel(query, key, config.attention), "tokens": length}
-        try:
-            got = jax.jit(attend, static_argnums=(4, 5))(query, key, value, mask, config.attention, causal)
-            expected = jax.jit(lambda *operands: dot_product_attention(*operands)[0])(query, key, value, mask)
-            difference = jnp.abs(got.astype(jnp.float32) - expected.astype(jnp.float32)).max()
-            checks[site]["max_abs_diff"] = float(difference)
-        except Exception as error:  # a kernel failing on a lent device must not end the run: main falls back
-            checks[site]["error"] = f"{type(error).__name__}: {error}"[:500]
-    return checks
 
 
 def compare(steps: Steps, torch_model, model_cfg, config, batch: dict, args: tuple) -> dict:
@@ -600,7 +554,10 @@ def main(argv) -> None:
     model, torch_model = build_models(config, model_cfg)
     model.language_model.layers.configure(scan=config.scan_layers)
     configure_attention(model, config.attention)
-    checks = attention_checks(model_cfg, config)
+    largest = config.cases[-1]
+    sequence = Buckets(text=config.text_bucket, visual=largest.visual_bucket).sequence
+    patches = int(np.prod(image_grid(model_cfg, *largest.image)))
+    checks = attention_checks(model_cfg, config.dtype, config.attention, sequence, patches, config.seed)
     if any("error" in check for check in checks.values()):  # e.g. cuDNN refusing a shape: the run goes on by XLA's
         print(f"attention {config.attention} failed its check ({checks}); the run goes on with 'xla'")
         config.attention = "xla"

@@ -17,10 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from tokcomp_jax.generate import decode, prefill
+from tokcomp_jax.models.common import attention
+from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, visual_scores
 
@@ -210,3 +213,54 @@ def random_image_batch(
         "pixel_values": np.concatenate(pixels),
         "image_grid_thw": np.array([[1, h, w] for h, w in grids]),
     }
+
+
+# A vision site's check attends over at most this many patches (the reference's scores must fit).
+CHECK_MAX_PATCHES = 4096
+
+
+def attention_kernels(
+    config: Qwen2VLConfig, dtype, implementation: str, sequence: int, patches: int, slots: int
+) -> dict[str, str]:
+    """The kernel of each attention that no probabilities are read from (attention.attention_kernel):
+    a vision block over `patches`, an LLM prefill of `sequence` tokens, a decode step over `slots`."""
+    text, vision = config.text, config.vision
+    shaped = lambda length, heads, head_dim: jax.ShapeDtypeStruct((1, length, heads, head_dim), dtype)  # noqa: E731
+    patch_heads = shaped(patches, vision.num_heads, vision.head_dim)
+    queries = lambda length: shaped(length, text.num_attention_heads, text.head_dim)  # noqa: E731
+    keys = lambda length: shaped(length, text.num_key_value_heads, text.head_dim)  # noqa: E731
+    return {
+        "vision blocks": attention.attention_kernel(patch_heads, patch_heads, implementation),
+        "LLM prefill": attention.attention_kernel(queries(sequence), keys(sequence), implementation),
+        "decode step": attention.attention_kernel(queries(1), keys(slots), implementation),
+    }
+
+
+def attention_checks(
+    config: Qwen2VLConfig, dtype, implementation: str, sequence: int, patches: int, seed: int = 0
+) -> dict[str, dict]:
+    """`attend` by `implementation` against the reference on random operands in `dtype` at two sites:
+    an LLM prefill of `sequence` tokens (causal, as SelfAttention calls it) and a vision block (at
+    most CHECK_MAX_PATCHES of `patches`). Per site: the kernel, the largest difference, or the error
+    that stopped it (on a GPU: whether cuDNN runs and agrees). Errors are caught, so that a kernel
+    failing on a lent device leaves the caller free to go on with another."""
+    text, vision = config.text, config.vision
+    sites = {
+        "LLM prefill": (sequence, text.num_attention_heads, text.num_key_value_heads, text.head_dim, True),
+        "vision blocks": (min(patches, CHECK_MAX_PATCHES), vision.num_heads, vision.num_heads, vision.head_dim, False),
+    }
+    checks = {}
+    for site, (length, heads, kv_heads, head_dim, causal) in sites.items():
+        keys = jax.random.split(jax.random.key(seed), 3)
+        query = jax.random.normal(keys[0], (1, length, heads, head_dim), dtype)
+        key, value = (jax.random.normal(k, (1, length, kv_heads, head_dim), dtype) for k in keys[1:])
+        mask = causal_mask(jnp.ones((1, length), bool)) if causal else jnp.ones((1, length, length), bool)
+        checks[site] = {"kernel": attention.attention_kernel(query, key, implementation), "tokens": length}
+        try:
+            got = jax.jit(attention.attend, static_argnums=(4, 5))(query, key, value, mask, implementation, causal)
+            expected = jax.jit(lambda *operands: attention.dot_product_attention(*operands)[0])(query, key, value, mask)
+            difference = jnp.abs(got.astype(jnp.float32) - expected.astype(jnp.float32)).max()
+            checks[site]["max_abs_diff"] = float(difference)
+        except Exception as error:  # reported, not raised: see the docstring
+            checks[site]["error"] = f"{type(error).__name__}: {error}"[:500]
+    return checks
