@@ -16,10 +16,12 @@ every n-th sample and writes its own results files; host 0 writes the report aft
 `--mesh global`: one mesh over every host's devices, so a model larger than one host fits; all
 hosts run every batch together and host 0 keeps the results (see README, "Evaluating on a TPU pod").
 
-Every benchmark is read and checked (files, records, unique ids, readable media) before the model
-loads, and all problems are reported at once; `--check_data` stops there. `--rescore` recomputes
-an earlier run's results in --out from its stored replies, without a model (e.g. after a scoring
-fix); scripts/score.py scores replies produced anywhere.
+The flags are checked first (--keep, --out: a new or empty directory, or one an earlier run made),
+then every benchmark is read and checked (files, records, unique ids, readable media) before the
+model loads, and all problems are reported at once; `--check_data` stops there. `--rescore`
+recomputes an earlier run's results in --out from its stored replies, without a model (e.g. after a
+scoring fix), once every run's replies are whole and made from the same benchmark samples;
+scripts/score.py scores replies produced anywhere.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
 from tokcomp_jax.eval.memory import memory_plan
 from tokcomp_jax.eval.metrics import benchmark_score
-from tokcomp_jax.eval.results import HostZeroResults, ResultsFile
+from tokcomp_jax.eval.results import HostZeroResults, ResultsFile, data_fingerprint
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, shard_model
@@ -50,9 +52,10 @@ from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.families import family_of
+from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig
 from tokcomp_jax.prune.methods import usable_without_labels
-from tokcomp_jax.runs import RunConflict, claim, digest, exclusive, model_digest
+from tokcomp_jax.runs import RunConflict, check_run_directory, claim, exclusive, model_digest
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "suite config, e.g. configs/eval/images.py", lock_config=False
@@ -91,11 +94,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over the runs in --out
 def make_codec(config, model):
     if config.codec == "miniature":
         return MiniatureCodec(model.config)
-    from transformers import AutoTokenizer
-
     family = family_of(model.config)
-    tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER.value or family.tokenizer_directory(_MODEL.value),
-                                              local_files_only=True)  # fmt: skip
+    tokenizer = family.load_tokenizer(_PROCESSOR.value or _MODEL.value, _TOKENIZER.value)
     return ChatCodec(model.config, tokenizer, _PROCESSOR.value or _MODEL.value)
 
 
@@ -180,7 +180,9 @@ def stored_runs(out: Path, name: str) -> dict[str, list[Path]]:
 
 
 def rescore(config, samples: dict, out: Path) -> list[dict]:
-    """Table rows of an earlier run recomputed from its stored replies, by today's scoring rules."""
+    """Table rows of an earlier run recomputed from its stored replies, by today's scoring rules.
+    Refused unless every results file was made from these benchmark samples (its fingerprint's data),
+    every line is a whole record and every sample has a reply."""
     rows = []
     for benchmark in config.benchmarks:
         runs = stored_runs(out, benchmark.name)
@@ -188,16 +190,48 @@ def rescore(config, samples: dict, out: Path) -> list[dict]:
             raise app.UsageError(f"{out / benchmark.name} holds no unpruned run to rescore")
         per_run = {}
         for run, paths in runs.items():
-            replies = {r["sample_id"]: r for p in paths for r in ResultsFile(p).read()}
-            chosen = [s for s in samples[benchmark.name] if s.sample_id in replies]
-            records = reply_records(
-                chosen, {i: r["reply"] for i, r in replies.items() if i in {s.sample_id for s in chosen}}
-            )
+            replies = {}
+            for path in paths:
+                check_rescored_data(path, benchmark, samples[benchmark.name])
+                try:
+                    stored = ResultsFile(path).read_whole(("sample_id", "reply", "flops_pct"))
+                except ValueError as err:
+                    raise app.UsageError(str(err)) from None
+                replies |= {r["sample_id"]: r for r in stored if r["sample_id"] not in replies}
+            try:
+                records = reply_records(samples[benchmark.name], {i: r["reply"] for i, r in replies.items()})
+            except ValueError as err:
+                raise app.UsageError(
+                    f"{out / benchmark.name} {run}: {err}; finish the run (the same command without --rescore)"
+                ) from None
             for record in records:
                 record["flops_pct"] = replies[record["sample_id"]]["flops_pct"]
             per_run[run] = {"records": records, "wall_s": float("nan")}
         rows += summarise(benchmark.name, samples[benchmark.name][0].metric, per_run)
     return rows
+
+
+def check_rescored_data(path: Path, benchmark, samples) -> None:
+    """Refuse to rescore a results file made from other benchmark samples (ids, prompts, answers) or
+    another adapter than `benchmark`'s, as its fingerprint records them; moving the data is allowed."""
+    record = path.with_suffix(".fingerprint.json")
+    try:
+        made_from = json.loads(record.read_text())
+        hosts, host = int(made_from["hosts"]), int(path.name.rsplit(".host", 1)[1].split(".")[0])
+        stored = made_from["data"]
+        share = samples[host % hosts :: hosts]
+        expected = data_fingerprint(benchmark.adapter, Path(_DATA_DIR.value, benchmark.data_dir), share)
+        differ = [key for key in ("adapter", "samples") if stored[key] != expected[key]]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        raise app.UsageError(
+            f"{record} is missing or unreadable: there is no record of the benchmark data {path.name} was made "
+            "from, so it cannot be rescored; evaluate again (--overwrite)"
+        ) from None
+    if differ:
+        raise app.UsageError(
+            f"{path} was made from other benchmark data than {benchmark.name} under --data_dir ({' and '.join(differ)} "
+            f"differ from {record.name}); rescore with the data it was made from, or evaluate again"
+        )
 
 
 def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune: PruneConfig | None) -> None:
@@ -206,9 +240,8 @@ def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune:
     fingerprint = made_from | {
         "mapper": made_from["mapper"] if prune is not None and prune.scorer == "mapper" else None,
         "prune": dataclasses.asdict(prune) if prune is not None else None,
-        "data": {"adapter": benchmark.adapter, "data_dir": str(Path(_DATA_DIR.value, benchmark.data_dir).absolute()),
-                 "samples": digest([(s.sample_id, s.prompt, s.answers) for s in samples])},
-    }  # fmt: skip
+        "data": data_fingerprint(benchmark.adapter, Path(_DATA_DIR.value, benchmark.data_dir), samples),
+    }
     results.path.parent.mkdir(parents=True, exist_ok=True)
     has_outputs = results.path.exists() and results.path.stat().st_size > 0
     fresh = claim(results.path.with_suffix(".fingerprint.json"), fingerprint, _OVERWRITE.value, has_outputs)
@@ -224,34 +257,63 @@ def write_report(config, out: Path, rows: list[dict]) -> None:
     print(markdown(rows))
 
 
+def pruning_runs() -> dict[str, PruneConfig | None]:
+    """The runs to make, unpruned first then --scorer at each --keep ratio; an empty --keep, a ratio
+    that is not a number or one outside (0, 1] is refused before anything is read."""
+    if not _KEEP.value:
+        raise app.UsageError("--keep is empty; give keep ratios in (0, 1], comma-separated (e.g. --keep 0.5,0.25)")
+    runs: dict[str, PruneConfig | None] = {"unpruned": None}
+    for keep in _KEEP.value:
+        try:
+            ratio = float(keep)
+        except ValueError:
+            raise app.UsageError(
+                f"--keep {keep!r} is not a number; give keep ratios in (0, 1], comma-separated"
+            ) from None
+        try:
+            runs[f"{_SCORER.value}@{keep}"] = PruneConfig(_SCORER.value, ratio, layer=_LAYER.value)
+        except ValueError as err:
+            raise app.UsageError(f"--keep {keep}: {err}") from None
+    return runs
+
+
 def main(argv) -> None:
     del argv
     join()  # --distributed: join the other hosts
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
+    out = Path(_OUT.value)
+    runs = pruning_runs()  # the flags first, then the data, then the model
+    if not _CHECK_DATA.value:
+        if not _MODEL.value and not _RESCORE.value:
+            raise app.UsageError("--model is required (except with --check_data or --rescore)")
+        if _SCORER.value == "mapper" and not _MAPPER.value and not _RESCORE.value:
+            raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
+        try:
+            check_run_directory(out)
+        except RunConflict as err:
+            raise app.UsageError(str(err)) from None
     all_samples = read_data(config)
     if _CHECK_DATA.value:
         count = sum(map(len, all_samples.values()))
         print(f"{len(all_samples)} benchmarks, {count} samples: no problems found")
         return
-    out = Path(_OUT.value)
     if _RESCORE.value:
         write_report(config, out, rescore(config, all_samples, out))
         return
-    if not _MODEL.value:
-        raise app.UsageError("--model is required (except with --check_data or --rescore)")
     host, hosts = jax.process_index(), jax.process_count()
     splits = hosts if _MESH.value == "host" else 1  # results files, one per share of the samples
-    check_memory_plan(config)
-    mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
-    # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
-    model = tokcomp_jax.load(
-        _MODEL.value, sharding_of=None if mesh is None else functools.partial(param_sharding, mesh)
-    )
-    if _SCORER.value == "mapper" and not _MAPPER.value:
-        raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
-    mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
+    try:
+        check_memory_plan(config)
+        mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
+        # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
+        model = tokcomp_jax.load(
+            _MODEL.value, sharding_of=None if mesh is None else functools.partial(param_sharding, mesh)
+        )
+        mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
+    except CheckpointError as err:  # names the file, field or parameter at fault
+        raise app.UsageError(str(err)) from None
     codec = make_codec(config, model)
     made_from = {"model": model_digest(model), "codec": config.codec, "tokenizer": _TOKENIZER.value or _MODEL.value,
                  "processor": _PROCESSOR.value or _MODEL.value, "max_new_tokens": config.max_new_tokens, "hosts": splits,
@@ -266,9 +328,6 @@ def main(argv) -> None:
               f"of {len({d.process_index for d in mesh.devices.flat})} host(s)")  # fmt: skip
     model.language_model.layers.configure(scan=_SCAN_LAYERS.value)  # after the digest, which names stacked weights
     configure_attention(model, _ATTENTION.value)
-    runs = {"unpruned": None} | {
-        f"{_SCORER.value}@{keep}": PruneConfig(_SCORER.value, float(keep), layer=_LAYER.value) for keep in _KEEP.value
-    }
     completed, metrics = {}, {}
     try:
         with exclusive(out, f".lock.host{host}"):

@@ -9,7 +9,7 @@ Prints the answer, kept / total visual tokens and the jitted prefill time pruned
 (median of 3 after a warm-up call), and can save the picture of the kept tokens of the first image
 (families whose tokens tile the image: Qwen2-VL). The tokenizer (with its chat template) is read
 from --tokenizer, by default the model directory (VILA1.5: its llm/); the image processor from
---processor's preprocessor_config.json (default: the tokenizer's directory, then the family's
+--processor's preprocessor_config.json (default: the model directory, then the family's
 defaults). Nothing is downloaded.
 """
 
@@ -25,7 +25,6 @@ import jax
 import numpy as np
 from flax import nnx
 from PIL import Image
-from transformers import AutoTokenizer
 
 import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
@@ -89,10 +88,8 @@ def main(argv=None) -> dict:
     configure_attention(model, args.attention)
     config = model.config
     family = family_of(config)
-    tokenizer = AutoTokenizer.from_pretrained(
-        args.tokenizer or family.tokenizer_directory(args.model), local_files_only=True
-    )
-    chat = family.chat(config, tokenizer, family.read_preprocessor(args.processor or args.model))
+    tokenizer = family.load_tokenizer(args.processor or args.model, args.tokenizer)
+    chat = family.chat(config, tokenizer, family.read_side_files(args.processor or args.model))
     images = [load_image(path) for path in args.image]
     video = load_video(VideoClip(args.video, num_frames=args.frames)) if args.video else None
     batch = chat.encode(args.prompt, images=images, video=video)

@@ -25,15 +25,16 @@ from ml_collections import config_flags
 
 import tokcomp_jax
 from tokcomp_jax.data.scenes import scene_samples
-from tokcomp_jax.eval.adapters import read_benchmark
+from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
 from tokcomp_jax.models.families import family_of
+from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune.layout import Buckets
-from tokcomp_jax.runs import RunConflict, exclusive
+from tokcomp_jax.runs import RunConflict, check_run_directory, exclusive
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/label/tiny.py", "labelling config")
 _OUT = flags.DEFINE_string("out", "outputs/labels", "output directory (shards and the TFDS dataset)")
@@ -41,18 +42,15 @@ _STOP_AFTER = flags.DEFINE_integer("stop_after_shards", None, "stop after this m
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over labels in --out that another model/config/data made")
 
 
-def benchmark_samples(model, config):
-    """(label samples, their judge, EOS id) of a benchmark through the model's family's chat codec."""
+def benchmark_samples(model, config, benchmark):
+    """(label samples, their judge, EOS id) of a benchmark's samples through the model's family's chat codec."""
     from transformers import AutoTokenizer
 
     family = family_of(model.config)
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or family.tokenizer_directory(config.model),
                                               local_files_only=True)  # fmt: skip
     codec = ChatCodec(model.config, tokenizer, config.model)
-    samples = [
-        {**codec.encode(s), "sample_id": s.sample_id, "sample": s}
-        for s in read_benchmark(config.adapter, config.data_dir)
-    ]
+    samples = [{**codec.encode(s), "sample_id": s.sample_id, "sample": s} for s in benchmark]
 
     def correct(sample: dict, answer: list[int]) -> bool:
         reference = sample["sample"]
@@ -62,26 +60,49 @@ def benchmark_samples(model, config):
     return samples, correct, codec.eos_token_id
 
 
+def check_config(config) -> None:
+    """The settings, checked before any data or model is read: a count of 0 would write nothing or loop forever."""
+    if config.source not in ("scenes", "benchmark"):
+        raise app.UsageError(f"unknown label source {config.source!r} (available: scenes, benchmark)")
+    if config.source == "benchmark" and not (config.model and config.data_dir):
+        raise app.UsageError("source benchmark needs --config.model and --config.data_dir")
+    counts = ["batch_size", "shard_size", "max_new_tokens"] + (["count"] if config.source == "scenes" else [])
+    for name in counts:
+        value = config[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise app.UsageError(f"--config.{name} must be a whole number of at least 1, got {value!r}")
+    try:
+        check_run_directory(_OUT.value)
+    except RunConflict as err:
+        raise app.UsageError(str(err)) from None
+
+
 def main(argv) -> None:
     del argv
     logging.getLogger("absl").setLevel(logging.WARNING)
     join()  # --distributed: join the other hosts
     config = _CONFIG.value
-    if config.source not in ("scenes", "benchmark"):
-        raise app.UsageError(f"unknown label source {config.source!r} (available: scenes, benchmark)")
-    if config.source == "benchmark" and not (config.model and config.data_dir):
-        raise app.UsageError("source benchmark needs --config.model and --config.data_dir")
-    model = (
-        tokcomp_jax.load(config.model)
-        if config.model
-        else Qwen2VL(Qwen2VLConfig.tiny(), rngs=nnx.Rngs(config.model_seed))
-    )
+    check_config(config)
+    benchmark = []
+    if config.source == "benchmark":  # the data before the model
+        samples, problems = read_suite([(config.adapter, config.adapter, config.data_dir)])
+        if problems:
+            raise app.UsageError(f"--config.data_dir {config.data_dir}: " + "; ".join(problems))
+        benchmark = samples[config.adapter]
+    try:
+        model = (
+            tokcomp_jax.load(config.model)
+            if config.model
+            else Qwen2VL(Qwen2VLConfig.tiny(), rngs=nnx.Rngs(config.model_seed))
+        )
+    except CheckpointError as err:
+        raise app.UsageError(str(err)) from None
     buckets = Buckets(**config.buckets)
     if config.source == "scenes":
         samples = scene_samples(model.config, config.count, [tuple(s) for s in config.sizes], seed=config.seed)
         extra, eos = {}, config.eos_token_id
     else:
-        samples, correct, eos = benchmark_samples(model, config)
+        samples, correct, eos = benchmark_samples(model, config, benchmark)
         extra = {"correct": correct}
         largest = max(samples, key=lambda s: s["input_ids"].shape[-1])  # vision blocks / tiles sized by the family
         sized = family_of(model.config).buckets(model.config, largest, buckets.text, buckets.visual, config.batch_size)

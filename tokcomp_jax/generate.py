@@ -24,6 +24,8 @@ from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.prune.in_llm import staged_prefill
 from tokcomp_jax.prune.pruner import PruneConfig, prune_embeddings
 
+StopIds = int | tuple[int, ...]  # static under jit, so a tuple and never a list
+
 
 @struct.dataclass
 class Generation:
@@ -94,9 +96,18 @@ def prefill(
     )
 
 
-def decode(model, state: PrefillState, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int = 0) -> Generation:
+def stop_ids(eos_token_id: StopIds) -> tuple[int, ...]:
+    """An EOS id or a tuple of them (a chat's end of turn and generation_config.json's eos ids) as a tuple."""
+    return (eos_token_id,) if isinstance(eos_token_id, int) else tuple(eos_token_id)
+
+
+def decode(
+    model, state: PrefillState, *, max_new_tokens: int, eos_token_id: StopIds, pad_token_id: int = 0
+) -> Generation:
     """Greedy tokens from a prefill: the prefill's token, then up to M - 1 more, stopping when every
-    sample has produced EOS (pass an id outside the vocabulary to always decode M tokens)."""
+    sample has produced an EOS id (pass an id outside the vocabulary to always decode M tokens)."""
+    stops = jnp.asarray(stop_ids(eos_token_id), jnp.int32)
+    is_stop = lambda tokens: jnp.isin(tokens, stops)  # noqa: E731
     decoder = model.language_model
     batch = state.token.shape[0]
     dtype = state.segments[0].cache.key.dtype
@@ -117,22 +128,22 @@ def decode(model, state: PrefillState, *, max_new_tokens: int, eos_token_id: int
         logits = model.lm_head(decoder.norm(x), decoder.embed_tokens)[:, 0]
         token = jnp.where(done, pad_token_id, jnp.argmax(logits, axis=-1).astype(jnp.int32))
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, index))
-        return index + 1, token, tokens, done | (token == eos_token_id), tuple(updated)
+        return index + 1, token, tokens, done | is_stop(token), tuple(updated)
 
     def keep_going(carry):
         index, _, _, done, _ = carry
         return (index < max_new_tokens) & ~done.all()
 
     tokens = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32).at[:, 0].set(state.token)
-    carry = (1, state.token, tokens, state.token == eos_token_id, state.segments)
+    carry = (1, state.token, tokens, is_stop(state.token), state.segments)
     _, _, tokens, _, _ = jax.lax.while_loop(keep_going, step, carry)
-    is_eos = tokens == eos_token_id
+    is_eos = is_stop(tokens)
     lengths = jnp.where(is_eos.any(-1), jnp.argmax(is_eos, axis=-1) + 1, max_new_tokens)
     return Generation(tokens=tokens, lengths=lengths, prefill_length=state.prefill_length)
 
 
 def greedy_decode(
-    model, embeds, position_ids, attention_mask, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int = 0
+    model, embeds, position_ids, attention_mask, *, max_new_tokens: int, eos_token_id: StopIds, pad_token_id: int = 0
 ) -> Generation:
     """Prefill embeddings [B, T, D] (position ids [..., B, T], mask [B, T]) and decode up to M tokens."""
     state = prefill(model, embeds, position_ids, attention_mask, max_new_tokens=max_new_tokens)
@@ -147,7 +158,7 @@ def _generate(
     inputs,
     *,
     max_new_tokens: int,
-    eos_token_id: int,
+    eos_token_id: StopIds,
     pad_token_id: int = 0,
     mapper=None,
     scoring=None,
@@ -186,7 +197,7 @@ class Generator:
         self._graphdef, self._state = nnx.split((model, mapper))
 
     def __call__(
-        self, inputs, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int = 0, scoring=None, prune=None
+        self, inputs, *, max_new_tokens: int, eos_token_id: StopIds, pad_token_id: int = 0, scoring=None, prune=None
     ) -> Generation:
         return _generate_split(
             self._graphdef, self._state, inputs, scoring, max_new_tokens=max_new_tokens,

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from configs.models import llava_onevision, vila
 from conversion.tiny import save_tiny_checkpoint, tiny_hf_config, tiny_tokenizer
+from tokcomp_jax.models.common.released import SideFiles
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER
@@ -25,14 +26,14 @@ def test_qwen2_vl_reads_its_pixel_limits(preprocessor):
     tokenizer = tiny_tokenizer("qwen2_vl")
     count = lambda chat: int((chat.encode("what ?", images=[IMAGE])["input_ids"] == config.image_token_id).sum())  # noqa: E731
     assert count(family.chat(config, tokenizer)) == 96
-    assert count(family.chat(config, tokenizer, preprocessor)) <= 16
+    assert count(family.chat(config, tokenizer, SideFiles(preprocessor=preprocessor))) <= 16
 
 
 def test_the_checkpoint_files_are_where_each_family_keeps_them(tmp_path):
     for name in FAMILIES:
         save_tiny_checkpoint(name, tmp_path / name)
         family = FAMILIES[name]
-        assert family.read_preprocessor(tmp_path / name), name
+        assert family.read_side_files(tmp_path / name).preprocessor, name
         assert (family.tokenizer_directory(tmp_path / name) / "tokenizer.json").is_file(), name
 
 
@@ -59,7 +60,7 @@ def test_llava_counts_match_the_plan_and_collate_pads_tiles(tmp_path):
     config, family = llava_onevision.tiny(), FAMILIES["llava_onevision"]
     save_tiny_checkpoint("llava_onevision", tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
-    chat = family.chat(config, tokenizer, family.read_preprocessor(tmp_path))
+    chat = family.chat(config, tokenizer, family.read_side_files(tmp_path))
     assert list(chat.processor.image_mean) == [0.5] * 3  # from the checkpoint, not transformers' CLIP default
     wide, small = chat.encode("what ?", images=[IMAGE]), chat.encode("what ?", images=[IMAGE[:60, :60]])
     batch = family.collate([wide, small])

@@ -6,6 +6,7 @@ attention_mask and the family's media arrays), `decode(tokens) -> str` and `eos_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -24,7 +25,9 @@ class ChatCodec:
 
     def __init__(self, config, tokenizer, checkpoint: str | os.PathLike | None = None, **overrides):
         family = family_of(config)
-        self.chat = family.chat(config, tokenizer, {**family.read_preprocessor(checkpoint), **overrides})
+        files = family.read_side_files(checkpoint)
+        files = dataclasses.replace(files, preprocessor={**files.preprocessor, **overrides})
+        self.chat = family.chat(config, tokenizer, files)
         self.eos_token_id = self.chat.eos_token_id
 
     def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:

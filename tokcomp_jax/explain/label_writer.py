@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
 from tokcomp_jax.explain.relevance import append_answers, relevance
-from tokcomp_jax.generate import greedy_decode
+from tokcomp_jax.generate import StopIds, greedy_decode, stop_ids
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune.features import first_layer_features
 from tokcomp_jax.prune.layout import Buckets
@@ -48,7 +48,7 @@ class LabelSettings:
     shard_size: int = 16
     method: str = "gradient"
     max_new_tokens: int = 4
-    eos_token_id: int = 0
+    eos_token_id: StopIds = 0
     split: str = "train"
 
 
@@ -68,7 +68,7 @@ def reference_match(sample: dict, answer: list[int]) -> bool:
 
 
 @nnx.jit(static_argnames=("max_new_tokens", "eos_token_id"))
-def _prompt_pass(model, inputs, layout, max_new_tokens: int, eos_token_id: int):
+def _prompt_pass(model, inputs, layout, max_new_tokens: int, eos_token_id: StopIds):
     """One embedding of the prompt for both the mapper's features [B, Hd, N] and the greedy answer."""
     embeds = model.embed(inputs)
     features = first_layer_features(model, embeds, inputs.position_ids, inputs.attention_mask, layout)
@@ -82,14 +82,14 @@ def _prompt_pass(model, inputs, layout, max_new_tokens: int, eos_token_id: int):
 _relevance = nnx.jit(relevance, static_argnames="method")
 
 
-def _answer(tokens: np.ndarray, eos: int) -> list[int]:
-    """Generated tokens up to (not including) EOS; EOS itself if the answer is empty."""
-    answer = []
+def _answer(tokens: np.ndarray, eos: StopIds) -> list[int]:
+    """Generated tokens up to (not including) the first EOS id; that EOS itself if the answer is empty."""
+    answer, stops = [], stop_ids(eos)
     for token in tokens.tolist():
-        if token == eos:
-            break
+        if token in stops:
+            return answer or [token]
         answer.append(token)
-    return answer or [eos]
+    return answer or [stops[0]]
 
 
 def label_batch(model, samples: Sequence[dict], settings: LabelSettings, correct=reference_match) -> list[dict]:

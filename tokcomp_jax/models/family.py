@@ -3,7 +3,8 @@
 Code outside a family's folder never asks which family it holds; it asks the family:
 
     family = family_of(model.config)                         # tokcomp_jax.models.families
-    chat = family.chat(model.config, tokenizer, family.read_preprocessor(checkpoint))
+    tokenizer = family.load_tokenizer(checkpoint)        # with the processor's chat template
+    chat = family.chat(model.config, tokenizer, family.read_side_files(checkpoint))
     batch = family.collate([chat.encode(prompt, images=[image]) for prompt, image in pairs])
     inputs, layout = family.prepare(model.config, batch, buckets)   # host: padded, jit-ready
 
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.common.chat import read_preprocessor_config
+from tokcomp_jax.models.common.released import SideFiles, load_tokenizer, read_side_files
 from tokcomp_jax.models.loading import NameMap
 from tokcomp_jax.prune.layout import Buckets, VisualLayout
 
@@ -71,16 +72,21 @@ class Family(abc.ABC):
         inner = Path(checkpoint) / self.tokenizer_subdir
         return inner if self.tokenizer_subdir and inner.is_dir() else Path(checkpoint)
 
-    def read_preprocessor(self, checkpoint: str | os.PathLike | None) -> dict:
-        """The checkpoint's preprocessor_config.json ({} without one): image sizes and normalisation."""
-        return read_preprocessor_config(checkpoint)
+    def load_tokenizer(self, checkpoint: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None):
+        """The checkpoint's tokenizer as transformers' processor holds it: from `tokenizer_dir` (default:
+        tokenizer_directory), with the processor's chat template of the checkpoint where it has one."""
+        return load_tokenizer(tokenizer_dir or self.tokenizer_directory(checkpoint), template_dir=checkpoint)
+
+    def read_side_files(self, checkpoint: str | os.PathLike | None) -> SideFiles:
+        """The checkpoint's preprocessor, video preprocessor and generation configs ({} each it lacks)."""
+        return read_side_files(checkpoint)
 
     @abc.abstractmethod
-    def chat(self, config: Any, tokenizer, preprocessor: dict | None = None):
+    def chat(self, config: Any, tokenizer, files: SideFiles | None = None):
         """The family's prompt side: an object with `encode(prompt, images=(), video=None) -> dict`
-        (a one-row transformers-style batch), `decode(tokens) -> str` and `eos_token_id`, using the
-        tokenizer's chat template and the image processor `preprocessor` (read_preprocessor)
-        describes; the family's defaults where it is silent."""
+        (a one-row transformers-style batch), `decode(tokens) -> str` and `eos_token_id` (the tuple of
+        ids a reply ends with), using the tokenizer's chat template, the image and video processors
+        `files` describe and their generation config; the family's defaults where they are silent."""
 
     @abc.abstractmethod
     def collate(self, rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -1,14 +1,9 @@
 """The prompt side every family shares: one user turn through the tokenizer's chat template, the
-token a reply ends with, the checkpoint's preprocessor_config.json, and input checks."""
+token a reply ends with, and input checks."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-
-from tokcomp_jax.models.safetensors_io import read_json_object
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>")  # Qwen2 / ChatML, Llama 3
 
@@ -47,16 +42,9 @@ def end_of_turn_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
-def decode_reply(tokenizer, tokens, eos_token_id: int) -> str:
-    """Generated ids -> the reply text, without the end-of-turn token and special tokens."""
-    return tokenizer.decode([int(t) for t in tokens if t != eos_token_id], skip_special_tokens=True).strip()
-
-
-def read_preprocessor_config(checkpoint: str | os.PathLike | None) -> dict:
-    """The checkpoint's preprocessor_config.json ({} without a checkpoint or the file)."""
-    if checkpoint is None or not (path := Path(checkpoint) / "preprocessor_config.json").exists():
-        return {}
-    return read_json_object(path)
+def decode_reply(tokenizer, tokens, stop_ids: tuple[int, ...]) -> str:
+    """Generated ids -> the reply text, without the stop tokens and special tokens."""
+    return tokenizer.decode([int(t) for t in tokens if int(t) not in stop_ids], skip_special_tokens=True).strip()
 
 
 def check_image(image: np.ndarray, name: str, min_side: int) -> np.ndarray:

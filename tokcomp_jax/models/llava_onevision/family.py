@@ -23,8 +23,8 @@ class LlavaOnevisionFamily(Family):
     def name_map(self, config):
         return llava_onevision_name_map(config.text.tie_word_embeddings)
 
-    def chat(self, config, tokenizer, preprocessor=None):
-        return processor.LlavaOnevisionChat(config, tokenizer, preprocessor)
+    def chat(self, config, tokenizer, files=None):
+        return processor.LlavaOnevisionChat(config, tokenizer, files)
 
     def collate(self, rows):
         return processor.collate(rows)

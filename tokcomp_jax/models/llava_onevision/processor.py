@@ -18,9 +18,9 @@ from tokcomp_jax.models.common.chat import (
     check_video,
     collate_text,
     decode_reply,
-    end_of_turn_id,
     user_turn,
 )
+from tokcomp_jax.models.common.released import SideFiles, stop_token_ids
 from tokcomp_jax.models.llava_onevision import layout
 from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 
@@ -94,10 +94,11 @@ class LlavaOnevisionChat:
     """A released LLaVA-OneVision's prompt side (llava-hf layout: `<image>` and `<video>` are tokens
     of its tokenizer, at the config's image / video token ids)."""
 
-    def __init__(self, config: LlavaOnevisionConfig, tokenizer, preprocessor: dict | None = None):
+    def __init__(self, config: LlavaOnevisionConfig, tokenizer, files: SideFiles | None = None):
+        files = files or SideFiles()
         self.config, self.tokenizer = config, tokenizer
-        self.processor = image_processor(config, preprocessor)
-        self.eos_token_id = end_of_turn_id(tokenizer)
+        self.processor = image_processor(config, files.preprocessor)
+        self.eos_token_id = stop_token_ids(tokenizer, files.generation)
         self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
         self.video_token = tokenizer.convert_ids_to_tokens(config.video_token_id)
 

@@ -26,8 +26,8 @@ class Qwen2VLFamily(Family):
     def name_map(self, config):
         return qwen2vl_name_map(config.text.tie_word_embeddings)
 
-    def chat(self, config, tokenizer, preprocessor=None):
-        return processor.Qwen2VLChat(config, tokenizer, preprocessor)
+    def chat(self, config, tokenizer, files=None):
+        return processor.Qwen2VLChat(config, tokenizer, files)
 
     def collate(self, rows):
         return processor.collate(rows)

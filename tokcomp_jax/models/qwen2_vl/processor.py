@@ -1,31 +1,35 @@
 """Qwen2-VL model inputs from images, video frames and text, with transformers' own image processor.
 
 Nothing here touches the network or torch: the image processor is built from the model config
-(`Qwen2VLImageProcessorPil`, numpy out) and the tokenizer from a local directory. Video frames go
-through the same image processor and are paired along time here, because transformers' video
-processor needs torchvision.
+(`Qwen2VLImageProcessorPil`, numpy out) and the tokenizer from a local directory. A video's frames
+are chosen and sized by the video processor's rules (qwen2_vl/video.py), then normalised by the
+image processor and paired along time here, because transformers' video processor needs torchvision.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from tokcomp_jax.models.common.chat import (
     check_image,
     check_video,
     collate_text,
     decode_reply,
-    end_of_turn_id,
     user_turn,
 )
+from tokcomp_jax.models.common.released import SideFiles, stop_token_ids
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
+from tokcomp_jax.models.qwen2_vl.video import DEFAULT_FPS, VideoRules, frame_indices, resized_size, sampled_fps
 
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 
 
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 1280  # transformers' Qwen2VLImageProcessor
+QWEN2_VL_VIDEO = VideoRules(min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28)  # its Qwen2VLVideoProcessor
 
 
 def image_processor(
@@ -77,6 +81,30 @@ def process_video(processor, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return video, grid
 
 
+@dataclasses.dataclass(frozen=True)
+class ProcessedVideo:
+    pixels: np.ndarray  # pixel_values_videos [P, patch_dim]
+    grid: np.ndarray  # video_grid_thw [1, 3]
+    indices: np.ndarray  # [F] the clip's frames kept, in order
+    clip_fps: float  # the clip's frame rate (transformers' 24 where it is not told)
+    sampled_fps: float  # frames per second of the kept frames
+
+
+def video_inputs(config, rules: VideoRules, frames, clip_fps: float | None = None) -> ProcessedVideo:
+    """A clip's frames [F, H, W, C] (taken at `clip_fps`, None: unknown) as the family's video
+    processor makes them: frames kept by `rules`, each resized to one size, normalised, paired in time."""
+    frames = check_video(frames)
+    vision, factor = config.vision, config.vision.patch_size * config.vision.spatial_merge_size
+    indices = frame_indices(rules, len(frames), clip_fps, vision.temporal_patch_size)
+    kept = frames[indices]
+    height, width = resized_size(rules, len(kept), *kept.shape[1:3], factor, vision.temporal_patch_size)
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in kept])
+    processor = image_processor(config, height * width, height * width, **dict(rules.normalisation))
+    pixels, grid = process_video(processor, resized)
+    fps = clip_fps or DEFAULT_FPS
+    return ProcessedVideo(pixels, grid, indices, fps, sampled_fps(indices, len(frames), clip_fps))
+
+
 def expand_pads(text: str, pad: str, grids: np.ndarray | None, expand) -> str:
     """Replace each `pad` placeholder by `expand(grid)` of its image / video, in order."""
     grids = [] if grids is None else list(grids)
@@ -100,18 +128,26 @@ def build_inputs(
     prompt: str,
     images: Sequence[np.ndarray] = (),
     video: np.ndarray | None = None,
+    video_rules: VideoRules = QWEN2_VL_VIDEO,
+    video_fps: float | None = None,
+    video_time: bool = False,
 ) -> dict[str, np.ndarray]:
-    """One user turn (media first, then the prompt) through the tokenizer's chat template.
+    """One user turn (media first, then the prompt) through the tokenizer's chat template; a video's
+    frames (taken at `video_fps`, None: unknown) as `video_rules` say.
 
     Returns numpy arrays named as transformers names them: input_ids [1, T], attention_mask,
-    and pixel_values / image_grid_thw and pixel_values_videos / video_grid_thw when present.
+    pixel_values / image_grid_thw, and pixel_values_videos / video_grid_thw when present, with
+    `video_time` (Qwen2.5-VL) second_per_grid_ts [1]: the seconds between temporal patches.
     """
     text = user_turn(tokenizer, prompt, len(images), int(video is not None))
     inputs: dict[str, np.ndarray] = {}
     if images:
         inputs["pixel_values"], inputs["image_grid_thw"] = process_images(processor, images)
     if video is not None:
-        inputs["pixel_values_videos"], inputs["video_grid_thw"] = process_video(processor, video)
+        clip = video_inputs(config, video_rules, video, video_fps)
+        inputs["pixel_values_videos"], inputs["video_grid_thw"] = clip.pixels, clip.grid
+        if video_time:
+            inputs["second_per_grid_ts"] = np.array([config.vision.temporal_patch_size / clip.sampled_fps])
     text = expand_visual_pads(
         text, inputs.get("image_grid_thw"), inputs.get("video_grid_thw"), config.vision.spatial_merge_size
     )
@@ -119,7 +155,7 @@ def build_inputs(
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), **inputs}
 
 
-MEDIA_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
+MEDIA_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
 
 def batch_media(samples: Sequence[dict]) -> dict[str, np.ndarray]:
@@ -140,16 +176,22 @@ def pixel_limits(
 
 
 class Qwen2VLChat:
-    """A released Qwen2-VL's prompt side: the tokenizer's chat template and the image processor with
-    the checkpoint's pixel limits (`preprocessor`: its preprocessor_config.json)."""
+    """A released Qwen2-VL's (or Qwen2.5-VL's) prompt side: the tokenizer's chat template, the image
+    processor with the checkpoint's pixel limits and the video processor's rules (`files`)."""
 
-    def __init__(self, config: Qwen2VLConfig, tokenizer, preprocessor: dict | None = None):
+    def __init__(self, config: Qwen2VLConfig, tokenizer, files: SideFiles | None = None, video_time: bool = False):
+        files = files or SideFiles()
+        self.video_time = video_time  # Qwen2.5-VL: a video's second_per_grid_ts
         self.config, self.tokenizer = config, tokenizer
-        self.processor = image_processor(config, **pixel_limits(preprocessor or {}))
-        self.eos_token_id = end_of_turn_id(tokenizer)
+        self.processor = image_processor(config, **pixel_limits(files.preprocessor))
+        self.video_rules = QWEN2_VL_VIDEO.read(files.video_preprocessor)
+        self.eos_token_id = stop_token_ids(tokenizer, files.generation)
 
-    def encode(self, prompt: str, images=(), video=None) -> dict[str, np.ndarray]:
-        return build_inputs(self.config, self.tokenizer, self.processor, prompt, images=images, video=video)
+    def encode(self, prompt: str, images=(), video=None, video_fps: float | None = None) -> dict[str, np.ndarray]:
+        return build_inputs(
+            self.config, self.tokenizer, self.processor, prompt, images, video, self.video_rules, video_fps,
+            self.video_time,
+        )  # fmt: skip
 
     def decode(self, tokens) -> str:
         return decode_reply(self.tokenizer, tokens, self.eos_token_id)

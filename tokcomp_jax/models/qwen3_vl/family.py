@@ -22,8 +22,8 @@ class Qwen3VLFamily(Qwen2VLFamily):
     def name_map(self, config):
         return qwen3_vl_name_map(config.text.tie_word_embeddings)
 
-    def chat(self, config, tokenizer, preprocessor=None):
-        return Qwen3VLChat(config, tokenizer, preprocessor)
+    def chat(self, config, tokenizer, files=None):
+        return Qwen3VLChat(config, tokenizer, files)
 
     def token_grids(self, config, batch, counts, layout):
         """Each temporal patch of a video is its own run of tokens, so its own grid."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokcomp_jax.models.common.chat import read_preprocessor_config
+from tokcomp_jax.models.common.released import SideFiles, read_side_files
 from tokcomp_jax.models.family import Family, tile_bucket
 from tokcomp_jax.models.vila import processor
 from tokcomp_jax.models.vila.config import VilaConfig
@@ -30,12 +30,15 @@ class VilaFamily(Family):
     def name_map(self, config):
         return vila_name_map(config.text.tie_word_embeddings)
 
-    def read_preprocessor(self, checkpoint):
-        """VILA1.5 keeps its SigLIP preprocessing beside the tower: vision_tower/preprocessor_config.json."""
-        return read_preprocessor_config(None if checkpoint is None else Path(checkpoint) / "vision_tower")
+    def read_side_files(self, checkpoint):
+        """VILA1.5 keeps its SigLIP preprocessing beside the tower (vision_tower/) and its generation
+        config beside the LLM (llm/)."""
+        if checkpoint is None:
+            return SideFiles()
+        return read_side_files(Path(checkpoint) / "vision_tower", Path(checkpoint) / "llm")
 
-    def chat(self, config, tokenizer, preprocessor=None):
-        return processor.VilaChat(config, tokenizer, preprocessor)
+    def chat(self, config, tokenizer, files=None):
+        return processor.VilaChat(config, tokenizer, files)
 
     def collate(self, rows):
         return processor.collate(rows)

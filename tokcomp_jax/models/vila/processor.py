@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tokcomp_jax.models.common.chat import check_image, check_video, collate_text, decode_reply, end_of_turn_id
+from tokcomp_jax.models.common.chat import check_image, check_video, collate_text, decode_reply
+from tokcomp_jax.models.common.released import SideFiles, stop_token_ids
 from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER, VilaConfig
 from tokcomp_jax.models.vila.modeling import expand_image_placeholders
 
@@ -64,10 +65,11 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
 class VilaChat:
     """A released VILA1.5's prompt side: its LLM's tokenizer and its vision tower's preprocessing."""
 
-    def __init__(self, config: VilaConfig, tokenizer, preprocessor: dict | None = None):
+    def __init__(self, config: VilaConfig, tokenizer, files: SideFiles | None = None):
+        files = files or SideFiles()
         self.config, self.tokenizer = config, tokenizer
-        self.processor = image_processor(config, preprocessor)
-        self.eos_token_id = end_of_turn_id(tokenizer)
+        self.processor = image_processor(config, files.preprocessor)
+        self.eos_token_id = stop_token_ids(tokenizer, files.generation)
 
     def encode(self, prompt: str, images=(), video=None) -> dict[str, np.ndarray]:
         """input_ids [1, T] with each image's tokens expanded, attention_mask, pixel_values [I, C, S, S]
