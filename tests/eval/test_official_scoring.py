@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tokcomp_jax.eval import official
-from tokcomp_jax.eval.metrics import benchmark_score, score_reply
+from tokcomp_jax.eval.metrics import benchmark_score, normalize_answer, score_reply
 
 
 def records(metric, rows, options=None):
@@ -66,6 +66,44 @@ def test_mme_score_counts_other_as_wrong():
 )
 def test_gqa_is_exact_after_rstrip_and_lower(reply, right):
     assert score_reply("gqa", reply, ["camera" if "camera" in reply.lower() else "2"], {}) == float(right)
+
+
+@pytest.mark.parametrize(
+    "raw,processed",
+    [("dakota,digital", "dakotadigital"), ("it's", "it 's"), ("It'S", "it 's"), ("let's go", "let 's go"),
+     ("2,000", "2000"), ("2, 000", "2 000"), ("10,000.5", "10000.5"), ("yes.", "yes"), ("one?", "1"),
+     ("what?", "what"), ("hello , world", "hello world"), ("red-white", "red white"), ("red - white", "red white"),
+     ("a-b -c", "ab c"), ("U.S.A.", "usa"), ("3.5", "3.5"), ("x..y", "xy"), ("a" + "." * 40, "a" + "." * 8),
+     ("Im", "im"), ("dont know", "don't know"), ("The Two dogs", "2 dogs"), ("left\nside", "left side"),
+     ("@home", "home"), ("(a) dog", "dog")],
+)  # fmt: skip
+def test_textvqa_answer_processor(raw, processed):
+    """EvalAIAnswerProcessor (facebookresearch/mmf mmf/utils/m4c_evaluators.py @2dc099a; LLaVA's
+    llava/eval/m4c_evaluator.py and lmms-eval's _task_utils/vqa_eval_metric.py are copies), worked by
+    hand: word_tokenize deletes "," and "?" outright and splits "'s" off before process_punctuation;
+    a mark beside a space anywhere is deleted everywhere ("a-b -c"), else it becomes a space; periods
+    not before a digit go, at most 32 of them (re.UNICODE passed as `count`); lowercase first, so the
+    table's "Im" never matches."""
+    assert normalize_answer(raw) == processed
+
+
+def test_textvqa_score_is_the_leave_one_out_over_processed_answers():
+    """TextVQAAccuracyEvaluator (m4c_evaluators.py) / lmms-eval textvqa_process_results: reply and the
+    10 answers through the processor, then min(1, matches among the other 9 / 3) averaged. With 3 of
+    10 answers "dakota digital": 0.9 for that reply; "dakota,digital" processes to "dakotadigital",
+    which no answer is (the comma is deleted, not spaced), so 0.0."""
+    answers = ["dakota digital"] * 3 + ["dakota"] * 7
+    assert score_reply("vqa", "dakota digital", answers, {}) == pytest.approx(0.9)
+    assert score_reply("vqa", "Dakota Digital.", answers, {}) == pytest.approx(0.9)
+    assert score_reply("vqa", "dakota,digital", answers, {}) == 0.0
+    # "'s" is split on both sides: "it's" and "it 's" are one answer; "its" is another.
+    owner = ["it's"] * 2 + ["it 's"] + ["its"] * 7
+    assert score_reply("vqa", "it's", owner, {}) == pytest.approx(0.9)
+    assert score_reply("vqa", "its", owner, {}) == 1.0
+    # "2,000" and "2000" agree; "one?" is "1"; "yes." is "yes"
+    assert score_reply("vqa", "2,000", ["2000"] * 10, {}) == 1.0
+    assert score_reply("vqa", "one?", ["1"] * 2 + ["one"] + ["2"] * 7, {}) == pytest.approx(0.9)
+    assert score_reply("vqa", "yes.", ["yes"] * 10, {}) == 1.0
 
 
 OPTIONS = {"A": "a cat", "B": "a dog", "C": "a bird", "D": "a fish"}

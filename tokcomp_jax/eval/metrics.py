@@ -2,8 +2,8 @@
 POPE's per-split F1, the MME score, MMBench's CircularEval; each benchmark's reply parsing is its
 official script's (tokcomp_jax.eval.official).
 
-The normaliser is the official VQA evaluation's (punctuation, digits, articles, contractions), so
-GQA / TextVQA numbers compare with published ones.
+The normaliser is EvalAI's answer processor, the one TextVQA's published numbers come from
+(punctuation, digits, articles, contractions), so TextVQA numbers compare with published ones.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from collections.abc import Iterable, Sequence
 
 from tokcomp_jax.eval import official
 
+# EvalAI's answer processor, as TextVQA is scored: facebookresearch/mmf mmf/utils/m4c_evaluators.py,
+# class EvalAIAnswerProcessor (last changed at 2dc099a, blob 1be4fc7), copied verbatim by LLaVA's
+# llava/eval/m4c_evaluator.py (eval_textvqa.py) and lmms-eval's lmms_eval/tasks/_task_utils/vqa_eval_metric.py
+# (textvqa_process_results); its PUNCTUATIONS, COMMA_STRIP, PERIOD_STRIP, NUMBER_MAP, ARTICLES, CONTRACTIONS.
 _PUNCTUATION = (
     ";",
     "/",
@@ -37,25 +41,29 @@ _PUNCTUATION = (
     "?",
     "!",
 )
-_COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
-_PERIOD_NOT_DECIMAL = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")
+# `(?!<=\d)` is a lookahead (the lookbehind was meant): every period not followed by a digit matches.
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+# process_punctuation calls PERIOD_STRIP.sub("", out_text, re.UNICODE): the flag lands in `count`.
+_PERIOD_STRIP_COUNT = int(re.UNICODE)  # 32: the first 32 such periods are deleted, the rest kept
 _NUMBER_WORDS = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
 }  # fmt: skip
 _ARTICLES = frozenset({"a", "an", "the"})
-# The official evaluation's contraction table: apostrophe-less spellings -> the canonical form.
+# Its contraction table, keys as written (the capitalised ones never match: the text is lowercased first).
 _CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
     "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
     "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
     "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
     "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've",
-    "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "maam": "ma'am",
+    "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll", "let's": "let's",
+    "maam": "ma'am",
     "mightnt": "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
     "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock",
     "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't",
-    "shed've": "she'd've", "she'dve": "she'd've", "shouldve": "should've", "shouldnt": "shouldn't",
+    "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
     "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
     "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
     "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've",
@@ -77,14 +85,23 @@ _CONTRACTIONS = {
 
 
 def normalize_answer(text: str) -> str:
-    """The VQA normaliser: whitespace, punctuation, number words -> digits, articles dropped, contractions."""
-    original = text = text.replace("\n", " ").replace("\t", " ").strip()
-    keep_together = bool(_COMMA_IN_NUMBER.search(original))
-    for mark in _PUNCTUATION:  # judged on the original text, as the official script does
-        spaced = f"{mark} " in original or f" {mark}" in original
-        text = text.replace(mark, "" if spaced or keep_together else " ")
-    text = _PERIOD_NOT_DECIMAL.sub("", text)
-    words = [_NUMBER_WORDS.get(word, word) for word in text.lower().split()]
+    """EvalAIAnswerProcessor.__call__ (mmf m4c_evaluators.py), step for step.
+
+    word_tokenize: lowercase, delete every "," and "?", split "'s" off as a word of its own ("it's" ->
+    "it 's"), strip; then newlines and tabs become spaces. process_punctuation: each other mark is
+    deleted where the text holds it beside a space, else becomes a space ("red-white" -> "red white",
+    "red - white" -> "red  white"); periods not before a digit go (at most 32). process_digit_article:
+    number words -> digits, articles dropped, contractions, words joined by single spaces.
+    """
+    text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+    text = text.replace("\n", " ").replace("\t", " ").strip()
+    # As written: COMMA_STRIP is searched after word_tokenize deleted the commas, so it never matches.
+    digits_comma = _COMMA_STRIP.search(text) is not None
+    out = text
+    for mark in _PUNCTUATION:  # the test reads the text before any mark was replaced, as the official loop does
+        out = out.replace(mark, "" if f"{mark} " in text or f" {mark}" in text or digits_comma else " ")
+    out = _PERIOD_STRIP.sub("", out, count=_PERIOD_STRIP_COUNT)
+    words = [_NUMBER_WORDS.get(word, word) for word in out.lower().split()]
     return " ".join(_CONTRACTIONS.get(word, word) for word in words if word not in _ARTICLES)
 
 
