@@ -30,6 +30,12 @@ class VilaFamily(Family):
     def name_map(self, config):
         return vila_name_map(config.text.tie_word_embeddings)
 
+    def load_tokenizer(self, checkpoint, tokenizer_dir=None):
+        """VILA's own tokenizer of llm/ (tokcomp_jax.models.vila.tokenizer); VILA1.5 has no chat template file."""
+        from tokcomp_jax.models.vila.tokenizer import load_vila_tokenizer
+
+        return load_vila_tokenizer(tokenizer_dir or self.tokenizer_directory(checkpoint))
+
     def read_side_files(self, checkpoint):
         """VILA1.5 keeps its SigLIP preprocessing beside the tower (vision_tower/) and its generation
         config beside the LLM (llm/)."""
