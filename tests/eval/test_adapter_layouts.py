@@ -39,13 +39,15 @@ def test_mmbench_circular_copies_share_the_original_image_and_are_scored_togethe
     assert load_image(samples[2].images[0]).shape == (8, 12, 3)
 
     def score(replies):
-        records = [{"score": score_reply(s.metric, reply, s.answers, dict(s.options)), "answers": list(s.answers),
-                    "category": s.category, "group": s.group} for s, reply in zip(samples, replies, strict=True)]  # fmt: skip
+        records = [{"sample_id": s.sample_id, "score": score_reply(s.metric, reply, s.answers, dict(s.options)),
+                    "answers": list(s.answers), "category": s.category, "group": s.group}
+                   for s, reply in zip(samples, replies, strict=True)]  # fmt: skip
         return benchmark_score("circular", records)
 
     assert score(["A", "C", "B"])["score"] == 100.0
     always_b = score(["B", "B", "B"])
-    assert always_b["score"] == 0.0 and always_b["vanilla"] == pytest.approx(100 / 3)
+    # vanilla: the original question (index 7, answer A) only; vanilla_all: one row of three is right
+    assert always_b["score"] == 0.0 and always_b["vanilla"] == 0.0 and always_b["vanilla_all"] == pytest.approx(100 / 3)
     rows[2][-1] = "8"  # names no row
     _tsv(tmp_path / "MMBench_DEV_EN.tsv", header, rows)
     with pytest.raises(ValueError, match="refers to row index '8'"):

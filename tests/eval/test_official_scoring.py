@@ -121,15 +121,35 @@ def test_vlmevalkit_choice(reply, letter):
 
 
 def test_mmbench_circular_eval():
-    """Question 1 has 4 copies, one wrong; question 2 has 2 copies, both right; question 3 one row."""
-    rows = [("A", "A", "ocr", "1"), ("B", "B", "ocr", "1"), ("C", "C", "ocr", "1"), ("A", "D", "ocr", "1"),
-            ("B", "B", "logic", "2"), ("C", "C", "logic", "2"), ("D", "D", "logic", "3")]  # fmt: skip
-    result = benchmark_score("circular", records("circular", rows, OPTIONS))
+    """Question 1 has 4 copies, one wrong (the original, index 1); question 2 has 2 copies, both right;
+    question 3 one row. vanilla (VLMEvalKit image_mcq.py evaluate_heuristic, vanilla_0: rows with
+    index <= 1e6) reads the originals 1, 2, 3: 2 of 3 right; vanilla_all every row: 6 of 7."""
+    rows = [("A", "D", "ocr", "1", "1"), ("B", "B", "ocr", "1", "1000001"), ("C", "C", "ocr", "1", "2000001"),
+            ("D", "D", "ocr", "1", "3000001"), ("B", "B", "logic", "2", "1000002"), ("C", "C", "logic", "2", "2"),
+            ("D", "D", "logic", "3", "3")]  # fmt: skip
+
+    def scored(rows):
+        found = records("circular", [row[:4] for row in rows], OPTIONS)
+        return [{**record, "sample_id": row[4]} for record, row in zip(found, rows, strict=True)]
+
+    result = benchmark_score("circular", scored(rows))
     assert result["score"] == pytest.approx(200 / 3) and result["questions"] == 3
-    assert result["vanilla"] == pytest.approx(600 / 7)
+    assert result["vanilla"] == pytest.approx(200 / 3) and result["vanilla_all"] == pytest.approx(600 / 7)
     assert result["category/ocr"] == 0.0 and result["category/logic"] == 100.0
-    always_b = [("B", answer, "ocr", group) for _, answer, _, group in rows]
-    assert benchmark_score("circular", records("circular", always_b, OPTIONS))["score"] == 0.0
+    always_b = [("B", answer, category, group, index) for _, answer, category, group, index in rows]
+    result = benchmark_score("circular", scored(always_b))
+    # "B" is right on two copies (1000001, 1000002) and on no original
+    assert result["score"] == 0.0 and result["vanilla"] == 0.0 and result["vanilla_all"] == pytest.approx(200 / 7)
+
+
+def test_mmbench_vanilla_counts_index_1e6_as_an_original():
+    """VLMEvalKit's `data['index'] <= 1e6`, as written: question 0's first copy (index 1000000) is read
+    with the originals, the second (2000000) is not."""
+    rows = [("A", "A", "ocr", "0", "0"), ("B", "A", "ocr", "0", "1000000"), ("B", "B", "ocr", "0", "2000000")]
+    found = records("circular", [row[:4] for row in rows], OPTIONS)
+    result = benchmark_score("circular", [{**r, "sample_id": row[4]} for r, row in zip(found, rows, strict=True)])
+    assert result["vanilla"] == pytest.approx(50.0) and result["vanilla_all"] == pytest.approx(200 / 3)
+    assert result["score"] == 0.0
 
 
 @pytest.mark.parametrize(
