@@ -54,19 +54,37 @@ def test_mmbench_circular_copies_share_the_original_image_and_are_scored_togethe
         read_benchmark("mmbench", tmp_path)
 
 
-def test_seed_bench_2_single_image_questions_are_read(tmp_path):
+def test_seed_bench_2_single_image_questions_are_read_from_their_data_source_folder(tmp_path):
+    """AILab-CVC/SEED-Bench SEED-Bench-2/eval.py run_inference picks the image folder per record:
+    cc3m_dir where data_source is "cc3m", seed_bench_v2_dir where it is "SEED-Bench v2", any other value
+    an error; with both folders present each record reads its own (records as DATASET.md shows them)."""
+    common = {"choice_a": "a", "choice_b": "b", "choice_c": "c", "choice_d": "d", "level": "L1", "version": "v1",
+              "subpart": "Single-Image & Text Comprehension", "data_type": "Single Image"}  # fmt: skip
     data = {"questions": [
-        {"question_id": "5_0", "question": "What is it?", "choice_a": "a", "choice_b": "b", "choice_c": "c",
-         "choice_d": "d", "answer": "B", "data_id": "pic.jpg", "data_type": "Single Image", "question_type_id": 5,
-         "level": "L1", "subpart": "Single-Image & Text Comprehension", "version": "v1"},
-        {"question_id": "27_0", "question": "Which frame?", "choice_a": "a", "choice_b": "b", "choice_c": "c",
-         "choice_d": "d", "answer": "A", "data_id": ["f1.png", "f2.png"], "data_type": "Multiple Images",
-         "question_type_id": 27},
-    ]}  # fmt: skip
+        {**common, "question_id": "5_0", "question": "How many towels are in the image?", "answer": "B",
+         "data_id": "1454426_2591111986", "data_source": "cc3m", "question_type_id": 5},
+        {**common, "question_id": "10_0", "question": "Who is this?", "answer": "C", "data_id": "task10/1.jpg",
+         "data_source": "SEED-Bench v2", "question_type_id": 10, "version": "v2"},
+        {**common, "question_id": "17_0", "question": "What differs?", "answer": "A", "data_type": "Multiple Images",
+         "data_id": ["task17/1.png", "task17/2.png"], "data_source": "SEED-Bench v2", "question_type_id": 17},
+    ], "question_type": {"Instances Counting": 5, "Celebrity Recognition": 10}}  # fmt: skip
     (tmp_path / "SEED-Bench_v2_level1_2_3.json").write_text(json.dumps(data))
-    _png(tmp_path / "SEED-Bench-2-image" / "pic.jpg")
-    (sample,) = read_benchmark("seed", tmp_path)
-    assert sample.sample_id == "5_0" and sample.answers == ("B",) and sample.metric == "mcq"
+    _png(tmp_path / "cc3m-image" / "1454426_2591111986", colour=(10, 20, 30))
+    _png(tmp_path / "SEED-Bench-2-image" / "task10" / "1.jpg", colour=(40, 50, 60))
+    cc3m, celebrity = read_benchmark("seed", tmp_path)
+    assert (cc3m.sample_id, cc3m.answers, cc3m.category) == ("5_0", ("B",), "Instances Counting")
+    assert cc3m.images == (tmp_path / "cc3m-image" / "1454426_2591111986",)
+    assert celebrity.images == (tmp_path / "SEED-Bench-2-image" / "task10" / "1.jpg",)
+    assert load_image(cc3m.images[0])[0, 0].tolist() == [10, 20, 30]
+    assert load_image(celebrity.images[0])[0, 0].tolist() == [40, 50, 60]
+    data["questions"][1]["data_source"] = "coco"
+    (tmp_path / "SEED-Bench_v2_level1_2_3.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"questions\[1\]: data_source 'coco'"):
+        read_benchmark("seed", tmp_path)
+    del data["questions"][1]["data_source"]
+    (tmp_path / "SEED-Bench_v2_level1_2_3.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"questions\[1\]: missing field 'data_source'"):
+        read_benchmark("seed", tmp_path)
 
 
 def test_mmstar_in_vlmevalkit_columns(tmp_path):

@@ -12,7 +12,7 @@ field raises a ValueError that names the file and what is missing.
 | mme       | [one level of folder, then] <category>/{images,questions_answers_YN}/ or <category>/<img>+<txt> | mme: MME calculation.py |
 | mmbench   | MMBench_DEV_EN.tsv (VLMEvalKit: base64 image column, circular copies) | circular: VLMEvalKit CircularEval            |
 | scienceqa | problems.json, images/test/<pid>/image.png (image questions only)    | scienceqa: LLaVA-1.5 eval_science_qa.py      |
-| seed      | SEED-Bench.json or SEED-Bench_v2*.json, the image folder (one-image questions) | mcq: VLMEvalKit vanilla (can_infer) |
+| seed      | SEED-Bench.json + SEED-Bench-image/, or SEED-Bench_v2*.json + cc3m-image/, SEED-Bench-2-image/ by data_source (one-image questions) | mcq: VLMEvalKit vanilla (can_infer) |
 | mmstar    | MMStar.tsv (options in the question, or VLMEvalKit's A-D columns)    | mcq: VLMEvalKit vanilla (can_infer)          |
 | mvbench   | json/<task>.json, video/<task's directory>/ (16 frames, as its loader) | mvbench: MVBench check_ans                 |
 | video_mme | videomme/*.parquet, data/<videoID>.mp4 (16 frames, uniform)           | video_mme: eval_your_results.py              |
@@ -248,8 +248,9 @@ SEED_IMAGE_TYPES = ("image", "Single Image")  # SEED-Bench's and SEED-Bench-2's 
 
 def read_seed(data_dir: Path) -> list[EvalSample]:
     """SEED-Bench or SEED-Bench-2 (SEED-Bench.json or SEED-Bench_v2_level1_2_3.json): the one-image
-    questions. Scored as VLMEvalKit's SEEDBench_IMG / SEEDBench2 (vanilla MCQ, can_infer); the
-    benchmark's own eval.py ranks the options by likelihood instead, which a generated reply cannot."""
+    questions, each image in its record's folder (_seed_image). Scored as VLMEvalKit's SEEDBench_IMG /
+    SEEDBench2 (vanilla MCQ, can_infer); the benchmark's own eval.py ranks the options by likelihood
+    instead, which a generated reply cannot."""
     candidates = [data_dir / "SEED-Bench.json", *sorted(data_dir.glob("SEED-Bench_v2*.json"))]
     path = next((p for p in candidates if p.is_file()), candidates[0])
     data = _json(path)
@@ -265,17 +266,31 @@ def read_seed(data_dir: Path) -> list[EvalSample]:
                 benchmark="seed", sample_id=str(_field(record, "question_id", where)),
                 prompt=choice_prompt(_field(record, "question", where), options),
                 answers=(_field(record, "answer", where).strip(),), metric="mcq",
-                images=(data_dir / _seed_image_dir(data_dir) / _field(record, "data_id", where),), options=tuple(options),
+                images=(_seed_image(data_dir, record, version_2=path.name != "SEED-Bench.json", where=where),),
+                options=tuple(options),
                 category=type_names.get(record.get("question_type_id"), str(record.get("question_type_id", ""))),
             )
         )  # fmt: skip
     return samples
 
 
-def _seed_image_dir(data_dir: Path) -> str:
-    """SEED-Bench's images are in SEED-Bench-image/; SEED-Bench-2's in SEED-Bench-2-image/ (or cc3m-image/)."""
-    return next((n for n in ("SEED-Bench-image", "SEED-Bench-2-image", "cc3m-image") if (data_dir / n).is_dir()),
-                "SEED-Bench-image")  # fmt: skip
+# SEED-Bench-2's image folder, chosen per record by its data_source as AILab-CVC/SEED-Bench
+# SEED-Bench-2/eval.py run_inference does (cc3m_dir for "cc3m", seed_bench_v2_dir for "SEED-Bench v2",
+# any other value "The data type is not valid."); the folders named as DATASET.md's archives unpack:
+# cc3m-image.zip (dimensions 1-9) and SEED-Bench-2-image.zip.* (the others).
+SEED2_IMAGE_DIRS = {"cc3m": "cc3m-image", "SEED-Bench v2": "SEED-Bench-2-image"}
+
+
+def _seed_image(data_dir: Path, record: dict, version_2: bool, where: str) -> Path:
+    """SEED-Bench (v1) records carry no data_source: their images are in SEED-Bench-image/ (eval.py's
+    cc3m_dir); SEED-Bench-2's are in the folder of their data_source."""
+    data_id = _field(record, "data_id", where)
+    if not version_2:
+        return data_dir / "SEED-Bench-image" / data_id
+    source = _field(record, "data_source", where)
+    if source not in SEED2_IMAGE_DIRS:
+        raise ValueError(f"{where}: data_source {source!r} is none of {sorted(SEED2_IMAGE_DIRS)}")
+    return data_dir / SEED2_IMAGE_DIRS[source] / data_id
 
 
 _INLINE_OPTION = re.compile(r"(?:^|,?\s+)([A-F])[:.]\s+")  # splits "A: x, B: y" at each letter
