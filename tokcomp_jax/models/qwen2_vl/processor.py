@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
 from tokcomp_jax.models.common.chat import (
     check_image,
@@ -22,6 +21,7 @@ from tokcomp_jax.models.common.chat import (
     user_turn,
 )
 from tokcomp_jax.models.common.released import SideFiles, stop_token_ids
+from tokcomp_jax.models.common.resize import resize_frames
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.qwen2_vl.video import DEFAULT_FPS, VideoRules, frame_indices, resized_size, sampled_fps
 
@@ -36,8 +36,16 @@ def image_processor(
     config: Qwen2VLConfig, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, **normalisation
 ):
     """transformers' Qwen2-VL image processor with the model's patch, merge and temporal sizes
-    (`normalisation`: image_mean / image_std where they differ from its CLIP defaults)."""
+    (`normalisation`: image_mean / image_std where they differ from its CLIP defaults). Pixel limits
+    that cannot hold (min_pixels above max_pixels, or max_pixels under one visual token) are refused."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    token = (config.vision.patch_size * config.vision.spatial_merge_size) ** 2  # pixels of one visual token
+    if not token <= max_pixels or not 0 < min_pixels <= max_pixels:
+        raise ValueError(
+            f"image pixel limits min_pixels {min_pixels}, max_pixels {max_pixels} cannot hold: need "
+            f"0 < min_pixels <= max_pixels and max_pixels >= {token} (one visual token)"
+        )
 
     return Qwen2VLImageProcessorPil(
         min_pixels=min_pixels,
@@ -98,7 +106,7 @@ def video_inputs(config, rules: VideoRules, frames, clip_fps: float | None = Non
     indices = frame_indices(rules, len(frames), clip_fps, vision.temporal_patch_size)
     kept = frames[indices]
     height, width = resized_size(rules, len(kept), *kept.shape[1:3], factor, vision.temporal_patch_size)
-    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in kept])
+    resized = resize_frames(kept, height, width)
     processor = image_processor(config, height * width, height * width, **dict(rules.normalisation))
     pixels, grid = process_video(processor, resized)
     fps = clip_fps or DEFAULT_FPS

@@ -11,8 +11,8 @@ over the video processor class's defaults:
 - time: the frame indices and frame rate give Qwen3-VL's per-patch timestamps and Qwen2.5-VL's
   `second_per_grid_ts`.
 
-transformers resizes frames with torchvision (bicubic, antialiased, in float); here they go
-through PIL's bicubic (the image processor's backend), so pixels differ slightly (docs/results.md).
+Frames are resized as torchvision resizes uint8 frames on a CPU (models/common/resize.py), which
+is what transformers' video processors (and qwen-vl-utils) run.
 """
 
 from __future__ import annotations
