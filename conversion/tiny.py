@@ -245,6 +245,10 @@ def _save_tiny_vila(directory: Path, seed: int) -> None:
 
 
 SIGLIP_PIXELS = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+# Qwen3-VL's released video_preprocessor_config.json bounds frames x pixels; the tiny one keeps clips small.
+TINY_VIDEO_PREPROCESSORS = {
+    "qwen3_vl": {"size": {"shortest_edge": 64 * 64, "longest_edge": 4 * 128 * 128}, **SIGLIP_PIXELS}
+}
 # family -> (weights + config writer, preprocessor_config.json, its subdirectory, the tokenizer's)
 TINY_CHECKPOINTS = {
     "qwen2_vl": (save_tiny_model, {"min_pixels": 56 * 56, "max_pixels": 112 * 112}, "", ""),
@@ -256,8 +260,9 @@ TINY_CHECKPOINTS = {
 
 
 def save_tiny_checkpoint(family: str, directory: str | os.PathLike, seed: int = 0) -> Path:
-    """A complete tiny HF checkpoint of `family`: weights and config.json (VILA1.5: its three parts),
-    tokenizer files (VILA1.5: in llm/) and preprocessor_config.json (small images). Returns the
+    """A complete tiny HF checkpoint of `family`: weights, config.json and generation_config.json
+    (VILA1.5: its three parts), tokenizer files (VILA1.5: in llm/), preprocessor_config.json (small
+    images) and, where the family releases one, video_preprocessor_config.json. Returns the
     tokenizer's directory."""
     if family not in TINY_CHECKPOINTS:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(TINY_CHECKPOINTS)}")
@@ -266,6 +271,9 @@ def save_tiny_checkpoint(family: str, directory: str | os.PathLike, seed: int = 
     write_weights(directory, seed)
     tiny_tokenizer(family).save_pretrained(directory / tokenizer_dir)
     (directory / preprocessor_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    if family in TINY_VIDEO_PREPROCESSORS:
+        video = json.dumps(TINY_VIDEO_PREPROCESSORS[family], indent=2)
+        (directory / preprocessor_dir / "video_preprocessor_config.json").write_text(video)
     return directory / tokenizer_dir
 
 

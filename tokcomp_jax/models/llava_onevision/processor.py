@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
 from tokcomp_jax.models.common.chat import (
     check_image,
@@ -21,6 +20,7 @@ from tokcomp_jax.models.common.chat import (
     user_turn,
 )
 from tokcomp_jax.models.common.released import SideFiles, stop_token_ids
+from tokcomp_jax.models.common.resize import resize_frames
 from tokcomp_jax.models.llava_onevision import layout
 from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 
@@ -71,15 +71,14 @@ def row_tiles(config: LlavaOnevisionConfig, row: dict) -> int:
 
 
 def process_video(processor, frames: np.ndarray, tile: int) -> np.ndarray:
-    """Frames [F, H, W, C] -> [1, F, C, tile, tile]: each resized to one tile (bicubic), rescaled and
+    """Frames [F, H, W, C] -> [1, F, C, tile, tile]: each resized to one tile as transformers' video
+    processor resizes it (torchvision's bicubic on the CPU: models/common/resize.py), rescaled and
     normalised as the image processor does."""
     frames = check_video(frames)
+    frames = np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
     mean, std = np.asarray(processor.image_mean, np.float32), np.asarray(processor.image_std, np.float32)
-    out = []
-    for frame in frames:
-        image = Image.fromarray(np.asarray(frame, np.uint8)).convert("RGB").resize((tile, tile), Image.BICUBIC)
-        out.append(((np.asarray(image, np.float32) / 255.0 - mean) / std).transpose(2, 0, 1))
-    return np.stack(out)[None]
+    resized = resize_frames(frames, tile, tile).astype(np.float32) / 255.0
+    return ((resized - mean) / std).transpose(0, 3, 1, 2)[None]
 
 
 def expand_media_tokens(text: str, token: str, counts: Sequence[int]) -> str:
