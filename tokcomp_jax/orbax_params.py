@@ -10,6 +10,7 @@ parameters, shapes, and (for `stored_dtype`) the dtype the description says was 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,5 +74,22 @@ def restore_checked(
         target = jax.tree_util.tree_map_with_path(placed, target, is_leaf=lambda x: hasattr(x, "shape"))
         try:
             return checkpointer.restore(params_dir, target)
-        except (ValueError, KeyError, FileNotFoundError, OSError) as err:
-            raise CheckpointError(f"{params_dir} cannot be read ({err})") from None
+        except Exception as err:  # noqa: BLE001 (TensorStore raises a bare Exception for a truncated or deleted file)
+            failure = err
+    name = _failed_parameter(failure)
+    if name is None:
+        raise CheckpointError(f"{params_dir} cannot be read ({(str(failure).splitlines() or [''])[0][:200]})")
+    raise CheckpointError(
+        f"{params_dir}: the stored data of {name} (and perhaps of others) cannot be read: a data file under it is "
+        "truncated or missing; copy the model directory again, or convert or save the model again"
+    )
+
+
+def _failed_parameter(error: BaseException) -> str | None:
+    """The parameter a failed restore was reading, from TensorStore's message in the exception chain
+    (`Error reading "visual.blocks.0.mlp.fc1.kernel/0.0" in OCDBT database ...`)."""
+    while error is not None:
+        if found := re.search(r'Error reading "([^"/]+)/', str(error)):
+            return found.group(1)
+        error = error.__cause__ or error.__context__
+    return None

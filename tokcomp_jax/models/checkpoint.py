@@ -44,7 +44,8 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
     try:
         return family, family.read_config(directory)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot build a {family.name} config ({err!r})") from None
+        reason = f"missing field {err}" if isinstance(err, KeyError) else str(err)
+        raise CheckpointError(f"{path}: cannot build a {family.name} config: {reason}") from None
 
 
 def hf_tensors(directory: str | os.PathLike, family: Family) -> Iterator[tuple[str, str, np.ndarray]]:

@@ -14,6 +14,8 @@ def user_turn(tokenizer, prompt: str, num_images: int = 0, num_videos: int = 0) 
     The prompt is user text: one that spells a control token (`<|im_end|>`, `<|vision_start|>`, ...)
     is refused, since the tokenizer would read it as that token and not as the characters typed.
     """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__} (decode bytes first)")
     if not prompt or not prompt.strip():
         raise ValueError("prompt is empty")
     if getattr(tokenizer, "chat_template", None) is None:

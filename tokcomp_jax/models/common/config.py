@@ -11,7 +11,10 @@ reading against transformers' own on every layout).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, ClassVar
+
+import numpy as np
 
 from tokcomp_jax.fields import check_field_types, from_fields
 
@@ -54,6 +57,26 @@ class DecoderConfig:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
         if self.mrope_section is not None and 2 * sum(self.mrope_section) != self.head_dim:
             raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim // 2 = {self.head_dim // 2}")
+
+
+class PositionWarning(UserWarning):
+    """Inputs whose positions pass the ones the model was trained on."""
+
+
+def warn_past_positions(text: DecoderConfig, position_ids, attention_mask) -> None:
+    """Warn when a real token's position (ids [..., B, T] and mask [B, T], host arrays) reaches
+    `text.max_position_embeddings`: the model runs there (RoPE extrapolates, as in transformers) but
+    was never trained there. The CLIs refuse such inputs; from Python, check a generation's last
+    position with tokcomp_jax.generate.check_positions(config, position_ids, mask, max_new_tokens)."""
+    real = np.asarray(attention_mask).astype(bool)
+    last = int(np.where(real, np.asarray(position_ids), -1).max()) if real.size else -1
+    if last >= text.max_position_embeddings:
+        warnings.warn(
+            f"the inputs reach position {last}, past the model's max_position_embeddings "
+            f"{text.max_position_embeddings}: it was never trained there (the CLIs refuse this)",
+            PositionWarning,
+            stacklevel=3,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,16 +156,26 @@ def rope_parameters(hf: dict[str, Any], default_theta: float) -> dict[str, Any]:
     return rope
 
 
+SIZE_FIELDS = ("hidden_size", "num_attention_heads")  # what the head size is made of
+
+
 def read_decoder(hf: dict[str, Any], defaults: dict[str, Any], **fixed) -> DecoderConfig:
     """A DecoderConfig from a transformers text config dict: missing fields take `defaults`
-    (QWEN2_DEFAULTS, LLAMA_DEFAULTS, ...); `fixed` sets fields the architecture decides."""
+    (QWEN2_DEFAULTS, LLAMA_DEFAULTS, ...); `fixed` sets fields the architecture decides. A config
+    that does not hold together names the sizes the file leaves out (a default may not fit the rest)."""
     get = lambda key: hf[key] if hf.get(key) is not None else defaults[key]  # noqa: E731
     heads = get("num_attention_heads")
-    return DecoderConfig(
-        vocab_size=get("vocab_size"), hidden_size=get("hidden_size"), intermediate_size=get("intermediate_size"),
-        num_hidden_layers=get("num_hidden_layers"), num_attention_heads=heads,
-        num_key_value_heads=hf.get("num_key_value_heads") or heads, rms_norm_eps=get("rms_norm_eps"),
-        rope_theta=rope_parameters(hf, defaults["rope_theta"])["rope_theta"], hidden_act=get("hidden_act"),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings")),
-        max_position_embeddings=get("max_position_embeddings"), **fixed,
-    )  # fmt: skip
+    try:
+        return DecoderConfig(
+            vocab_size=get("vocab_size"), hidden_size=get("hidden_size"), intermediate_size=get("intermediate_size"),
+            num_hidden_layers=get("num_hidden_layers"), num_attention_heads=heads,
+            num_key_value_heads=hf.get("num_key_value_heads") or heads, rms_norm_eps=get("rms_norm_eps"),
+            rope_theta=rope_parameters(hf, defaults["rope_theta"])["rope_theta"], hidden_act=get("hidden_act"),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings")),
+            max_position_embeddings=get("max_position_embeddings"), **fixed,
+        )  # fmt: skip
+    except ValueError as err:
+        taken = [f"{key} (transformers' default {defaults[key]} taken)" for key in SIZE_FIELDS if hf.get(key) is None]
+        if not taken:
+            raise
+        raise ValueError(f"{err}; the file leaves out {', '.join(taken)}: add the checkpoint's value") from None

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
 from tokcomp_jax.models.common.layers import activation, linear
 from tokcomp_jax.models.common.mllm import DecoderMLLM
@@ -124,6 +125,7 @@ def prepare_llava_inputs(
         raise ValueError(f"input_ids must be a non-empty [batch, length] array, got shape {input_ids.shape}")
     attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
     position_ids = np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
+    warn_past_positions(config.text, position_ids, attention_mask)
     inputs = LlavaOnevisionInputs(
         input_ids=jnp.asarray(input_ids, jnp.int32),
         attention_mask=jnp.asarray(attention_mask, jnp.int32),

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
 from tokcomp_jax.models.common.mllm import DecoderMLLM, MLLMOutput
 from tokcomp_jax.models.common.rope import multimodal_rope
@@ -130,6 +131,7 @@ def prepare_inputs(
         spatial_merge_size=merge,
         video_time_steps=video_time_steps,
     )
+    warn_past_positions(config.text, position_ids, attention_mask)
     inputs = Qwen2VLInputs(
         input_ids=jnp.asarray(input_ids, jnp.int32),
         attention_mask=jnp.asarray(attention_mask, jnp.int32),

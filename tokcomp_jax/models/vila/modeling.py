@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
 from tokcomp_jax.models.common.layers import LayerNorm, activation, linear
 from tokcomp_jax.models.common.mllm import DecoderMLLM
@@ -133,10 +134,12 @@ def prepare_vila_inputs(
     pixel_values [num_images, C, S, S] in prompt order (a video: its frames, in order)."""
     input_ids = np.asarray(input_ids)
     attention_mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask)
+    position_ids = np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
+    warn_past_positions(config.text, position_ids, attention_mask)
     inputs = VilaInputs(
         input_ids=jnp.asarray(input_ids, jnp.int32),
         attention_mask=jnp.asarray(attention_mask, jnp.int32),
-        position_ids=jnp.asarray(np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape), jnp.int32),
+        position_ids=jnp.asarray(position_ids, jnp.int32),
     )
     if pixel_values is None:
         return inputs
