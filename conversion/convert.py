@@ -11,7 +11,7 @@ Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read wit
 `torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
 against the shapes the config implies and cast, so the model is held once, in the target dtype.
 `--verify` prints one JSON line of max abs diffs and exits 1 above tolerance. The tokenizer, chat
-template and preprocessor_config.json are copied beside the weights (VILA1.5: into llm/ and
+template and the processor files (PROCESSOR_FILES) are copied beside the weights (VILA1.5: into llm/ and
 vision_tower/), so the converted directory is a complete model for scripts/generate.py and evaluate.py.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from conversion.references import REFERENCE_DIFFS
-from tokcomp_jax.files import directory_written_atomically
+from tokcomp_jax.files import check_apart, directory_written_atomically
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
@@ -59,7 +59,7 @@ def iter_torch_bin(directory: Path) -> Iterator[tuple[str, str, np.ndarray]]:
 PROCESSOR_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
     "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json", "preprocessor_config.json",
-    "generation_config.json",
+    "video_preprocessor_config.json", "processor_config.json", "generation_config.json",
 )  # fmt: skip
 
 
@@ -78,7 +78,15 @@ def copy_processor_files(src: Path, dst: Path, family) -> list[str]:
 
 def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None, overwrite: bool = False) -> None:
     """Convert `src` into the orbax model directory `dst`, written beside it and renamed into place
-    (tokcomp_jax.files): a killed conversion leaves an existing `dst` as it was."""
+    (tokcomp_jax.files): a killed conversion leaves an existing `dst` as it was. A `dst` that is `src`,
+    lies inside it or holds it is refused before anything is read or written, and so is replacing
+    (`overwrite`) a non-empty `dst` that is not a model directory this project wrote."""
+    check_apart(src, dst, "--src", "--dst")
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"--dst {dst} is a file; choose a directory to write the model into")
+    if overwrite and dst.is_dir() and any(dst.iterdir()) and not (dst / checkpoint.MODEL_FILE).is_file():
+        raise ValueError(f"--dst {dst} holds files but no converted model ({checkpoint.MODEL_FILE}); --overwrite "
+                         "replaces only a model directory: choose another --dst")  # fmt: skip
     family, config = checkpoint.read_hf_config(src)
     if family_name is not None and family_name != family.name:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")

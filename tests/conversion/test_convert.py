@@ -14,7 +14,7 @@ import torch
 from flax import nnx
 
 import tokcomp_jax
-from conversion.convert import main
+from conversion.convert import PROCESSOR_FILES, main
 from conversion.tiny import hf_config_of, save_tiny_model, tiny_llava_model
 from conversion.verify import flax_forward, random_batch
 from conversion.verify_vila import save_tiny_vila
@@ -158,3 +158,18 @@ def test_conversion_is_atomic_and_refuses_to_overwrite_unless_asked(gqa4_tied_di
     replaced = nnx.to_pure_dict(nnx.state(tokcomp_jax.load(dst)))
     embedding = lambda params: params["language_model"]["embed_tokens"]["embedding"]  # noqa: E731
     assert not np.array_equal(embedding(replaced), embedding(before))  # the other checkpoint's weights
+
+
+def test_every_processor_file_a_run_reads_is_copied(tiny_qwen2vl, tmp_path):
+    """The tokenizer, chat template, image, video and processor configs travel with the weights."""
+    hf_dir, _, _ = tiny_qwen2vl
+    src = tmp_path / "hf"
+    shutil.copytree(hf_dir, src)
+    for name in ("video_preprocessor_config.json", "processor_config.json", "preprocessor_config.json"):
+        (src / name).write_text(json.dumps({"from": name}))
+    assert {"video_preprocessor_config.json", "processor_config.json", "preprocessor_config.json"} <= set(
+        PROCESSOR_FILES
+    )
+    assert main(["--src", str(src), "--dst", str(tmp_path / "out")]) == 0
+    for name in ("video_preprocessor_config.json", "processor_config.json", "preprocessor_config.json"):
+        assert json.loads((tmp_path / "out" / name).read_text()) == {"from": name}
