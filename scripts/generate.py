@@ -33,6 +33,7 @@ from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.families import family_of
+from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.methods import usable_without_labels
 from tokcomp_jax.visualize import kept_overlay, save_panels
@@ -82,18 +83,30 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.scorer == "mapper" and not args.mapper:
         raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
-
-    model = tokcomp_jax.load(args.model)
+    if args.picture is not None:  # the flags first, then the media, then the model
+        if not args.image:
+            raise SystemExit("--picture shows the first --image's kept tokens; give an --image")
+        folder = args.picture.absolute().parent
+        if args.picture.is_dir() or not folder.is_dir():
+            problem = "is a directory" if args.picture.is_dir() else f"its folder {folder} does not exist"
+            raise SystemExit(f"--picture {args.picture}: {problem}; choose a file in an existing folder")
+    try:
+        images = [load_image(path) for path in args.image]
+        video = load_video(VideoClip(args.video, num_frames=args.frames)) if args.video else None
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    try:
+        model = tokcomp_jax.load(args.model)
+        mapper = load_mapper(args.mapper) if args.scorer == "mapper" else None
+    except CheckpointError as err:  # names the file, field or parameter at fault
+        raise SystemExit(str(err)) from None
     model.language_model.layers.configure(scan=args.scan_layers)
     configure_attention(model, args.attention)
     config = model.config
     family = family_of(config)
     tokenizer = family.load_tokenizer(args.processor or args.model, args.tokenizer)
     chat = family.chat(config, tokenizer, family.read_side_files(args.processor or args.model))
-    images = [load_image(path) for path in args.image]
-    video = load_video(VideoClip(args.video, num_frames=args.frames)) if args.video else None
     batch = chat.encode(args.prompt, images=images, video=video)
-    mapper = load_mapper(args.mapper) if args.scorer == "mapper" else None
     num_text, num_visual = family.token_counts(config, batch)
     if num_text > args.max_prompt_tokens:  # before any device memory: attention grows with its square
         raise SystemExit(
@@ -132,7 +145,11 @@ def main(argv=None) -> dict:
         kept = np.zeros(rows * cols, bool)
         kept[kept_slots[kept_slots < rows * cols]] = True
         resized = np.asarray(Image.fromarray(images[0]).resize((cols * token_pixels, rows * token_pixels)))
-        save_panels([resized, kept_overlay(resized, kept, (rows, cols))], args.picture)
+        try:
+            save_panels([resized, kept_overlay(resized, kept, (rows, cols))], args.picture)
+        except OSError as err:  # the answer is printed all the same
+            print(json.dumps(report, indent=2))
+            raise SystemExit(f"--picture {args.picture} cannot be written ({err})") from None
         report["picture"] = str(args.picture)
     print(json.dumps(report, indent=2))
     return report

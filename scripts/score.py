@@ -20,12 +20,16 @@ from pathlib import Path
 from tokcomp_jax.eval.adapters import ADAPTERS
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.scoring import sample_record, score_replies
+from tokcomp_jax.files import read_utf8
 
 
 def read_replies(path: Path) -> dict[str, str]:
-    """{sample_id: reply} of a jsonl file; bad lines and repeated ids are errors naming the line."""
+    """{sample_id: reply} of a jsonl file; bad lines, bytes that are not UTF-8 and repeated ids are
+    errors naming the line."""
+    if not path.is_file():
+        raise ValueError(f"--replies {path} is not a file")
     replies: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.list_samples is None) == (args.replies is None):
         parser.error("give exactly one of --list_samples and --replies")
+    for flag, path in (("--list_samples", args.list_samples), ("--out", args.out)):  # before any reading
+        if path is not None and (path.is_dir() or not path.absolute().parent.is_dir()):
+            parser.error(f"{flag} {path}: " + ("is a directory" if path.is_dir() else "its folder does not exist"))
     suite, problems = read_suite([(args.benchmark, args.benchmark, args.data_dir)])
     if problems:
         print("error: " + "\n  ".join(problems), file=sys.stderr)

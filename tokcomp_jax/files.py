@@ -1,8 +1,11 @@
-"""Writing what a user keeps so that a kill never leaves a mixture of old and new.
+"""Writing what a user keeps so that a kill never leaves a mixture of old and new, and reading what a user gives
+so that a bad byte or an overlap is named.
 
     with directory_written_atomically(dst, overwrite=False) as partial:
         ...write everything into `partial`...
     write_text_atomically(out / "results.json", text)
+    check_apart(src, dst, "--src", "--dst")                   # refuse writing into what is read
+    lines = read_utf8(path).splitlines()                     # a non-UTF-8 byte named by file and line
 
 The new directory is written beside `dst` (`.NAME.partial`), fsynced, then renamed into place; an
 existing `dst` is first renamed aside (`.NAME.replaced`) and removed only after the new one is
@@ -60,6 +63,35 @@ def _fsync(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def check_apart(source: str | os.PathLike, destination: str | os.PathLike, source_flag: str, destination_flag: str):
+    """Refuse a destination that is the source, lies inside it or holds it: writing (or replacing)
+    it would destroy what is being read. Paths are compared after resolving links."""
+    source, destination = Path(source).resolve(), Path(destination).resolve()
+    if destination == source:
+        raise ValueError(f"{destination_flag} {destination} is {source_flag} itself; choose a {destination_flag} "
+                         f"outside {source}")  # fmt: skip
+    if source in destination.parents:
+        raise ValueError(f"{destination_flag} {destination} lies inside {source_flag} {source}; choose a "
+                         f"{destination_flag} outside it")  # fmt: skip
+    if destination in source.parents:
+        raise ValueError(f"{destination_flag} {destination} holds {source_flag} {source} (replacing it would delete "
+                         f"the source); choose a {destination_flag} outside it")  # fmt: skip
+
+
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's contents; a byte that is not UTF-8 raises ValueError naming the file, line and column."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(
+            f"{path}:{line}: byte 0x{data[err.start]:02x} at column {column} is not UTF-8; save the file as UTF-8"
+        ) from None
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

@@ -4,7 +4,9 @@
         claim(out / "unpruned.fingerprint.json", {"model": model_digest(model), ...}, overwrite=False)
 
 `exclusive` holds an advisory lock (flock) on `out/.lock` for the life of the process, so a
-killed run never leaves a stale lock. `claim` stores a fingerprint (a JSON object of everything
+killed run never leaves a stale lock. It writes only into a directory that is new, empty or made by
+an earlier run (marked `.tokcomp_run`): a file or a folder of the user's is refused
+(`check_run_directory`, which a script calls with its flag's name before it reads any data). `claim` stores a fingerprint (a JSON object of everything
 the outputs depend on) beside them on first use and compares it on every resume: a rerun with
 another model, config or input set raises, naming the parts that differ, instead of returning
 results made from something else. `overwrite=True` tells the caller to start those outputs over.
@@ -26,17 +28,38 @@ import numpy as np
 from flax import nnx
 
 LOCK_FILE = ".lock"
+RUN_MARK = ".tokcomp_run"  # marks a directory this project's runs write into
 
 
 class RunConflict(RuntimeError):
     """Another run holds the directory, or its outputs were made from something else."""
 
 
+def check_run_directory(out: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse an `out` that is a file, or a non-empty directory no run of this project made (no
+    RUN_MARK, no lock file of an earlier run): its files are the user's, and a run would replace
+    some of them (results.json) or mix its outputs among them."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunConflict(f"{flag} {out} is a file; choose a directory for the run's outputs")
+    if not out.is_dir() or (out / RUN_MARK).exists() or any(out.glob(f"{LOCK_FILE}*")):
+        return
+    found = sorted(path.name for path in out.iterdir())
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise RunConflict(
+            f"{flag} {out} holds files that no run of this project made ({shown}); choose a new or empty directory"
+        )
+
+
 @contextlib.contextmanager
 def exclusive(out: str | os.PathLike, name: str = LOCK_FILE) -> Iterator[Path]:
-    """Hold `out/name` locked while the block runs (multi-host runs lock one name per host)."""
+    """Hold `out/name` locked while the block runs (multi-host runs lock one name per host); `out`
+    must pass `check_run_directory`, and is marked as a run's directory."""
     out = Path(out)
+    check_run_directory(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_MARK).touch()
     handle = open(out / name, "a+")  # noqa: SIM115 (held for the block, closed below)
     try:
         try:

@@ -13,6 +13,9 @@ from absl import flags
 from PIL import Image
 
 from scripts.score import main as score
+from tokcomp_jax.eval.check import read_suite
+from tokcomp_jax.eval.results import data_fingerprint
+from tokcomp_jax.runs import RUN_MARK
 
 
 def write_jsonl_bench(directory, name: str, ids: list[str], broken: set[str] = frozenset()) -> None:
@@ -46,7 +49,8 @@ def evaluate_failure(args: list[str], monkeypatch, capsys) -> str:
 def test_check_data_reports_every_problem_before_any_model(tmp_path, run_absl_script, monkeypatch, capsys):
     """configs/eval/miniature.py reads test.jsonl and test_2x.jsonl; --model names no directory, so
     any attempt to load it would fail differently."""
-    args = ["--config", "configs/eval/miniature.py", "--data_dir", str(tmp_path), "--model", str(tmp_path / "none")]
+    args = ["--config", "configs/eval/miniature.py", "--data_dir", str(tmp_path), "--model", str(tmp_path / "none"),
+            "--scorer", "attention"]  # fmt: skip
     write_jsonl_bench(tmp_path, "test", ["a", "b", "b"])
     message = evaluate_failure(args, monkeypatch, capsys)
     assert "2 problems in the benchmark data" in message and "test: sample id 'b' appears 2 times" in message
@@ -91,6 +95,10 @@ def test_rescore_recomputes_a_run_from_its_replies(tmp_path, run_absl_script):
             lines = [json.dumps({"sample_id": k, "reply": v if run == "unpruned" else "red", "flops_pct": flops})
                      for k, v in replies.items()]  # fmt: skip
             (out / name / f"{run}.host0.jsonl").write_text("\n".join(lines) + "\n")
+            samples = read_suite([(name, "jsonl", tmp_path / "data" / f"{name}.jsonl")])[0][name]
+            made_from = {"hosts": 1, "data": data_fingerprint("jsonl", tmp_path / "data", samples)}
+            (out / name / f"{run}.host0.fingerprint.json").write_text(json.dumps(made_from))  # what evaluate.py records
+    (out / RUN_MARK).touch()  # as evaluate.py marks the directories it writes
     run_absl_script("evaluate.py", "--config", "configs/eval/miniature.py", "--data_dir", str(tmp_path / "data"),
                     "--out", str(out), "--rescore")  # fmt: skip
     rows = {(r["benchmark"], r["run"]): r for r in json.loads((out / "results.json").read_text())["rows"]}

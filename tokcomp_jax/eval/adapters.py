@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import re
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 from tokcomp_jax.data.jsonl_vqa import parse_line
 from tokcomp_jax.eval.metrics import MME_COGNITION, MME_PERCEPTION
 from tokcomp_jax.eval.samples import SHORT_ANSWER, EvalSample, VideoClip, choice_prompt
+from tokcomp_jax.files import read_utf8
 
 MME_CATEGORIES = frozenset(MME_PERCEPTION + MME_COGNITION)
 
@@ -42,7 +44,7 @@ def _json(path: Path):
     if not path.is_file():
         raise ValueError(f"missing benchmark file {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
 
@@ -57,8 +59,7 @@ def _tsv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise ValueError(f"missing benchmark file {path}")
     csv.field_size_limit(sys.maxsize)  # base64 images are long fields
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    return list(csv.DictReader(io.StringIO(read_utf8(path), newline=""), delimiter="\t"))
 
 
 def read_gqa(data_dir: Path, split: str = "testdev_balanced") -> list[EvalSample]:
@@ -103,7 +104,7 @@ def read_pope(data_dir: Path, splits: tuple[str, ...] = ("random", "popular", "a
         path = data_dir / f"coco_pope_{split}.json"
         if not path.is_file():
             raise ValueError(f"missing benchmark file {path}")
-        for line_number, line in enumerate(path.read_text().splitlines(), 1):
+        for line_number, line in enumerate(read_utf8(path).splitlines(), 1):
             if not line.strip():
                 continue
             where = f"{path}:{line_number}"
@@ -153,7 +154,7 @@ def read_mme(data_dir: Path) -> list[EvalSample]:
             image = next((p for p in sorted(images.glob(f"{text_file.stem}.*")) if p.suffix != ".txt"), None)
             if image is None:
                 raise ValueError(f"{text_file}: no image {text_file.stem}.* in {images}")
-            for line_number, line in enumerate(text_file.read_text().splitlines(), 1):
+            for line_number, line in enumerate(read_utf8(text_file).splitlines(), 1):
                 if not line.strip():
                     continue
                 question, sep, answer = line.rpartition("\t")
@@ -429,7 +430,7 @@ def read_jsonl(data_dir: Path) -> list[EvalSample]:
     if not path.is_file():
         raise ValueError(f"missing benchmark file {path}")
     samples = []
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+    for line_number, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{line_number}"

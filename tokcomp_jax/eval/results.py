@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from tokcomp_jax.runs import digest
 
 
 class ResultsFile:
@@ -22,17 +24,39 @@ class ResultsFile:
         self.path = Path(path)
 
     def read(self) -> list[dict]:
-        """Every complete record, in the order written; a sample written twice counts once (the first)."""
-        if not self.path.exists():
-            return []
+        """Every complete record, in the order written; a sample written twice counts once (the first).
+        A line that is not a whole record (cut short by a kill, or damaged) is passed over: its sample
+        is done again."""
         records = {}
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the partial last line of a killed run
+        for _, record in self._lines():
+            if isinstance(record, dict) and "sample_id" in record:
+                records.setdefault(record["sample_id"], record)
+        return list(records.values())
+
+    def read_whole(self, fields: tuple[str, ...] = ("sample_id", "reply")) -> list[dict]:
+        """Like `read`, but every line must be a whole record holding `fields`: anything else raises
+        ValueError naming the file and line (a rescore must not pass over a sample)."""
+        records = {}
+        for number, record in self._lines():
+            if not isinstance(record, dict) or any(field not in record for field in fields):
+                raise ValueError(
+                    f"{self.path}:{number}: not a whole record (cut short by a killed run, or edited); finish the "
+                    "run (the same command without --rescore) or start it over (--overwrite)"
+                )
             records.setdefault(record["sample_id"], record)
         return list(records.values())
+
+    def _lines(self) -> Iterator[tuple[int, object]]:
+        """(line number, the line's JSON value, or None where it is not UTF-8 JSON) of each non-empty line."""
+        if not self.path.exists():
+            return
+        for number, line in enumerate(self.path.read_bytes().split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                yield number, None
 
     def finished_ids(self) -> set[str]:
         return {record["sample_id"] for record in self.read()}
@@ -76,3 +100,10 @@ class HostZeroResults:
     def append(self, records: Iterable[dict]) -> None:
         if self.keeper:
             self.file.append(records)
+
+
+def data_fingerprint(adapter: str, data_dir: str | Path, samples: Sequence) -> dict:
+    """What a run's results depend on in a benchmark, as its fingerprint records them: the adapter, the
+    data directory and a digest of the samples' ids, prompts and answers (not the media bytes)."""
+    return {"adapter": adapter, "data_dir": str(Path(data_dir).absolute()),
+            "samples": digest([(s.sample_id, s.prompt, s.answers) for s in samples])}  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -116,7 +117,11 @@ def evaluate(
 ) -> list[dict]:
     """Replies and scores for every sample not yet in `results`; returns all records of the file
     that belong to `samples`, in sample order. `place(inputs, scoring)` puts a batch on devices
-    (tokcomp_jax.eval.sharding); `stop_after_batches` ends early, as a killed run would."""
+    (tokcomp_jax.eval.sharding); `stop_after_batches` ends early, as a killed run would. Sample ids
+    must be unique (results are kept by id): repeated ones are refused, as the CLIs refuse them."""
+    repeated = sorted(sample_id for sample_id, count in Counter(s.sample_id for s in samples).items() if count > 1)
+    if repeated:
+        raise ValueError(f"sample ids must be unique; repeated: {repeated[:10]}")
     config = model.config
     finished = results.finished_ids()
     todo = [sample for sample in samples if sample.sample_id not in finished]

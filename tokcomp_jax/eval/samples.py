@@ -123,7 +123,16 @@ def load_video(clip: VideoClip) -> np.ndarray:
             raise ValueError(f"video directory {clip.path} holds no frames")
         numbers = frame_numbers(clip.start, clip.end, clip.fps, len(files), clip.num_frames)
         by_name = {path.stem: path for path in files}  # MVBench opens f"{number:05d}.jpg"; else by position
-        return np.stack([load_image(by_name.get(f"{n:05d}", files[min(n, len(files)) - 1])) for n in numbers])
+        chosen = [by_name.get(f"{n:05d}", files[min(n, len(files)) - 1]) for n in numbers]
+        frames = [load_image(path) for path in chosen]
+        differing = next((i for i, frame in enumerate(frames) if frame.shape != frames[0].shape), None)
+        if differing is not None:
+            (h0, w0), (h, w) = frames[0].shape[:2], frames[differing].shape[:2]
+            raise ValueError(
+                f"video directory {clip.path}: frames differ in size ({chosen[0].name} is {w0}x{h0}, "
+                f"{chosen[differing].name} is {w}x{h} pixels); resize them to one size"
+            )
+        return np.stack(frames)
     if not clip.path.is_file():
         raise ValueError(f"video {clip.path} does not exist")
     import av  # imported here: only the video benchmarks need it
