@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -51,6 +52,7 @@ from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
+from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig
@@ -283,6 +285,7 @@ def main(argv) -> None:
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. configs/eval/images.py)")
+    warnings.simplefilter("ignore", PositionWarning)  # the runner refuses such samples, naming them
     out = Path(_OUT.value)
     runs = pruning_runs()  # the flags first, then the data, then the model
     if not _CHECK_DATA.value:

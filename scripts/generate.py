@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import warnings
 from pathlib import Path
 
 import jax
@@ -32,6 +33,7 @@ from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
+from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
@@ -114,7 +116,9 @@ def main(argv=None) -> dict:
         )
     buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
     buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
-    inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PositionWarning)  # refused just below, new tokens counted
+        inputs, scoring = prepare_pruning(config, batch, buckets, mapper=mapper)
     try:
         check_positions(config, inputs.position_ids, inputs.attention_mask, args.max_new_tokens, names=["the prompt"])
     except ValueError as err:
