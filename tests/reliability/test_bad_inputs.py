@@ -286,31 +286,45 @@ def _with_bad_byte(path: Path, line: int = 2) -> None:
     path.write_bytes(b"\n".join(lines))
 
 
-def test_non_utf8_bytes_are_named_by_file_and_line(tmp_path, monkeypatch, capsys):
-    # a benchmark file (evaluate, score.py --list_samples, label.py's data: all read through the adapters)
+def test_non_utf8_in_a_benchmark_file_is_named_by_file_and_line(tmp_path, capsys):
     bench = jsonl_bench(tmp_path / "data", "test", ["a", "b", "c"])
     _with_bad_byte(bench)
-    _, problems = read_suite([("test", "jsonl", bench)])
+    _, problems = read_suite([("test", "jsonl", bench)])  # what evaluate.py reports before the model
     assert problems == [f"test: {bench}:2: {BAD_BYTE} 28 is not UTF-8; save the file as UTF-8"]
     assert score(["--benchmark", "jsonl", "--data_dir", str(bench), "--list_samples", str(tmp_path / "s.jsonl")]) == 2
-    assert f"{bench}:2: {BAD_BYTE}" in capsys.readouterr().err and not (tmp_path / "s.jsonl").exists()
-    code, error = run_script("label.py", "--config.source=benchmark", f"--config.model={NOWHERE}",
-                             f"--config.data_dir={bench}", "--out", str(tmp_path / "labels"),
-                             monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and f"{bench}:2: {BAD_BYTE}" in error
-    # an answer in MME's question<TAB>answer files
-    category = tmp_path / "mme" / "existence"
+    assert f"{bench}:2: {BAD_BYTE} 28 is not UTF-8" in capsys.readouterr().err and not (tmp_path / "s.jsonl").exists()
+
+
+def test_non_utf8_in_an_answer_is_named_by_file_and_line(tmp_path, monkeypatch, capsys):
+    category = tmp_path / "mme" / "existence"  # MME's question<TAB>answer files
     category.mkdir(parents=True)
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(category / "1.png")
     (category / "1.txt").write_bytes(b"Is there a dog?\tYes\nIs there a cat?\tN\xffo\n")
     with pytest.raises(ValueError, match=rf"1\.txt:2: {BAD_BYTE} 18 is not UTF-8"):
         read_mme(tmp_path / "mme")
-    # replies to score
-    good = jsonl_bench(tmp_path / "good", "test", ["a", "b"])
+    data, out = _rescore_setup(tmp_path)  # a stored reply, read by --rescore
+    results = out / "test" / "unpruned.host0.jsonl"
+    results.write_bytes(results.read_bytes().replace(b'"reply": "blue"', b'"reply": "bl\xffue"'))
+    code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(data), "--out", str(out), "--rescore",
+                             monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert code == 1 and f"unpruned.host0.jsonl:3: not a whole record ({BAD_BYTE} 32 is not UTF-8" in error
+
+
+def test_non_utf8_in_replies_to_score_is_named_by_file_and_line(tmp_path, capsys):
+    bench = jsonl_bench(tmp_path / "data", "test", ["a", "b"])
     replies = tmp_path / "replies.jsonl"
     replies.write_bytes(b'{"sample_id": "a", "reply": "red"}\n{"sample_id": "b", "reply": "r\xffed"}\n')
-    assert score(["--benchmark", "jsonl", "--data_dir", str(good), "--replies", str(replies)]) == 2
+    assert score(["--benchmark", "jsonl", "--data_dir", str(bench), "--replies", str(replies)]) == 2
     assert f"{replies}:2: {BAD_BYTE} 31 is not UTF-8" in capsys.readouterr().err
+
+
+def test_non_utf8_in_label_data_is_named_before_the_model(tmp_path, monkeypatch, capsys):
+    bench = jsonl_bench(tmp_path / "data", "test", ["a", "b", "c"])
+    _with_bad_byte(bench)
+    code, error = run_script("label.py", "--config.source=benchmark", f"--config.model={NOWHERE}",
+                             f"--config.data_dir={bench}", "--out", str(tmp_path / "labels"),
+                             monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert code == 1 and f"{bench}:2: {BAD_BYTE} 28 is not UTF-8" in error
 
 
 def test_generate_picture_into_a_missing_folder_is_refused_first(tmp_path):

@@ -28,35 +28,39 @@ class ResultsFile:
         A line that is not a whole record (cut short by a kill, or damaged) is passed over: its sample
         is done again."""
         records = {}
-        for _, record in self._lines():
+        for _, record, _ in self._lines():
             if isinstance(record, dict) and "sample_id" in record:
                 records.setdefault(record["sample_id"], record)
         return list(records.values())
 
     def read_whole(self, fields: tuple[str, ...] = ("sample_id", "reply")) -> list[dict]:
         """Like `read`, but every line must be a whole record holding `fields`: anything else raises
-        ValueError naming the file and line (a rescore must not pass over a sample)."""
+        ValueError naming the file, the line and what is wrong (a rescore must not pass over a sample)."""
         records = {}
-        for number, record in self._lines():
-            if not isinstance(record, dict) or any(field not in record for field in fields):
+        for number, record, problem in self._lines():
+            if problem is None and not (isinstance(record, dict) and all(field in record for field in fields)):
+                problem = f"not a record with {', '.join(fields)}"
+            if problem is not None:
                 raise ValueError(
-                    f"{self.path}:{number}: not a whole record (cut short by a killed run, or edited); finish the "
-                    "run (the same command without --rescore) or start it over (--overwrite)"
+                    f"{self.path}:{number}: not a whole record ({problem}: cut short by a killed run, or edited); "
+                    "finish the run (the same command without --rescore) or start it over (--overwrite)"
                 )
             records.setdefault(record["sample_id"], record)
         return list(records.values())
 
-    def _lines(self) -> Iterator[tuple[int, object]]:
-        """(line number, the line's JSON value, or None where it is not UTF-8 JSON) of each non-empty line."""
+    def _lines(self) -> Iterator[tuple[int, object, str | None]]:
+        """(line number, the line's JSON value or None, what is wrong with it or None) of each non-empty line."""
         if not self.path.exists():
             return
         for number, line in enumerate(self.path.read_bytes().split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                yield number, None
+                yield number, json.loads(line.decode("utf-8")), None
+            except UnicodeDecodeError as err:
+                yield number, None, f"byte 0x{line[err.start]:02x} at column {err.start + 1} is not UTF-8"
+            except json.JSONDecodeError:
+                yield number, None, "not JSON"
 
     def finished_ids(self) -> set[str]:
         return {record["sample_id"] for record in self.read()}
