@@ -22,7 +22,7 @@ pytest.importorskip("torchvision", reason="transformers' video processors need t
 from transformers import AutoProcessor  # noqa: E402
 
 RELEASED = Path(__file__).parents[1] / "fixtures" / "released"
-QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+FAMILIES_WITH_PROCESSORS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision")
 PROMPTS = (
     "What colour is the square?",
     "Décris l'image — 世界 😀, please.\nThen say \"yes\" or 'no'.",
@@ -64,7 +64,7 @@ def transformers_inputs(directory: Path, prompt: str, images=(), video=None, vid
     content = [{"type": "image"}] * len(images) + [{"type": "video"}] * (video is not None)
     messages = [{"role": "user", "content": [*content, {"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    media = {"images": list(images)} if images else {}
+    media = {"images": [list(images)]} if images else {}  # one prompt's images: a nested list
     if video is not None:
         media["videos"] = [video]
         if video_fps is not None:
@@ -73,7 +73,7 @@ def transformers_inputs(directory: Path, prompt: str, images=(), video=None, vid
 
 
 @pytest.mark.parametrize("media", sorted(MEDIA))
-@pytest.mark.parametrize("family_name", QWEN_FAMILIES)
+@pytest.mark.parametrize("family_name", FAMILIES_WITH_PROCESSORS)
 def test_encoding_equals_transformers_processor(family_name, media, released):
     directory = released(family_name)
     family = FAMILIES[family_name]

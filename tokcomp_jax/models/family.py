@@ -83,7 +83,8 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def chat(self, config: Any, tokenizer, files: SideFiles | None = None):
-        """The family's prompt side: an object with `encode(prompt, images=(), video=None) -> dict`
+        """The family's prompt side: an object with `encode(prompt, images=(), video=None, video_fps=None)
+        -> dict` (video_fps: the rate the frames were taken at, None where unknown)
         (a one-row transformers-style batch), `decode(tokens) -> str` and `eos_token_id` (the tuple of
         ids a reply ends with), using the tokenizer's chat template, the image and video processors
         `files` describe and their generation config; the family's defaults where they are silent."""

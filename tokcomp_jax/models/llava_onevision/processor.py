@@ -101,15 +101,19 @@ class LlavaOnevisionChat:
         self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
         self.video_token = tokenizer.convert_ids_to_tokens(config.video_token_id)
 
-    def encode(self, prompt: str, images=(), video=None) -> dict[str, np.ndarray]:
+    def encode(self, prompt: str, images=(), video=None, video_fps: float | None = None) -> dict[str, np.ndarray]:
         """One user turn (media first, then the prompt): input_ids [1, T], attention_mask, and
-        pixel_values [I, tiles, C, S, S] / image_sizes / batch_num_images, pixel_values_videos [1, F, C, S, S]."""
+        pixel_values [I, tiles, C, S, S] / image_sizes / batch_num_images, pixel_values_videos [1, F, C, S, S].
+        Every video frame given is kept (transformers' video processor samples none by default), so
+        `video_fps` changes nothing."""
         text = user_turn(self.tokenizer, prompt, len(images), int(video is not None))
         batch: dict[str, np.ndarray] = {}
         if images:
             tile = self.config.vision.patch_size
             images = [check_image(image, f"image {i}", tile) for i, image in enumerate(images)]
-            out = self.processor(list(images), return_tensors="np")
+            # one prompt's images as one nested list: with several, each is padded to a square and kept
+            # as one tile (LLaVA-OneVision's multi-image rule), not cut into anyres tiles
+            out = self.processor([list(images)], return_tensors="np")
             batch.update(pixel_values=out["pixel_values"].astype(np.float32), image_sizes=np.asarray(out["image_sizes"]),
                          batch_num_images=np.array([len(images)]))  # fmt: skip
             tiled = len(images) == 1

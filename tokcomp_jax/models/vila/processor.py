@@ -71,9 +71,10 @@ class VilaChat:
         self.processor = image_processor(config, files.preprocessor)
         self.eos_token_id = stop_token_ids(tokenizer, files.generation)
 
-    def encode(self, prompt: str, images=(), video=None) -> dict[str, np.ndarray]:
+    def encode(self, prompt: str, images=(), video=None, video_fps: float | None = None) -> dict[str, np.ndarray]:
         """input_ids [1, T] with each image's tokens expanded, attention_mask, pixel_values [I, C, S, S]
-        (images, then the video's frames, in prompt order)."""
+        (images, then the video's frames, in prompt order). VILA1.5 writes no frame times, so
+        `video_fps` changes nothing."""
         if not prompt or not prompt.strip():
             raise ValueError("prompt is empty")
         patch = self.config.vision.patch_size
