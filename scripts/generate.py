@@ -85,6 +85,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.scorer == "mapper" and not args.mapper:
         raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
+    try:
+        prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer)
+    except ValueError as err:
+        raise SystemExit(f"--keep {args.keep}: {err}") from None
     if args.picture is not None:  # the flags first, then the media, then the model
         if not args.image:
             raise SystemExit("--picture shows the first --image's kept tokens; give an --image")
@@ -123,7 +127,6 @@ def main(argv=None) -> dict:
         check_positions(config, inputs.position_ids, inputs.attention_mask, args.max_new_tokens, names=["the prompt"])
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer)
 
     out = generate(
         model, inputs, max_new_tokens=args.max_new_tokens, eos_token_id=chat.eos_token_id, mapper=mapper,

@@ -333,3 +333,8 @@ def test_generate_picture_into_a_missing_folder_is_refused_first(tmp_path):
                                          r"does not exist; choose a file in an existing folder"):  # fmt: skip
         generate_script("--model", NOWHERE, "--image", str(tmp_path / "x.png"), "--prompt", "what ?", "--scorer",
                         "attention", "--picture", str(tmp_path / "missing" / "kept.png"))  # fmt: skip
+
+
+def test_generate_keep_ratio_is_checked_before_the_model():
+    with pytest.raises(SystemExit, match=r"--keep 2\.0: keep_ratio must be in \(0, 1\], got 2\.0"):
+        generate_script("--model", NOWHERE, "--prompt", "what ?", "--scorer", "attention", "--keep", "2")
