@@ -114,7 +114,7 @@ def test_video_benchmark_runs_through_the_chat_codec_pruned_and_not(tmp_path, ti
     write_mvbench(tmp_path)
     samples = read_benchmark("mvbench", tmp_path)
     model = tiny_qwen2vl[2]
-    codec = ChatCodec(model.config, tokenizer, max_pixels=56 * 56)
+    codec = ChatCodec(model.config, tokenizer, min_pixels=56 * 56, max_pixels=56 * 56)  # images and video frames
     settings = RunSettings(batch_size=2, text_buckets=(64, 128), visual_buckets=(64, 256), max_new_tokens=2)
     unpruned = evaluate(model, samples, codec, settings, ResultsFile(tmp_path / "u.jsonl"))
     pruned_settings = dataclasses.replace(settings, prune=PruneConfig("attention", 0.5))

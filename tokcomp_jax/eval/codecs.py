@@ -20,13 +20,18 @@ from tokcomp_jax.models.qwen2_vl.processor import image_processor, process_image
 
 
 class ChatCodec:
-    """A released MLLM of any family: its tokenizer's chat template and its image processor, as the
-    checkpoint's preprocessor_config.json describes it (`overrides` replace its fields, e.g. max_pixels)."""
+    """A released MLLM of any family: its tokenizer's chat template and its image and video processors,
+    as the checkpoint's side files describe them (`overrides` replace fields of both processor
+    configs, e.g. max_pixels)."""
 
     def __init__(self, config, tokenizer, checkpoint: str | os.PathLike | None = None, **overrides):
         family = family_of(config)
         files = family.read_side_files(checkpoint)
-        files = dataclasses.replace(files, preprocessor={**files.preprocessor, **overrides})
+        files = dataclasses.replace(
+            files,
+            preprocessor={**files.preprocessor, **overrides},
+            video_preprocessor={**files.video_preprocessor, **overrides},
+        )
         self.chat = family.chat(config, tokenizer, files)
         self.eos_token_id = self.chat.eos_token_id
 

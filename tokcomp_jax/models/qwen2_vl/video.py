@@ -39,9 +39,10 @@ class VideoRules:
     normalisation: tuple[tuple[str, object], ...] = ()  # image_mean / image_std where they are given
 
     def read(self, config: dict) -> VideoRules:
-        """These rules with a video processor config's fields where it has them."""
+        """These rules with a video processor config's fields where it has them; limits that cannot
+        hold (min_pixels above max_pixels) are refused."""
         size = config.get("size") or {}
-        return dataclasses.replace(
+        rules = dataclasses.replace(
             self,
             min_pixels=int(config.get("min_pixels", size.get("shortest_edge", self.min_pixels))),
             max_pixels=int(config.get("max_pixels", size.get("longest_edge", self.max_pixels))),
@@ -52,6 +53,12 @@ class VideoRules:
             normalisation=tuple((k, config[k]) for k in ("image_mean", "image_std") if k in config)
             or self.normalisation,
         )
+        if not 0 < rules.min_pixels <= rules.max_pixels:
+            raise ValueError(
+                f"video pixel limits min_pixels {rules.min_pixels}, max_pixels {rules.max_pixels} cannot hold: "
+                "need 0 < min_pixels <= max_pixels (set both, in video_preprocessor_config.json or the overrides)"
+            )
+        return rules
 
 
 def frame_indices(rules: VideoRules, total: int, clip_fps: float | None, temporal: int) -> np.ndarray:
