@@ -29,7 +29,7 @@ from PIL import Image
 
 import tokcomp_jax
 from tokcomp_jax.benchmark import time_calls
-from tokcomp_jax.eval.samples import VideoClip, load_image, load_video
+from tokcomp_jax.eval.samples import VideoClip, load_image, load_video_and_rate
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
@@ -98,7 +98,9 @@ def main(argv=None) -> dict:
             raise SystemExit(f"--picture {args.picture}: {problem}; choose a file in an existing folder")
     try:
         images = [load_image(path) for path in args.image]
-        video = load_video(VideoClip(args.video, num_frames=args.frames)) if args.video else None
+        video, video_fps = (
+            load_video_and_rate(VideoClip(args.video, num_frames=args.frames)) if args.video else (None, None)
+        )
     except ValueError as err:
         raise SystemExit(str(err)) from None
     try:
@@ -112,7 +114,7 @@ def main(argv=None) -> dict:
     family = family_of(config)
     tokenizer = family.load_tokenizer(args.processor or args.model, args.tokenizer)
     chat = family.chat(config, tokenizer, family.read_side_files(args.processor or args.model))
-    batch = chat.encode(args.prompt, images=images, video=video)
+    batch = chat.encode(args.prompt, images=images, video=video, video_fps=video_fps)
     num_text, num_visual = family.token_counts(config, batch)
     if num_text > args.max_prompt_tokens:  # before any device memory: attention grows with its square
         raise SystemExit(

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tokcomp_jax.eval.adapters import read_benchmark
-from tokcomp_jax.eval.samples import LETTER_ANSWER, VideoClip, load_image, load_video
+from tokcomp_jax.eval.samples import LETTER_ANSWER, VideoClip, load_image, load_video, load_video_and_rate
 
 
 def _png(path=None, colour=(200, 30, 30), size=(8, 12)) -> bytes:
@@ -230,6 +230,18 @@ def test_unknown_benchmark_and_unreadable_image(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.jpg"):
         load_image(tmp_path / "broken.jpg")
+
+
+def test_the_rate_of_the_sampled_frames_is_their_count_over_the_span_they_cover(tmp_path):
+    """What the Qwen video processors read as the clip's fps (Qwen3-VL's timestamps)."""
+    _mp4(tmp_path / "v.mp4", frames=24, fps=8)
+    assert load_video_and_rate(VideoClip(tmp_path / "v.mp4", num_frames=4))[1] == pytest.approx(4 / 3)
+    assert load_video_and_rate(VideoClip(tmp_path / "v.mp4", num_frames=2, start=1.0, end=2.0))[1] == 2.0
+    (tmp_path / "mv").mkdir()
+    write_mvbench(tmp_path / "mv")
+    episodic = read_benchmark("mvbench", tmp_path / "mv")[1]
+    frames, rate = load_video_and_rate(VideoClip(episodic.video.path, num_frames=3, start=1.0, end=3.0, fps=3.0))
+    assert len(frames) == 3 and rate == 1.5  # frames 4, 6, 8 of a 3 fps directory: 3 frames over 2 s
 
 
 def test_video_frames_are_sampled_uniformly_inside_the_clip_bounds(tmp_path):

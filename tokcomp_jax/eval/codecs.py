@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from tokcomp_jax.data import vqa
-from tokcomp_jax.eval.samples import EvalSample, load_image, load_video
+from tokcomp_jax.eval.samples import EvalSample, load_image, load_video_and_rate
 from tokcomp_jax.miniature.samples import prompt_ids
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
@@ -37,8 +37,8 @@ class ChatCodec:
 
     def encode(self, sample: EvalSample) -> dict[str, np.ndarray]:
         images = [load_image(source) for source in sample.images]
-        video = load_video(sample.video) if sample.video is not None else None
-        return self.chat.encode(sample.prompt, images=images, video=video)
+        video, rate = load_video_and_rate(sample.video) if sample.video is not None else (None, None)
+        return self.chat.encode(sample.prompt, images=images, video=video, video_fps=rate)
 
     def decode(self, tokens: np.ndarray) -> str:
         return self.chat.decode(tokens)

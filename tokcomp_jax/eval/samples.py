@@ -117,6 +117,18 @@ def frame_numbers(start: float | None, end: float | None, fps: float, count: int
 
 def load_video(clip: VideoClip) -> np.ndarray:
     """The clip's frames, RGB uint8 [num_frames, H, W, 3]."""
+    return load_video_and_rate(clip)[0]
+
+
+def sampling_rate(num_frames: int, span_seconds: float) -> float | None:
+    """Frames per second of `num_frames` spread evenly over `span_seconds` (None for no span)."""
+    return num_frames / span_seconds if span_seconds > 0 else None
+
+
+def load_video_and_rate(clip: VideoClip) -> tuple[np.ndarray, float | None]:
+    """The clip's frames, RGB uint8 [num_frames, H, W, 3], and the rate they sample it at (frames
+    per second of the span they cover; None where the span is unknown): what transformers' video
+    processors read as the clip's fps to place Qwen3-VL's timestamps and Qwen2.5-VL's frame times."""
     if clip.path.is_dir():
         files = sorted(p for p in clip.path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not files:
@@ -132,7 +144,8 @@ def load_video(clip: VideoClip) -> np.ndarray:
                 f"video directory {clip.path}: frames differ in size ({chosen[0].name} is {w0}x{h0}, "
                 f"{chosen[differing].name} is {w}x{h} pixels); resize them to one size"
             )
-        return np.stack(frames)
+        span = (max(numbers) - min(numbers)) * clip.num_frames / max(clip.num_frames - 1, 1) / clip.fps
+        return np.stack(frames), sampling_rate(clip.num_frames, span)
     if not clip.path.is_file():
         raise ValueError(f"video {clip.path} does not exist")
     import av  # imported here: only the video benchmarks need it
@@ -155,4 +168,6 @@ def load_video(clip: VideoClip) -> np.ndarray:
                     break
     except av.error.FFmpegError as err:
         raise ValueError(f"cannot decode video {clip.path}: {err}") from None
-    return np.stack([kept[i] for i in wanted])
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    span = float(times[inside[-1]] - times[inside[0]]) + step
+    return np.stack([kept[i] for i in wanted]), sampling_rate(clip.num_frames, span)
