@@ -143,22 +143,29 @@ def summarise(name: str, metric: str, runs: dict[str, dict]) -> list[dict]:
         score = benchmark_score(metric, result["records"])
         rows.append({
             "benchmark": name, "run": run, "metric": metric, "samples": len(result["records"]),
-            "score": score["score"], "retention": 100.0 * score["score"] / unpruned if unpruned else float("nan"),
+            "score": score["score"], "retention": 100.0 * score["score"] / unpruned if unpruned else None,
             "flops_pct": float(np.mean([r["flops_pct"] for r in result["records"]])),
             "wall_s": result["wall_s"], "details": score,
         })  # fmt: skip
     return rows
 
 
+def figure(value: float | None, digits: int, missing: str = "n/a") -> str:
+    """A table cell: the value to `digits` decimals, `missing` where it is undefined (None)."""
+    return missing if value is None else f"{value:.{digits}f}"
+
+
 def markdown(rows: list[dict]) -> str:
+    """The results table; retention is n/a where the unpruned score is 0, wall time where the run's
+    records were all made earlier (reused) or only rescored."""
     lines = [
         "| benchmark | run | metric | score | retention % | LLM prefill FLOPs % | samples | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['benchmark']} | {r['run']} | {r['metric']} | {r['score']:.2f} | {r['retention']:.1f} | "
-            f"{r['flops_pct']:.1f} | {r['samples']} | {r['wall_s']:.0f} |"
+            f"| {r['benchmark']} | {r['run']} | {r['metric']} | {r['score']:.2f} | {figure(r['retention'], 1)} | "
+            f"{r['flops_pct']:.1f} | {r['samples']} | {figure(r['wall_s'], 0, 'reused')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -208,7 +215,7 @@ def rescore(config, samples: dict, out: Path) -> list[dict]:
                 ) from None
             for record in records:
                 record["flops_pct"] = replies[record["sample_id"]]["flops_pct"]
-            per_run[run] = {"records": records, "wall_s": float("nan")}
+            per_run[run] = {"records": records, "wall_s": None}  # rescored, not run
         rows += summarise(benchmark.name, samples[benchmark.name][0].metric, per_run)
     return rows
 
@@ -253,7 +260,8 @@ def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune:
 
 def write_report(config, out: Path, rows: list[dict]) -> None:
     write_text_atomically(
-        out / "results.json", json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2)
+        out / "results.json",
+        json.dumps({"config": json.loads(config.to_json_best_effort()), "rows": rows}, indent=2, allow_nan=False),
     )
     write_text_atomically(out / "results.md", markdown(rows))
     print(markdown(rows))
@@ -346,8 +354,9 @@ def main(argv) -> None:
                     )
                     if host < splits:  # one global mesh: host 0 alone keeps the file and its fingerprint
                         _claim_run(results, made_from, benchmark, samples, prune)
+                    fresh = len({s.sample_id for s in samples} - results.finished_ids())
                     evaluate(model, samples, codec, run_settings(config, prune), results, mapper=mapper, place=place)
-                    completed[benchmark.name][run] = time.perf_counter() - start
+                    completed[benchmark.name][run] = time.perf_counter() - start if fresh else None  # None: reused
     except RunConflict as err:  # another run holds --out, or made its results from something else
         raise app.UsageError(str(err)) from None
     barrier("evaluation done")

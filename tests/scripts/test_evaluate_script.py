@@ -4,7 +4,6 @@ unpruned and pruned, then the same command again (it resumes: nothing is run twi
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import numpy as np
@@ -46,8 +45,10 @@ def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_sc
     by_run = {r["run"]: r for r in rows if r["benchmark"] == "test"}
     unpruned = by_run["unpruned"]
     assert unpruned["flops_pct"] == 100.0
-    # Retention is pruned / unpruned score: 100 for the unpruned run, undefined (nan) if it scored 0.
-    assert unpruned["retention"] == 100.0 if unpruned["score"] > 0 else math.isnan(unpruned["retention"])
+    # Retention is pruned / unpruned score: 100 for the unpruned run, undefined (null, "n/a") if it scored 0;
+    # results.json is strict JSON (no NaN)
+    assert unpruned["retention"] == 100.0 if unpruned["score"] > 0 else unpruned["retention"] is None
+    json.loads((tmp_path / "out" / "results.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert 100.0 > by_run["mapper@0.5"]["flops_pct"] > by_run["mapper@0.25"]["flops_pct"] > 0
     assert all(r["samples"] == 4 for r in rows)
     assert "| test | mapper@0.5 |" in capsys.readouterr().out
@@ -56,6 +57,7 @@ def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_sc
     run_absl_script("evaluate.py", *args, "--attention", "reference")  # resumes (the kernel is no part of a
     # run's fingerprint): every sample is done, nothing is appended
     assert results.read_text() == before
+    assert "| reused |" in capsys.readouterr().out  # no wall time for a run made earlier
 
     # another mapper into the same --out: its runs are refused, naming what differs; --overwrite starts them over
     other = Mapper(MapperConfig(num_heads=2, channels=(8,), family="qwen2_vl"), rngs=nnx.Rngs(2))
