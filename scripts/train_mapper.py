@@ -8,7 +8,6 @@ trained mapper to W/mapper and the held-out metrics to W/results.json.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from absl import app, flags
@@ -34,12 +33,15 @@ def main(argv) -> None:
     if not config.data.dir:
         raise app.UsageError("set --config.data.dir to a label dataset (scripts/label.py) or use the synthetic variant")
     results = train(config, _WORKDIR.value)
-    print(json.dumps(results, indent=2))
     if not results:
-        return  # no held-out splits (--config.data.eval_splits="()"): W/metrics.jsonl has the training loss
-    print("split | " + " | ".join(next(iter(results.values()))))
-    for split, metrics in results.items():
-        print(f"{split} | " + " | ".join(f"{value:.4g}" for value in metrics.values()))
+        print(f"stopped before the last step; run again to resume from {_WORKDIR.value}")
+        return
+    if "train" in results:
+        train_loss = results.pop("train")
+        print(f"training KL: {train_loss['first_kl']:.4f} at step {train_loss['first_step']} -> "
+              f"{train_loss['last_kl']:.4f} at step {train_loss['last_step']} (every logged step: metrics.jsonl)")  # fmt: skip
+    for split, metrics in results.items():  # held-out splits
+        print(f"{split}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
 
 
 if __name__ == "__main__":

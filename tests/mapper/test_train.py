@@ -99,7 +99,10 @@ def test_script_trains_on_synthetic_labels(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"validation", "validation_2x"}
+    assert set(results) == {"train", "validation", "validation_2x"}
     assert results["validation_2x"]["samples"] == 8
+    assert (results["train"]["first_step"], results["train"]["last_step"]) == (1, 20)
     assert (tmp_path / "mapper" / "mapper.json").exists()
-    assert "validation_2x |" in result.stdout
+    assert "validation_2x: " in result.stdout
+    first, last = results["train"]["first_kl"], results["train"]["last_kl"]
+    assert f"training KL: {first:.4f} at step 1 -> {last:.4f} at step 20" in result.stdout  # the loss as it fell

@@ -135,7 +135,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, stop_at_step: int | None = None) -> dict:
-    """Train (or resume) a mapper in workdir; returns the final held-out metrics per split.
+    """Train (or resume) a mapper in workdir; returns the final held-out metrics per split and, under
+    "train", the KL of this invocation's first and last step.
 
     `stop_at_step` ends the run early after checkpointing that step (to split a run across
     preemptible jobs); calling train again continues it.
@@ -161,15 +162,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, stop_at_step: 
     _truncate_metrics(metrics_path, start)
 
     end = config.num_steps if stop_at_step is None else min(stop_at_step, config.num_steps)
-    plan, plan_epoch = None, None
-    for step in tqdm(range(start, end), initial=start, total=config.num_steps, desc="mapper", unit="step"):
+    plan, plan_epoch, losses = None, None, {}
+    progress = tqdm(range(start, end), initial=start, total=config.num_steps, desc="mapper training", unit="step")
+    for step in progress:
         epoch, position = divmod(step, train_data.batches_per_epoch)
         if plan_epoch != epoch:
             plan, plan_epoch = train_data.epoch_plan(epoch), epoch
         loss = train_step(mapper, optimizer, *train_data.batch(plan[position]), config.target_keep)
         done = step + 1
-        if done % config.log_every == 0 or done == config.num_steps:
-            record = {"step": done, "epoch": epoch, "train_kl": float(loss)}
+        logged = done % config.log_every == 0 or done == config.num_steps
+        if logged or done in (start + 1, end):  # shown: every logged step, and this invocation's first and last
+            losses[done] = float(loss)
+            progress.set_postfix(train_kl=f"{losses[done]:.4f}")
+        if logged:
+            record = {"step": done, "epoch": epoch, "train_kl": losses[done]}
             if done % config.eval_every == 0 or done == config.num_steps:
                 for split, data in eval_data.items():
                     record.update({f"{split}/{k}": v for k, v in evaluate(mapper, data, config.target_keep).items()})
@@ -182,6 +188,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, stop_at_step: 
         return {}
     save_mapper(workdir / "mapper", mapper)
     results = {split: evaluate(mapper, data, config.target_keep) for split, data in eval_data.items()}
+    if losses:  # this invocation's training loss, first and last step (W/metrics.jsonl has every logged one)
+        first, last = min(losses), max(losses)
+        results["train"] = {"first_step": first, "first_kl": losses[first], "last_step": last, "last_kl": losses[last]}
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
