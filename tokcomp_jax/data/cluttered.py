@@ -46,6 +46,7 @@ import tensorflow_datasets as tfds
 
 from tokcomp_jax.data import vqa
 from tokcomp_jax.data.digits_grid import HELD_OUT_SPLITS, _digit_pools
+from tokcomp_jax.data.local import LocalBuilder
 
 PALETTE = {
     "red": (235, 30, 30),
@@ -222,7 +223,7 @@ def _sparse(frames: dict[int, str], needed: set[int]) -> dict[int, str]:
     return {cell: colour for cell, colour in frames.items() if cell in needed}
 
 
-class ClutteredDigitsVqa(tfds.core.GeneratorBasedBuilder):
+class ClutteredDigitsVqa(LocalBuilder):
     """Digits on photographs, framed in eight colours; two questions per image or clip."""
 
     VERSION = tfds.core.Version("1.0.0")

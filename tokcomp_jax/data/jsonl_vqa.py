@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tokcomp_jax.data.local import LocalBuilder
 from tokcomp_jax.data.vqa import encode_image, media, read_sorted, text
 
 
@@ -92,7 +93,7 @@ def parse_line(line: str, root: Path, where: str) -> dict:
     }
 
 
-class JsonlVqa(tfds.core.GeneratorBasedBuilder):
+class JsonlVqa(LocalBuilder):
     """Builds the splits a JsonlConfig names; nothing downloads."""
 
     VERSION = tfds.core.Version("1.0.0")

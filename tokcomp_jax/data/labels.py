@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tokcomp_jax.data.local import LocalBuilder
+
 NAME = "relevance_labels"
 VERSION = "1.0.0"
 
@@ -56,7 +58,7 @@ def check_example(example: Mapping) -> None:
             raise ValueError(f"sample {sample}: {name} must be finite and non-negative")
 
 
-class _LabelBuilder(tfds.core.GeneratorBasedBuilder):
+class _LabelBuilder(LocalBuilder):
     """Writes given examples; the splits are handed over at construction."""
 
     VERSION = tfds.core.Version(VERSION)

@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tokcomp_jax.data.local import LocalBuilder
+
 CELL = 28  # pixels per merged visual token of Qwen2-VL (patch 14 x merge 2): objects sit on this grid
 
 COLOURS = {
@@ -111,7 +113,7 @@ class GridConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-class GridVQABuilder(tfds.core.GeneratorBasedBuilder):
+class GridVQABuilder(LocalBuilder):
     """Base of the generated datasets: subclasses implement `make_example(rng, rows, cols, split, index)`."""
 
     VERSION = tfds.core.Version("1.0.0")

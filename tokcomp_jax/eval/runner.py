@@ -123,9 +123,12 @@ def evaluate(
     if repeated:
         raise ValueError(f"sample ids must be unique; repeated: {repeated[:10]}")
     config = model.config
+    if settings.prune is not None:  # an in-LLM method on a decoder too shallow for it: refused before compiling
+        settings.prune.check_depth(config.text.num_hidden_layers)
     finished = results.finished_ids()
     todo = [sample for sample in samples if sample.sample_id not in finished]
-    progress = tqdm(total=len(todo), desc=samples[0].benchmark if samples else "eval", unit="sample")
+    run_name = "unpruned" if settings.prune is None else f"{settings.prune.scorer}@{settings.prune.keep_ratio:g}"
+    progress = tqdm(total=len(todo), desc=f"{samples[0].benchmark if samples else 'eval'} {run_name}", unit="sample")
     mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
     batches = prefetch(prepared_batches(config, todo, codec, settings, mapper_config))
     run = Generator(model, mapper if settings.prune is not None else None)
