@@ -42,12 +42,14 @@ class Family(abc.ABC):
     """One MLLM family. Subclasses set the class attributes and implement the abstract methods."""
 
     name: ClassVar[str]
+    display_name: ClassVar[str] = ""  # how messages name it where its name is not its release's (VILA1.5)
     hf_model_types: ClassVar[tuple[str, ...]]  # config.json model_type values of its checkpoints
     config_class: ClassVar[type]
     model: ClassVar[type]  # the nnx.Module class
     checkpoint_parts: ClassVar[tuple[str, ...]] = ()  # subdirectories holding the weights ("<part>/" names)
     tokenizer_subdir: ClassVar[str] = ""  # where a HF checkpoint keeps its tokenizer files
     processor_subdirs: ClassVar[tuple[str, ...]] = ("",)  # where it keeps tokenizer and preprocessor files
+    tokens_by_column: ClassVar[bool] = False  # whether token_grids' grids hold their tokens column by column
 
     # --- checkpoints ------------------------------------------------------------------------
     def read_config(self, directory: str | os.PathLike) -> Any:

@@ -17,12 +17,14 @@ from tokcomp_jax.prune.layout import Buckets, visual_layout
 
 class VilaFamily(Family):
     name = "vila"
+    display_name = "VILA1.5"
     hf_model_types = ("llava_llama",)
     config_class = VilaConfig
     model = Vila
     checkpoint_parts = PARTS
     tokenizer_subdir = "llm"
     processor_subdirs = ("llm", "vision_tower")
+    tokens_by_column = True  # the 2x2 fold stores each image's grid transposed (token_grids)
 
     def read_config(self, directory):
         return VilaConfig.from_directory(directory)
