@@ -31,15 +31,43 @@ def save_mapper(directory: str | Path, mapper: Mapper) -> Path:
     return directory
 
 
+def read_mapper_config(directory: str | Path) -> MapperConfig:
+    """A trained mapper's MapperConfig (mapper.json), without reading its weights; a path that does not
+    exist, a training workdir given for its mapper/ and a folder that holds no mapper are told apart."""
+    directory = Path(directory).absolute()
+    if not (directory / CONFIG_FILE).exists():
+        if not directory.exists():
+            raise FileNotFoundError(f"mapper {directory} does not exist")
+        if (directory / "mapper" / CONFIG_FILE).exists():
+            raise FileNotFoundError(
+                f"{directory} is a mapper's training directory; pass the trained mapper in it: {directory / 'mapper'}"
+            )
+        raise FileNotFoundError(f"{directory} is not a mapper directory (no {CONFIG_FILE})")
+    try:
+        return MapperConfig.from_dict(read_json_object(directory / CONFIG_FILE))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {err}") from None
+
+
+def check_mapper_family(config: MapperConfig, family: str, mapper: str | Path, model: str | Path) -> None:
+    """Refuse a mapper for another family's model, or one that records no family (trained without
+    --config.data.family): its scores would be read from attention it never saw, silently."""
+    if config.family is None:
+        raise ValueError(
+            f"mapper {mapper} records no model family (trained without --config.data.family), so nothing says it fits "
+            f"{family} model {model}; train it again with --config.data.family=<the family of the labelling model>"
+        )
+    if config.family != family:
+        raise ValueError(
+            f"mapper {mapper} was trained on {config.family} attention, but {model} is a {family} model; use a mapper "
+            f"trained on labels of this model (scripts/label.py, then scripts/train_mapper.py)"
+        )
+
+
 def load_mapper(directory: str | Path) -> Mapper:
     """A trained mapper from save_mapper's directory; every stored shape is checked against mapper.json."""
     directory = Path(directory).absolute()
-    if not (directory / CONFIG_FILE).exists():
-        raise FileNotFoundError(f"{directory} is not a mapper directory (no {CONFIG_FILE})")
-    try:
-        config = MapperConfig.from_dict(read_json_object(directory / CONFIG_FILE))
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {err}") from None
+    config = read_mapper_config(directory)
     abstract = nnx.eval_shape(lambda: Mapper(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))

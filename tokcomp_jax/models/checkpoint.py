@@ -39,13 +39,47 @@ def read_hf_config(directory: str | os.PathLike) -> tuple[Family, Any]:
     """(family, model config) of a HF directory's config.json."""
     path = Path(directory) / "config.json"
     if not path.exists():
-        raise CheckpointError(f"{directory} has no config.json")
-    family = family_of_hf_config(read_json_object(path))
+        raise CheckpointError(not_a_model(Path(directory)))
+    hf_config = read_json_object(path)
+    try:
+        family = family_of_hf_config(hf_config)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}{_part_hint(Path(directory))}") from None
     try:
         return family, family.read_config(directory)
     except (KeyError, TypeError, ValueError) as err:
         reason = f"missing field {err}" if isinstance(err, KeyError) else str(err)
         raise CheckpointError(f"{path}: cannot build a {family.name} config: {reason}") from None
+
+
+def not_a_model(path: Path) -> str:
+    """Why `path` is no model directory: missing, a file, a trained mapper, or a folder of something else."""
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is a file, not a model directory"
+    if (path / "mapper.json").is_file():
+        return f"{path} is a trained mapper, not a model (give it as the mapper)"
+    return (f"{path} holds no config.json (a Hugging Face checkpoint) nor {MODEL_FILE} (a converted model): "
+            "not a model directory")  # fmt: skip
+
+
+def _part_hint(directory: Path) -> str:
+    """'; this looks like VILA1.5's llm/ part: ...' where `directory` is a part of a checkpoint whose
+    weights are in parts (a family's checkpoint_parts) and its parent's config.json is that family's."""
+    parent = directory.absolute().parent
+    try:
+        family = family_of_hf_config(read_json_object(parent / "config.json"))
+    except (OSError, ValueError):
+        family = None
+    parts = {part: f for f in FAMILIES.values() for part in f.checkpoint_parts}
+    if family is None and directory.name not in parts:
+        return ""
+    family = family or parts[directory.name]
+    if directory.name not in family.checkpoint_parts:
+        return ""
+    name = family.display_name or family.name
+    return f"; this looks like {name}'s {directory.name}/ part: pass the checkpoint's top directory ({parent})"
 
 
 def hf_tensors(directory: str | os.PathLike, family: Family) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -138,7 +172,7 @@ def read_model_config(path: str | os.PathLike) -> tuple[Family, Any, str | None]
     if not path.exists() and replaced.exists():
         raise CheckpointError(f"{path} does not exist; an overwrite killed mid-way left the previous model whole in "
                               f"{replaced} (the next write to {path.name} restores it, or rename it back)")  # fmt: skip
-    raise CheckpointError(f"{path} is neither an orbax model directory ({MODEL_FILE}) nor a HF one (config.json)")
+    raise CheckpointError(not_a_model(path))
 
 
 def load(path: str | os.PathLike, dtype: str | None = None, sharding_of=None) -> nnx.Module:

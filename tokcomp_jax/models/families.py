@@ -23,6 +23,20 @@ def family_of(config: Any) -> Family:
     return FAMILIES[config.family]
 
 
+def family_named(name: str) -> Family:
+    """A family by its name or by a `model_type` of its checkpoints (`llava_llama` is VILA1.5), as
+    family_of_hf_config's message lists them."""
+    for family in FAMILIES.values():
+        if name == family.name or name in family.hf_model_types:
+            return family
+    raise ValueError(f"unknown model family {name!r}; known: {family_names()}")
+
+
+def family_names() -> list[str]:
+    """Every name family_named accepts: the families' and their checkpoints' model_type values."""
+    return sorted({*FAMILIES, *(t for f in FAMILIES.values() for t in f.hf_model_types)})
+
+
 def family_of_hf_config(hf_config: dict[str, Any]) -> Family:
     """The family a transformers `config.json` belongs to, by its `model_type`."""
     model_type = hf_config.get("model_type")

@@ -86,9 +86,11 @@ class LayerPruning:
         return staged_prefill_flops(config, lengths, (0, *self.layers))
 
     def check_depth(self, num_layers: int) -> None:
+        """Refuse a decoder too shallow for the stages: the scorer, the layers it needs, the model's depth."""
         if self.layers[-1] >= num_layers:
             raise ValueError(
-                f"{self.method} prunes before layer {self.layers[-1]}; the decoder has {num_layers} layers"
+                f"{self.method} prunes before layer {self.layers[-1]}; the decoder has {num_layers} layers: it needs "
+                f"at least {self.layers[-1] + 1} (prune before an earlier layer, or use a scorer at the LLM input)"
             )
 
 
@@ -96,7 +98,10 @@ def layer_pruning(method: str, keep_ratio: float, num_layers: int, layer: int = 
     """A method at its published defaults for one keep ratio (PyramidDrop: the per-stage lambda)."""
     if method == "pdrop":
         if num_layers < 4:
-            raise ValueError(f"PyramidDrop prunes at L/4, L/2 and 3L/4: it needs at least 4 layers, not {num_layers}")
+            raise ValueError(
+                f"pdrop (PyramidDrop) prunes before layers L/4, L/2 and 3L/4: it needs at least 4 layers; the decoder "
+                f"has {num_layers} (use fastv or dart at an earlier layer, or a scorer at the LLM input)"
+            )
         layers = tuple(num_layers * stage // 4 for stage in (1, 2, 3))
         ratios = tuple(keep_ratio**stage for stage in (1, 2, 3))
         pruning = LayerPruning(method, layers, ratios)

@@ -53,6 +53,13 @@ class PruneConfig:
         """The in-LLM method's stages for a decoder of num_layers (keep_ratio is PyramidDrop's lambda)."""
         return in_llm.layer_pruning(self.scorer, self.keep_ratio, num_layers, self.layer)
 
+    def check_depth(self, num_layers: int) -> None:
+        """Refuse, where the config meets a model (before anything loads or compiles), an in-LLM method
+        whose stages a decoder of num_layers cannot hold (ValueError naming the scorer, the layers it
+        needs and the decoder's depth); an input-level method fits any depth."""
+        if self.inside_llm:
+            self.layer_pruning(num_layers)
+
 
 @struct.dataclass
 class PrunedOutput:

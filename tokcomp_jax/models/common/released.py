@@ -71,14 +71,33 @@ def processor_chat_template(directory: str | os.PathLike) -> str | None:
     return None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def check_tokenizer_directory(tokenizer_dir: str | os.PathLike) -> None:
+    """Refuse a directory that is missing or holds none of TOKENIZER_FILES (transformers would answer
+    "You need to have sentencepiece or tiktoken installed"), naming a subdirectory that holds them."""
+    tokenizer_dir = Path(tokenizer_dir)
+    if not tokenizer_dir.is_dir():
+        raise CheckpointError(f"tokenizer directory {tokenizer_dir} does not exist")
+    if any((tokenizer_dir / name).is_file() for name in TOKENIZER_FILES):
+        return
+    inner = [
+        d for d in sorted(tokenizer_dir.iterdir()) if d.is_dir() and any((d / n).is_file() for n in TOKENIZER_FILES)
+    ]
+    hint = f"; {inner[0]} holds one: pass that directory" if inner else ""
+    raise CheckpointError(
+        f"{tokenizer_dir} holds no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}){hint}"
+    )
+
+
 def load_tokenizer(tokenizer_dir: str | os.PathLike, template_dir: str | os.PathLike | None = None):
     """transformers' tokenizer of a local directory, with the chat template `AutoProcessor` would use
     for `template_dir` (default: the tokenizer's directory) where the processor has its own."""
     from transformers import AutoTokenizer
 
     tokenizer_dir = Path(tokenizer_dir)
-    if not tokenizer_dir.is_dir():
-        raise CheckpointError(f"tokenizer directory {tokenizer_dir} does not exist")
+    check_tokenizer_directory(tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     return with_processor_template(tokenizer, template_dir if template_dir is not None else tokenizer_dir)
 

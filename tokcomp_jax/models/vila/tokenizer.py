@@ -17,6 +17,8 @@ from pathlib import Path
 
 from transformers.tokenization_utils_sentencepiece import SPIECE_UNDERLINE, SentencePieceBackend
 
+from tokcomp_jax.models.common.released import check_tokenizer_directory
+
 
 class SlowLlamaTokenizer(SentencePieceBackend):
     """transformers 4's slow LlamaTokenizer(legacy=False): the text gets one `▁` in front and
@@ -35,6 +37,7 @@ def load_vila_tokenizer(directory: str | os.PathLike):
     """The tokenizer of a VILA1.5 llm/ directory: the slow sentencepiece one where it holds
     tokenizer.model (Llama-2 based sizes), else transformers' (Llama-3 based sizes ship tokenizer.json)."""
     directory = Path(directory)
+    check_tokenizer_directory(directory)
     if (directory / "tokenizer.model").is_file():
         return SlowLlamaTokenizer.from_pretrained(directory, local_files_only=True, legacy=False)
     from transformers import AutoTokenizer
