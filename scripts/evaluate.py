@@ -22,10 +22,14 @@ model loads, and all problems are reported at once; `--check_data` stops there. 
 recomputes an earlier run's results in --out from its stored replies, without a model (e.g. after a
 scoring fix), once every run's replies are whole and made from the same benchmark samples;
 scripts/score.py scores replies produced anywhere.
+
+Flags use underscores and the suite's fields are --config.<field>; a mistake is one `error:` line and
+exit status 2 (--debug: the traceback).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -39,6 +43,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import tokcomp_jax
+from tokcomp_jax import cli
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
 from tokcomp_jax.eval.memory import memory_plan
@@ -49,7 +54,7 @@ from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, shard_model
 from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.hosts import barrier, join
-from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
 from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
@@ -174,10 +179,25 @@ def read_data(config) -> dict:
     """Every benchmark of the suite, read and checked before any model loads; all problems at once."""
     suite = [(b.name, b.adapter, Path(_DATA_DIR.value) / b.data_dir) for b in config.benchmarks]
     samples, problems = read_suite(suite)
+    if len(problems) == 1:
+        raise app.UsageError(f"1 problem in the benchmark data: {problems[0]}")
     if problems:
-        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
-        raise app.UsageError(f"{count} in the benchmark data:\n  " + "\n  ".join(problems))
+        raise app.UsageError(f"{len(problems)} problems in the benchmark data:\n  " + "\n  ".join(problems))
     return samples
+
+
+def check_model_and_mapper(runs: dict[str, PruneConfig | None]) -> None:
+    """The model's and the mapper's configs, before any weight is read: a mapper of another family or
+    of none, and an in-LLM method on a decoder too shallow for it, are refused."""
+    family, model_config, _ = read_model_config(_MODEL.value)
+    if _SCORER.value == "mapper":
+        check_mapper_family(read_mapper_config(_MAPPER.value), family.name, _MAPPER.value, _MODEL.value)
+    for run, prune in runs.items():
+        if prune is not None:
+            try:
+                prune.check_depth(model_config.text.num_hidden_layers)
+            except ValueError as err:
+                raise app.UsageError(f"run {run} of {_MODEL.value}: {err}") from None
 
 
 def stored_runs(out: Path, name: str) -> dict[str, list[Path]]:
@@ -275,15 +295,12 @@ def pruning_runs() -> dict[str, PruneConfig | None]:
     runs: dict[str, PruneConfig | None] = {"unpruned": None}
     for keep in _KEEP.value:
         try:
-            ratio = float(keep)
-        except ValueError:
-            raise app.UsageError(
-                f"--keep {keep!r} is not a number; give keep ratios in (0, 1], comma-separated"
-            ) from None
-        try:
-            runs[f"{_SCORER.value}@{keep}"] = PruneConfig(_SCORER.value, ratio, layer=_LAYER.value)
-        except ValueError as err:
-            raise app.UsageError(f"--keep {keep}: {err}") from None
+            ratio = cli.ratio(keep)
+        except argparse.ArgumentTypeError as err:
+            raise app.UsageError(f"--keep {err} (comma-separated for several)") from None
+        if problem := cli.keep_ratio_problem(ratio):
+            raise app.UsageError(f"--keep {keep}: {problem}")
+        runs[f"{_SCORER.value}@{keep}"] = PruneConfig(_SCORER.value, ratio, layer=_LAYER.value)
     return runs
 
 
@@ -316,6 +333,7 @@ def main(argv) -> None:
     host, hosts = jax.process_index(), jax.process_count()
     splits = hosts if _MESH.value == "host" else 1  # results files, one per share of the samples
     try:
+        check_model_and_mapper(runs)
         check_memory_plan(config)
         mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
         # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
@@ -323,7 +341,7 @@ def main(argv) -> None:
             _MODEL.value, sharding_of=None if mesh is None else functools.partial(param_sharding, mesh)
         )
         mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
-    except CheckpointError as err:  # names the file, field or parameter at fault
+    except (CheckpointError, FileNotFoundError, ValueError) as err:  # names the file, field or parameter at fault
         raise app.UsageError(str(err)) from None
     codec = make_codec(config, model)
     made_from = {"model": model_digest(model), "codec": config.codec, "tokenizer": _TOKENIZER.value or _MODEL.value,
@@ -375,4 +393,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

@@ -1,21 +1,30 @@
-"""Answer a prompt about images or a video, pruned at a keep ratio, with any family's model:
+"""Answer a prompt about images or a video with any family's model, unpruned or pruned at a keep ratio:
 
+    python scripts/generate.py --model DIR --image photo.jpg --prompt "What is on the table?"
     python scripts/generate.py --model DIR --image photo.jpg --prompt "What is on the table?" \\
         --keep 0.5 --scorer mapper --mapper outputs/mapper/mapper --picture kept.png
-    python scripts/generate.py --model DIR --image a.jpg --image b.jpg --prompt "What differs?"
+    python scripts/generate.py --model DIR --image a.jpg --image b.jpg --prompt "What differs?" --keep 0.25 \\
+        --scorer attention
     python scripts/generate.py --model DIR --video clip.mp4 --frames 8 --prompt "What happens?"
 
-Prints the answer, kept / total visual tokens and the jitted prefill time pruned vs unpruned
-(median of 3 after a warm-up call), and can save the picture of the kept tokens of the first image
+Flags use underscores (the hyphen spelling works too); a mistake is one `error:` line (--debug: the traceback).
+
+--keep 1.0 (the default) answers unpruned: no scorer or mapper is needed or read. Below 1.0 the
+--scorer keeps that fraction of the visual tokens: `mapper` (the trained mapper of --mapper, made for
+this model's family) or one that needs no training (attention, vision_attention, dart_input, stride,
+random; fastv, pdrop and dart prune inside the LLM and need a decoder deep enough for their layers).
+
+Prints the answer, kept / total visual tokens and the jitted prefill time (pruned vs unpruned,
+median of 3 after a warm-up call), and can save the picture of the kept tokens of the first image
 (families whose tokens tile the image: Qwen2-VL). The tokenizer (with its chat template) is read
 from --tokenizer, by default the model directory (VILA1.5: its llm/); the image processor from
 --processor's preprocessor_config.json (default: the model directory, then the family's
-defaults). Nothing is downloaded.
+defaults). Nothing is downloaded. The flags are checked first, then the media, then the model's
+and the mapper's configs (family, depth), and only then are weights read.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -28,13 +37,14 @@ from flax import nnx
 from PIL import Image
 
 import tokcomp_jax
+from tokcomp_jax import cli
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video_and_rate
 from tokcomp_jax.generate import check_positions, generate
-from tokcomp_jax.mapper import load_mapper
+from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
+from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
-from tokcomp_jax.models.families import family_of
 from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.methods import usable_without_labels
@@ -57,22 +67,26 @@ def median_seconds(function, repeats: int = 3) -> float:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="orbax model directory (conversion) or HF directory")
-    parser.add_argument("--tokenizer", help="directory with the tokenizer files (default: --model)")
+    parser = cli.ArgumentParser(__doc__)
+    parser.add_argument("--model", required=True, help="converted model directory (conversion.convert) or HF directory")
+    parser.add_argument("--tokenizer", help="directory with the tokenizer files (default: --model; VILA1.5: its llm/)")
     parser.add_argument("--processor", help="directory with preprocessor_config.json (default: --model)")
     parser.add_argument("--image", type=Path, action="append", default=[], help="an image (repeat for several)")
     parser.add_argument("--video", type=Path, help="a video file or a directory of frames")
     parser.add_argument("--frames", type=int, default=8, help="video frames sampled uniformly")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--scorer", default="mapper", choices=usable_without_labels())
-    parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
-    parser.add_argument("--mapper", help="trained mapper directory (scorer mapper)")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--max-prompt-tokens", type=int, default=4096, help="longer prompts are refused")
+    parser.add_argument("--prompt", required=True, help="the question or instruction")
     parser.add_argument(
-        "--scan-layers", action="store_true", help="run the decoder layers by lax.scan (faster compile, slower steps)"
+        "--keep", type=cli.ratio, default=1.0, help="fraction of visual tokens to keep, in (0, 1]; 1.0: unpruned"
+    )
+    parser.add_argument(
+        "--scorer", default="mapper", choices=usable_without_labels(), help="what ranks the tokens when --keep < 1"
+    )
+    parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
+    parser.add_argument("--mapper", help="trained mapper directory (WORKDIR/mapper of train_mapper.py; scorer mapper)")
+    parser.add_argument("--max_new_tokens", type=int, default=32, help="answer length limit in tokens")
+    parser.add_argument("--max_prompt_tokens", type=int, default=4096, help="longer prompts are refused")
+    parser.add_argument(
+        "--scan_layers", action="store_true", help="run the decoder layers by lax.scan (faster compile, slower steps)"
     )
     parser.add_argument(
         "--attention",
@@ -83,12 +97,15 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
     args = parser.parse_args(argv)
-    if args.scorer == "mapper" and not args.mapper:
-        raise SystemExit("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
-    try:
-        prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer)
-    except ValueError as err:
-        raise SystemExit(f"--keep {args.keep}: {err}") from None
+    if problem := cli.keep_ratio_problem(args.keep):
+        raise SystemExit(f"--keep {args.keep}: {problem}")
+    pruned = args.keep < 1.0  # 1.0 keeps every token: the unpruned model, no scorer
+    if pruned and args.scorer == "mapper" and not args.mapper:
+        raise SystemExit(
+            f"--keep {args.keep} with --scorer mapper needs --mapper DIR (train_mapper.py's WORKDIR/mapper), or choose "
+            "a scorer that needs no training (e.g. --scorer attention)"
+        )
+    prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer) if pruned else None
     if args.picture is not None:  # the flags first, then the media, then the model
         if not args.image:
             raise SystemExit("--picture shows the first --image's kept tokens; give an --image")
@@ -96,6 +113,9 @@ def main(argv=None) -> dict:
         if args.picture.is_dir() or not folder.is_dir():
             problem = "is a directory" if args.picture.is_dir() else f"its folder {folder} does not exist"
             raise SystemExit(f"--picture {args.picture}: {problem}; choose a file in an existing folder")
+    for flag, path in [("--image", path) for path in args.image] + [("--video", args.video)] * bool(args.video):
+        if not path.exists():
+            raise SystemExit(f"{flag} {path} does not exist; check the path")
     try:
         images = [load_image(path) for path in args.image]
         video, video_fps = (
@@ -103,23 +123,33 @@ def main(argv=None) -> dict:
         )
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    try:
-        model = tokcomp_jax.load(args.model)
-        mapper = load_mapper(args.mapper) if args.scorer == "mapper" else None
-    except CheckpointError as err:  # names the file, field or parameter at fault
+    try:  # the model's and the mapper's configs, before any weight: family and depth
+        family, config, _ = read_model_config(args.model)
+        mapper_config = read_mapper_config(args.mapper) if prune is not None and args.scorer == "mapper" else None
+        if mapper_config is not None:
+            check_mapper_family(mapper_config, family.name, args.mapper, args.model)
+        if prune is not None:
+            prune.check_depth(config.text.num_hidden_layers)
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError names the file, field or parameter at fault
         raise SystemExit(str(err)) from None
-    model.language_model.layers.configure(scan=args.scan_layers)
-    configure_attention(model, args.attention)
-    config = model.config
-    family = family_of(config)
-    tokenizer = family.load_tokenizer(args.processor or args.model, args.tokenizer)
+    try:
+        tokenizer = family.load_tokenizer(args.processor or args.model, args.tokenizer)
+    except CheckpointError as err:  # a directory without tokenizer files, named
+        raise SystemExit(f"--tokenizer: {err}" if args.tokenizer else str(err)) from None
     chat = family.chat(config, tokenizer, family.read_side_files(args.processor or args.model))
     batch = chat.encode(args.prompt, images=images, video=video, video_fps=video_fps)
     num_text, num_visual = family.token_counts(config, batch)
     if num_text > args.max_prompt_tokens:  # before any device memory: attention grows with its square
         raise SystemExit(
-            f"the prompt is {num_text} text tokens, more than --max-prompt-tokens {args.max_prompt_tokens}"
+            f"the prompt is {num_text} text tokens, more than --max_prompt_tokens {args.max_prompt_tokens}"
         )
+    try:
+        model = tokcomp_jax.load(args.model)
+        mapper = load_mapper(args.mapper) if mapper_config is not None else None
+    except CheckpointError as err:  # names the file, field or parameter at fault
+        raise SystemExit(str(err)) from None
+    model.language_model.layers.configure(scan=args.scan_layers)
+    configure_attention(model, args.attention)
     buckets = family.buckets(config, batch, round_up(num_text, 16), round_up(max(num_visual, 1), 64), 1)
     buckets = dataclasses.replace(buckets, queries=round_up(num_text, 16))
     with warnings.catch_warnings():
@@ -135,16 +165,21 @@ def main(argv=None) -> dict:
         scoring=scoring, prune=prune,
     )  # fmt: skip
     tokens = np.asarray(out.tokens[0, : int(out.lengths[0])])
-    selection = pruned_forward(model, mapper, inputs, scoring, prune).selection
-    kept_slots = np.asarray(selection.kept_slots[0])[np.asarray(selection.kept_valid[0])]
-    pruned_s = median_seconds(lambda: pruned_forward(model, mapper, inputs, scoring, prune).logits)
     unpruned_s = median_seconds(lambda: unpruned_forward(model, inputs))
+    if prune is None:
+        kept_slots = np.arange(num_visual)
+        timing = {"prefill_s_unpruned": round(unpruned_s, 4)}
+    else:
+        selection = pruned_forward(model, mapper, inputs, scoring, prune).selection
+        kept_slots = np.asarray(selection.kept_slots[0])[np.asarray(selection.kept_valid[0])]
+        pruned_s = median_seconds(lambda: pruned_forward(model, mapper, inputs, scoring, prune).logits)
+        timing = {"prefill_s_pruned": round(pruned_s, 4), "prefill_s_unpruned": round(unpruned_s, 4)}
     report = {
         "answer": chat.decode(tokens),
+        "pruning": "none (--keep 1.0)" if prune is None else f"{prune.scorer} at keep {prune.keep_ratio}",
         "visual_tokens_kept": int(kept_slots.size),
         "visual_tokens_total": num_visual,
-        "prefill_s_pruned": round(pruned_s, 4),
-        "prefill_s_unpruned": round(unpruned_s, 4),
+        **timing,
     }
     if args.picture:
         grid = family.picture_grid(config, batch)
@@ -165,4 +200,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -12,11 +12,15 @@ last finished one. The dataset lands in DIR/tfds (read it with tokcomp_jax.data.
 On several hosts, run the same command on each with `--distributed` (one machine or a cluster:
 `--coordinator HOST:PORT --num_processes N --process_id I`) and one DIR they all see: each host
 labels every n-th shard, host 0 writes the dataset when all are done.
+
+Flags use underscores and the labelling config's fields are --config.<field>; a mistake is one
+`error:` line and exit status 2 (--debug: the traceback).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import jax
 from absl import app, flags
@@ -24,6 +28,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 import tokcomp_jax
+from tokcomp_jax import cli
 from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec
@@ -31,6 +36,7 @@ from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune.layout import Buckets
@@ -42,13 +48,18 @@ _STOP_AFTER = flags.DEFINE_integer("stop_after_shards", None, "stop after this m
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over labels in --out that another model/config/data made")
 
 
-def benchmark_samples(model, config, benchmark):
-    """(label samples, their judge, EOS id) of a benchmark's samples through the model's family's chat codec."""
-    from transformers import AutoTokenizer
+def labelling_tokenizer(config):
+    """The model's tokenizer and chat template as evaluate.py and generate.py read them (Family.load_tokenizer),
+    from its config alone: a missing model or tokenizer is named before any weight loads."""
+    family, _, _ = read_model_config(config.model)
+    try:
+        return family.load_tokenizer(config.model, config.tokenizer or None)
+    except CheckpointError as err:  # a directory without tokenizer files, named
+        raise app.UsageError(f"--config.tokenizer: {err}" if config.tokenizer else str(err)) from None
 
-    family = family_of(model.config)
-    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer or family.tokenizer_directory(config.model),
-                                              local_files_only=True)  # fmt: skip
+
+def benchmark_samples(model, config, benchmark, tokenizer):
+    """(label samples, their judge, EOS id) of a benchmark's samples through the model's family's chat codec."""
     codec = ChatCodec(model.config, tokenizer, config.model)
     samples = [{**codec.encode(s), "sample_id": s.sample_id, "sample": s} for s in benchmark]
 
@@ -66,6 +77,14 @@ def check_config(config) -> None:
         raise app.UsageError(f"unknown label source {config.source!r} (available: scenes, benchmark)")
     if config.source == "benchmark" and not (config.model and config.data_dir):
         raise app.UsageError("source benchmark needs --config.model and --config.data_dir")
+    if config.source == "benchmark" and config.adapter == "jsonl" and Path(config.data_dir).is_dir():
+        files = sorted(path.name for path in Path(config.data_dir).glob("*.jsonl"))
+        example = f"{config.split}.jsonl" if f"{config.split}.jsonl" in files or not files else files[0]
+        raise app.UsageError(
+            f"--config.data_dir {config.data_dir} is a directory; give the jsonl file to label as the {config.split!r} "
+            f"split, e.g. --config.data_dir={Path(config.data_dir) / example}"
+            + (f" (it holds {', '.join(files)})" if files else "")
+        )
     counts = ["batch_size", "shard_size", "max_new_tokens"] + (["count"] if config.source == "scenes" else [])
     for name in counts:
         value = config[name]
@@ -90,6 +109,7 @@ def main(argv) -> None:
             raise app.UsageError(f"--config.data_dir {config.data_dir}: " + "; ".join(problems))
         benchmark = samples[config.adapter]
     try:
+        tokenizer = labelling_tokenizer(config) if config.source == "benchmark" else None
         model = (
             tokcomp_jax.load(config.model)
             if config.model
@@ -102,7 +122,7 @@ def main(argv) -> None:
         samples = scene_samples(model.config, config.count, [tuple(s) for s in config.sizes], seed=config.seed)
         extra, eos = {}, config.eos_token_id
     else:
-        samples, correct, eos = benchmark_samples(model, config, benchmark)
+        samples, correct, eos = benchmark_samples(model, config, benchmark, tokenizer)
         extra = {"correct": correct}
         largest = max(samples, key=lambda s: s["input_ids"].shape[-1])  # vision blocks / tiles sized by the family
         sized = family_of(model.config).buckets(model.config, largest, buckets.text, buckets.visual, config.batch_size)
@@ -144,4 +164,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_absl(main)

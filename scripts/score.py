@@ -8,15 +8,17 @@
 The result holds `score` (the benchmark's headline), the per-category / per-split / per-subtask
 scores and `samples`. A sample without a reply, a reply for no sample, or a sample id replied to
 twice is an error that lists them.
+
+Flags use underscores; a mistake is one `error:` line and exit status 2 (--debug: the traceback).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from tokcomp_jax import cli
 from tokcomp_jax.eval.adapters import ADAPTERS
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.scoring import sample_record, score_replies
@@ -44,9 +46,9 @@ def read_replies(path: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", required=True, choices=sorted(ADAPTERS))
-    parser.add_argument("--data_dir", required=True, type=Path)
+    parser = cli.ArgumentParser(__doc__)
+    parser.add_argument("--benchmark", required=True, choices=sorted(ADAPTERS), help="the benchmark's adapter")
+    parser.add_argument("--data_dir", required=True, type=Path, help="the benchmark's local copy (or jsonl file)")
     parser.add_argument("--list_samples", type=Path, help="write the samples here as jsonl")
     parser.add_argument("--replies", type=Path, help="jsonl of {sample_id, reply} to score")
     parser.add_argument("--out", type=Path, help="the scores as JSON (default: printed)")
@@ -78,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)

@@ -3,11 +3,12 @@
 Labels one sample of the labelling config's source (its greedy answer, teacher-forced relevance)
 and writes a PNG of three panels: the image, the relevance heat map, and the tokens a top-k by
 relevance keeps at --keep (pruned tokens greyed out).
+
+Flags use underscores; a mistake is one `error:` line and exit status 2 (--debug: the traceback).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 import tokcomp_jax
+from tokcomp_jax import cli
 from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.explain.label_writer import LabelSettings, label_batch
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
@@ -32,12 +34,16 @@ def load_config(path: str):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="configs/label/tiny.py")
-    parser.add_argument("--sample", type=int, default=2)
-    parser.add_argument("--keep", type=float, default=0.25)
-    parser.add_argument("--out", type=Path, default=Path("outputs/relevance.png"))
+    parser = cli.ArgumentParser(__doc__)
+    parser.add_argument("--config", default="configs/label/tiny.py", help="labelling config (its model and scenes)")
+    parser.add_argument("--sample", type=int, default=2, help="which scene of the config's source to label")
+    parser.add_argument("--keep", type=cli.ratio, default=0.25, help="fraction of visual tokens kept by relevance")
+    parser.add_argument("--out", type=Path, default=Path("outputs/relevance.png"), help="the PNG to write")
     args = parser.parse_args(argv)
+    if problem := cli.keep_ratio_problem(args.keep):
+        raise SystemExit(f"--keep {args.keep}: {problem}")
+    if not Path(args.config).is_file():
+        raise SystemExit(f"--config {args.config} does not exist; give a labelling config (e.g. configs/label/tiny.py)")
     config = load_config(args.config)
     model = (
         tokcomp_jax.load(config.model)
@@ -73,4 +79,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

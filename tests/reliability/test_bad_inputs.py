@@ -40,7 +40,7 @@ NOWHERE = "/nonexistent/model"  # a model that would fail to load: a refusal bef
 
 def run_script(script: str, *args: str, monkeypatch, capsys) -> tuple[int, str]:
     """(exit code, stderr) of scripts/<script> run as `python scripts/<script> ARGS` (absl: a
-    usage error exits 1 and prints its message)."""
+    usage error exits 2 and prints its message as one line)."""
     before = set(flags.FLAGS)
     monkeypatch.setattr(sys, "argv", [script, *args])
     capsys.readouterr()
@@ -107,7 +107,7 @@ def test_evaluate_out_that_a_user_made_is_refused_before_anything(tmp_path, monk
     for extra in ([], ["--overwrite"], ["--rescore"]):
         code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(tmp_path / "no-data"), "--model",
                                  NOWHERE, "--out", str(mine), *extra, monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-        assert code == 1 and "holds files that no run of this project made (notes.txt, results.json)" in error
+        assert code == 2 and "holds files that no run of this project made (notes.txt, results.json)" in error
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "results.json"]
     assert (mine / "results.json").read_text() == '{"mine": true}'
 
@@ -142,7 +142,7 @@ def test_rescore_refuses_replies_made_from_another_benchmark(tmp_path, monkeypat
     jsonl_bench(data, "test", ["a", "b", "c"], answer="blue")  # the same ids, other answers
     code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(data), "--out", str(out), "--rescore",
                              monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and "attention@0.5.host0.jsonl was made from other benchmark data than test" in error
+    assert code == 2 and "attention@0.5.host0.jsonl was made from other benchmark data than test" in error
     assert "(samples differ from attention@0.5.host0.fingerprint.json)" in error
     assert (out / "results.json").read_text() == "earlier report"
     jsonl_bench(data, "test", ["a", "b", "c"])  # the data it was made from: rescored
@@ -155,11 +155,11 @@ def test_rescore_refuses_a_run_cut_short_or_unfinished(tmp_path, monkeypatch, ca
     data, out = _rescore_setup(tmp_path, cut_last=True)
     args = [*EVALUATE, "--data_dir", str(data), "--out", str(out), "--rescore"]
     code, error = run_script("evaluate.py", *args, monkeypatch=monkeypatch, capsys=capsys)
-    assert code == 1 and "attention@0.5.host0.jsonl:3: not a whole record" in error
+    assert code == 2 and "attention@0.5.host0.jsonl:3: not a whole record" in error
     results = out / "test" / "attention@0.5.host0.jsonl"
     results.write_text("\n".join(results.read_text().splitlines()[:2]) + "\n")  # whole lines, one sample short
     code, error = run_script("evaluate.py", *args, monkeypatch=monkeypatch, capsys=capsys)
-    assert code == 1 and "attention@0.5: 1 samples have no reply: ['c']; finish the run" in error
+    assert code == 2 and "attention@0.5: 1 samples have no reply: ['c']; finish the run" in error
     assert (out / "results.json").read_text() == "earlier report"
 
 
@@ -169,7 +169,7 @@ def test_evaluate_keep_ratios_are_checked_first(tmp_path, monkeypatch, capsys, k
     code, error = run_script("evaluate.py", *EVALUATE, f"--keep={keep}", "--data_dir", str(tmp_path / "no-data"),
                              "--model", NOWHERE, "--out", str(tmp_path / "out"), monkeypatch=monkeypatch,
                              capsys=capsys)  # fmt: skip
-    assert code == 1 and message in error
+    assert code == 2 and message in error
     assert not (tmp_path / "out").exists()
 
 
@@ -223,8 +223,9 @@ def orbax_model(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
-def test_orbax_data_files_damaged_name_the_parameters(orbax_model, tmp_path, monkeypatch, capsys, damage):
+def test_orbax_data_files_damaged_name_the_parameters(orbax_model, tokenizer, tmp_path, monkeypatch, capsys, damage):
     model = shutil.copytree(orbax_model, tmp_path / "model")
+    tokenizer.save_pretrained(model)  # as a converted directory holds it: generate.py reads it before the weights
     largest = max((model / "params").rglob("d/*"), key=lambda path: path.stat().st_size)
     if damage == "truncated":
         largest.write_bytes(largest.read_bytes()[:1000])
@@ -240,7 +241,7 @@ def test_orbax_data_files_damaged_name_the_parameters(orbax_model, tmp_path, mon
     jsonl_bench(tmp_path / "data", "test_2x", ["a"])
     code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(tmp_path / "data"), "--model", str(model),
                              "--out", str(tmp_path / "out"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and "cannot be read: a data file under it is truncated or missing" in error
+    assert code == 2 and "cannot be read: a data file under it is truncated or missing" in error
 
 
 def test_a_bytes_prompt_names_the_type(tokenizer):
@@ -253,14 +254,14 @@ def test_a_bytes_prompt_names_the_type(tokenizer):
 def test_label_counts_below_one_are_refused_before_the_model(tmp_path, monkeypatch, capsys, name):
     code, error = run_script("label.py", f"--config.{name}=0", f"--config.model={NOWHERE}", "--out",
                              str(tmp_path / "labels"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and f"--config.{name} must be a whole number of at least 1, got 0" in error
+    assert code == 2 and f"--config.{name} must be a whole number of at least 1, got 0" in error
 
 
 def test_evaluate_out_naming_a_file_is_refused_first(tmp_path, monkeypatch, capsys):
     (tmp_path / "results.txt").write_text("mine")
     code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(tmp_path / "no-data"), "--model", NOWHERE,
                              "--out", str(tmp_path / "results.txt"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and f"--out {tmp_path / 'results.txt'} is a file; choose a directory" in error
+    assert code == 2 and f"--out {tmp_path / 'results.txt'} is a file; choose a directory" in error
     assert (tmp_path / "results.txt").read_text() == "mine"
 
 
@@ -307,7 +308,7 @@ def test_non_utf8_in_an_answer_is_named_by_file_and_line(tmp_path, monkeypatch, 
     results.write_bytes(results.read_bytes().replace(b'"reply": "blue"', b'"reply": "bl\xffue"'))
     code, error = run_script("evaluate.py", *EVALUATE, "--data_dir", str(data), "--out", str(out), "--rescore",
                              monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and f"unpruned.host0.jsonl:3: not a whole record ({BAD_BYTE} 32 is not UTF-8" in error
+    assert code == 2 and f"unpruned.host0.jsonl:3: not a whole record ({BAD_BYTE} 32 is not UTF-8" in error
 
 
 def test_non_utf8_in_replies_to_score_is_named_by_file_and_line(tmp_path, capsys):
@@ -324,7 +325,7 @@ def test_non_utf8_in_label_data_is_named_before_the_model(tmp_path, monkeypatch,
     code, error = run_script("label.py", "--config.source=benchmark", f"--config.model={NOWHERE}",
                              f"--config.data_dir={bench}", "--out", str(tmp_path / "labels"),
                              monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
-    assert code == 1 and f"{bench}:2: {BAD_BYTE} 28 is not UTF-8" in error
+    assert code == 2 and f"{bench}:2: {BAD_BYTE} 28 is not UTF-8" in error
 
 
 def test_generate_picture_into_a_missing_folder_is_refused_first(tmp_path):

@@ -37,7 +37,7 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     ])  # fmt: skip
     assert scanned["answer"] == report["answer"]  # layout and attention kernel change the graph, not the reply
     long_prompt = " ".join(["what colour is the square ?"] * 400)  # 2000 words, a token each
-    with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max-prompt-tokens 1024"):
+    with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max_prompt_tokens 1024"):
         module.main(["--model", str(model_dir), "--prompt", long_prompt, "--scorer", "attention",
                      "--max-prompt-tokens", "1024"])  # fmt: skip
     prompt_positions = " ".join(["what colour is the square ?"] * 80)  # ~400 tokens; the tiny model has 512 positions

@@ -37,12 +37,12 @@ def evaluate_failure(args: list[str], monkeypatch, capsys) -> str:
     before = set(flags.FLAGS)
     monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
     try:
-        with pytest.raises(SystemExit) as finished:  # absl turns the UsageError into exit status 1
+        with pytest.raises(SystemExit) as finished:  # a UsageError: one error line, exit status 2
             runpy.run_path("scripts/evaluate.py", run_name="__main__")
     finally:
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
-    assert finished.value.code == 1
+    assert finished.value.code == 2
     return capsys.readouterr().err
 
 
