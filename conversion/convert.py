@@ -2,10 +2,15 @@
 
     python -m conversion.convert --src HF_DIR --dst OUT_DIR [--dtype float32|bfloat16] [--verify]
 
-The family (Qwen2-VL, LLaVA-OneVision, VILA1.5) is read from config.json's model_type; `--family`
-makes a mismatch an error. A VILA1.5 directory's llm/, vision_tower/ and mm_projector/ are read
-directly; --verify compares with transformers' model, or for VILA1.5 with a reference assembled
-from transformers' Llama and SigLIP and the projector (conversion/verify_vila.py).
+Flags use underscores; a mistake is one `error:` line and exit status 2 (--debug: the traceback).
+
+The family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, VILA1.5) is read from config.json's
+model_type; `--family` (a family or a model_type, e.g. llava_llama) makes a mismatch an error. The
+weights are written in the checkpoint's own dtype (config.json's torch_dtype: bfloat16 or float32;
+float32 for any other or none) unless --dtype says otherwise, and the dtype written is printed.
+A VILA1.5 directory's llm/, vision_tower/ and mm_projector/ are read directly; --verify compares
+with transformers' model, or for VILA1.5 with a reference assembled from transformers' Llama and
+SigLIP and the projector (conversion/verify_vila.py).
 
 Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read with
 `torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
@@ -17,7 +22,6 @@ vision_tower/), so the converted directory is a complete model for scripts/gener
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -30,11 +34,12 @@ import numpy as np
 import torch
 
 from conversion.references import REFERENCE_DIFFS
+from tokcomp_jax import cli
 from tokcomp_jax.files import check_apart, directory_written_atomically
 from tokcomp_jax.models import checkpoint
-from tokcomp_jax.models.families import FAMILIES
+from tokcomp_jax.models.families import family_named, family_names
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
-from tokcomp_jax.models.safetensors_io import CheckpointError, safetensors_files
+from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object, safetensors_files
 
 # Allowed max abs diff of (logits, layer-1 attention) for --verify. float32: only the summation
 # order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa
@@ -76,19 +81,24 @@ def copy_processor_files(src: Path, dst: Path, family) -> list[str]:
     return copied
 
 
-def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None, overwrite: bool = False) -> None:
+def convert(
+    src: Path, dst: Path, dtype: str | None = None, family_name: str | None = None, overwrite: bool = False
+) -> tuple[str, str]:
     """Convert `src` into the orbax model directory `dst`, written beside it and renamed into place
     (tokcomp_jax.files): a killed conversion leaves an existing `dst` as it was. A `dst` that is `src`,
     lies inside it or holds it is refused before anything is read or written, and so is replacing
-    (`overwrite`) a non-empty `dst` that is not a model directory this project wrote."""
+    (`overwrite`) a non-empty `dst` that is not a model directory this project wrote. Returns (the
+    dtype written, why): `dtype`, by default the checkpoint's own (checkpoint_dtype)."""
     check_apart(src, dst, "--src", "--dst")
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"--dst {dst} is a file; choose a directory to write the model into")
     if overwrite and dst.is_dir() and any(dst.iterdir()) and not (dst / checkpoint.MODEL_FILE).is_file():
         raise ValueError(f"--dst {dst} holds files but no converted model ({checkpoint.MODEL_FILE}); --overwrite "
                          "replaces only a model directory: choose another --dst")  # fmt: skip
+    check_source(src)
+    dtype, why = (dtype, "--dtype") if dtype is not None else checkpoint_dtype(src)
     family, config = checkpoint.read_hf_config(src)
-    if family_name is not None and family_name != family.name:
+    if family_name is not None and family_named(family_name) is not family:
         raise CheckpointError(f"{src}/config.json is a {family.name} checkpoint, not {family_name}")
     if family.checkpoint_parts or safetensors_files(src):
         tensors = checkpoint.hf_tensors(src, family)
@@ -99,6 +109,35 @@ def convert(src: Path, dst: Path, dtype: str, family_name: str | None = None, ov
         params = nest(map_weights(abstract, tensors, family.name_map(config)))
         checkpoint.save(partial, family, config, dtype, params)
         copy_processor_files(src, partial, family)
+    return dtype, why
+
+
+def check_source(src: Path) -> None:
+    """Tell a missing --src, a converted model, a file and a folder without config.json apart."""
+    if not src.exists():
+        raise CheckpointError(f"--src {src} does not exist")
+    if (src / checkpoint.MODEL_FILE).is_file():
+        raise CheckpointError(
+            f"--src {src} is a converted tokcomp model ({checkpoint.MODEL_FILE}); convert takes a Hugging Face "
+            f"directory (config.json + weights), and the scripts read {src} as it is (--model)"
+        )
+    if not src.is_dir():
+        raise CheckpointError(f"--src {src} is a file; give the Hugging Face checkpoint's directory")
+    if not (src / "config.json").is_file():
+        raise CheckpointError(f"--src {src} holds no config.json: not a model directory")
+
+
+def checkpoint_dtype(src: Path) -> tuple[str, str]:
+    """(the dtype to write by default, why): the checkpoint's own (config.json's torch_dtype or dtype,
+    else its text model's) where it is one of TOLERANCE's, else float32, which holds any exactly."""
+    hf_config = read_json_object(src / "config.json")
+    for part in (hf_config, hf_config.get("text_config"), hf_config.get("llm_cfg")):
+        stored = part.get("torch_dtype") or part.get("dtype") if isinstance(part, dict) else None
+        if isinstance(stored, str):
+            if stored in TOLERANCE:
+                return stored, "the checkpoint's own (config.json), as --dtype was not given"
+            return "float32", f"the checkpoint's {stored} is not one of {sorted(TOLERANCE)}; float32 holds it exactly"
+    return "float32", "config.json records no dtype"
 
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
@@ -119,26 +158,30 @@ def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--src", type=Path, required=True, help="HF directory: config.json + weights")
     parser.add_argument("--dst", type=Path, required=True, help="orbax model directory to write")
-    parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32")
-    parser.add_argument("--family", choices=sorted(FAMILIES), help="fail unless the checkpoint is this family")
+    parser.add_argument(
+        "--dtype", choices=sorted(TOLERANCE), help="dtype of the weights written (default: the checkpoint's own)"
+    )
+    parser.add_argument(
+        "--family", choices=family_names(), help="fail unless the checkpoint is this family (or model_type)"
+    )
     parser.add_argument("--verify", action="store_true", help="compare with transformers on generated inputs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --dst")
     args = parser.parse_args(argv)
     try:
-        convert(args.src, args.dst, args.dtype, args.family, args.overwrite)
+        dtype, why = convert(args.src, args.dst, args.dtype, args.family, args.overwrite)
     except (CheckpointError, ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.dst}", file=sys.stderr)
+    print(f"wrote {args.dst} in {dtype} ({why})", file=sys.stderr)
     if not args.verify:
         return 0
-    diffs = verify(args.src, args.dst, args.dtype)
+    diffs = verify(args.src, args.dst, dtype)
     print(json.dumps(diffs))
     return 0 if diffs["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)
