@@ -15,8 +15,9 @@ this model's family) or one that needs no training (attention, vision_attention,
 random; fastv, pdrop and dart prune inside the LLM and need a decoder deep enough for their layers).
 
 Prints the answer, kept / total visual tokens and the jitted prefill time (pruned vs unpruned,
-median of 3 after a warm-up call), and can save the picture of the kept tokens of the first image
-(families whose tokens tile the image: Qwen2-VL). The tokenizer (with its chat template) is read
+median of 3 after a warm-up call), and can save a picture (--picture): the question, the answer, the
+kept count and each image and video step with its pruned tokens greyed out (Qwen families and
+VILA1.5, whose tokens tile the media; LLaVA-OneVision's media shown unmarked). The tokenizer (with its chat template) is read
 from --tokenizer, by default the model directory (VILA1.5: its llm/); the image processor from
 --processor's preprocessor_config.json (default: the model directory, then the family's
 defaults). Nothing is downloaded. The flags are checked first, then the media, then the model's
@@ -34,7 +35,6 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
-from PIL import Image
 
 import tokcomp_jax
 from tokcomp_jax import cli
@@ -48,7 +48,7 @@ from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.methods import usable_without_labels
-from tokcomp_jax.visualize import kept_overlay, save_panels
+from tokcomp_jax.visualize import media_panels, save_kept_figure
 
 
 @nnx.jit
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
         help="where no probabilities are read (auto: tiled on "
         "CPU, fused on accelerators: cuDNN's flash attention where it applies)",
     )
-    parser.add_argument("--picture", type=Path, help="save the first image beside its kept tokens here")
+    parser.add_argument("--picture", type=Path, help="save a PNG of the media with their kept tokens here")
     args = parser.parse_args(argv)
     if problem := cli.keep_ratio_problem(args.keep):
         raise SystemExit(f"--keep {args.keep}: {problem}")
@@ -107,8 +107,8 @@ def main(argv=None) -> dict:
         )
     prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer) if pruned else None
     if args.picture is not None:  # the flags first, then the media, then the model
-        if not args.image:
-            raise SystemExit("--picture shows the first --image's kept tokens; give an --image")
+        if not args.image and not args.video:
+            raise SystemExit("--picture shows the kept tokens of the --image(s) and --video; give one")
         folder = args.picture.absolute().parent
         if args.picture.is_dir() or not folder.is_dir():
             problem = "is a directory" if args.picture.is_dir() else f"its folder {folder} does not exist"
@@ -182,15 +182,9 @@ def main(argv=None) -> dict:
         **timing,
     }
     if args.picture:
-        grid = family.picture_grid(config, batch)
-        if grid is None or not images:
-            raise SystemExit(f"--picture: {family.name}'s visual tokens do not tile an image in reading order")
-        rows, cols, token_pixels = grid
-        kept = np.zeros(rows * cols, bool)
-        kept[kept_slots[kept_slots < rows * cols]] = True
-        resized = np.asarray(Image.fromarray(images[0]).resize((cols * token_pixels, rows * token_pixels)))
+        panels, note = media_panels(family, config, batch, images, video, kept_slots, num_visual)
         try:
-            save_panels([resized, kept_overlay(resized, kept, (rows, cols))], args.picture)
+            save_kept_figure(panels, args.prompt, report["answer"], kept_slots.size, num_visual, args.picture, note)
         except OSError as err:  # the answer is printed all the same
             print(json.dumps(report, indent=2))
             raise SystemExit(f"--picture {args.picture} cannot be written ({err})") from None

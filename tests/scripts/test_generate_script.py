@@ -30,7 +30,8 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     assert report["visual_tokens_kept"] == 3
     assert isinstance(report["answer"], str)
     assert report["prefill_s_pruned"] > 0 and report["prefill_s_unpruned"] > 0
-    assert Image.open(tmp_path / "kept.png").size == (2 * 4 * 28, 3 * 28)
+    with Image.open(tmp_path / "kept.png") as picture:  # the question, answer, count and legend around the image
+        assert picture.size[0] >= 400 and picture.size[1] >= 300
     scanned = module.main([
         "--model", str(model_dir), "--image", str(tmp_path / "x.png"), "--prompt", "what colour is the square ?",
         "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--scan-layers", "--attention", "reference",

@@ -123,8 +123,3 @@ class Family(abc.ABC):
         for a mapper of `layout` ("grid" or "sequence"); counts [B] prunable visual tokens per sample.
         A family whose tokens form grids returns them for either layout; one whose tokens do not
         returns [[1, 1, count]] for "sequence" and refuses "grid"."""
-
-    def picture_grid(self, config: Any, batch: dict[str, np.ndarray]) -> tuple[int, int, int] | None:
-        """(rows, cols, pixels per token side) of the first image's prunable tokens when they tile the
-        resized image in reading order (for pictures of the kept tokens); None when they do not."""
-        return None

@@ -59,12 +59,5 @@ class Qwen2VLFamily(Family):
         grids = (batch.get("image_grid_thw"), batch.get("video_grid_thw"))
         return token_grids(batch["input_ids"], *self.visual_token_ids(config), *grids, config.vision.spatial_merge_size)
 
-    def picture_grid(self, config, batch):
-        if batch.get("image_grid_thw") is None:
-            return None
-        merge = config.vision.spatial_merge_size
-        _, rows, cols = (int(n) for n in np.asarray(batch["image_grid_thw"])[0])
-        return rows // merge, cols // merge, config.vision.patch_size * merge
-
 
 QWEN2_VL = Qwen2VLFamily()
