@@ -108,7 +108,11 @@ def save_kept_figure(
             for r, c in zip(*np.nonzero(panel.kept), strict=True):
                 axis.add_patch(Rectangle((c * cell_w, r * cell_h), cell_w, cell_h, fill=False, lw=1.2, ec=KEPT_EDGE))
     share = 100.0 * kept / total if total else 100.0
-    lines = [f"Q: {question}", f"A: {answer}", f"kept {kept} of {total} visual tokens ({share:.0f}%)"]
+    lines = [
+        f"Q: {question}",
+        f"A: {answer or '(an empty reply)'}",
+        f"kept {kept} of {total} visual tokens ({share:.0f}%)",
+    ]
     figure.suptitle("\n".join(textwrap.shorten(line, 110) for line in lines), fontsize=11, x=0.02, ha="left")
     legend = [Patch(fc="white", ec=KEPT_EDGE, label="kept token"), Patch(fc=(0.78, 0.78, 0.78), label="pruned token")]
     figure.legend(handles=legend, loc="lower center", ncol=2, frameon=False, fontsize=9)
