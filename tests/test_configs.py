@@ -71,3 +71,48 @@ def test_qwen3_vl_presets_round_trip_through_ml_collections(variant):
 
     config = qwen3_vl.model_config(qwen3_vl.get_config(variant))
     assert config == qwen3_vl.PRESETS[variant]() and config.family == "qwen3_vl"
+
+
+EVAL_CONFIGS = [("images", ""), ("videos", ""), ("jsonl", "test.jsonl"), ("miniature", ""),
+                ("released", "images"), ("released", "videos"), ("released", "bench.jsonl")]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,variant", EVAL_CONFIGS)
+def test_eval_configs_hold_what_the_runner_reads(name, variant):
+    """Every eval config (and each variant of released.py) gives scripts/evaluate.py its fields:
+    benchmarks with an adapter the harness knows, increasing buckets, a positive batch and answer length."""
+    import importlib
+
+    from tokcomp_jax.eval.adapters import ADAPTERS
+
+    module = importlib.import_module(f"configs.eval.{name}")
+    config = module.get_config(variant) if variant else module.get_config()
+    assert config.codec in ("chat", "miniature")
+    assert config.benchmarks and all(b.adapter in ADAPTERS and b.name and b.data_dir for b in config.benchmarks)
+    for buckets in (config.text_buckets, config.visual_buckets):
+        assert list(buckets) == sorted(set(buckets)) and buckets[0] > 0
+    assert config.batch_size >= 1 and config.max_new_tokens >= 1
+
+
+def test_released_eval_buckets_reach_the_released_image_sizes():
+    """configs/eval/released.py holds one image at the released processors' largest (16384 visual
+    tokens: Qwen2-VL's default max_pixels 12845056 / 28^2) and answers of the benchmarks' length."""
+    from configs.eval import images, released
+
+    for variant in ("images", "videos", "bench.jsonl"):
+        config = released.get_config(variant)
+        assert max(config.visual_buckets) >= 12845056 // 28**2 == 16384
+        assert config.max_new_tokens >= 16
+    assert [b.name for b in released.get_config("images").benchmarks] == [b[0] for b in images.BENCHMARKS]
+
+
+def test_released_label_config_overrides_only_fields_label_py_knows():
+    """configs/label/released.py has exactly the tiny config's fields (label.py and its --config.x
+    overrides read those), labels a benchmark, and holds a LLaVA-OneVision 768 x 768 image (3645 tokens)."""
+    from configs.label import released, tiny
+
+    config, base = released.get_config(), tiny.get_config()
+    assert set(config.keys()) == set(base.keys())
+    assert set(config.buckets.keys()) == set(base.buckets.keys())
+    assert config.source == "benchmark" and config.adapter == "jsonl" and config.split == "train"
+    assert config.buckets.visual >= 3645 and config.batch_size >= 1 and config.max_new_tokens >= 1
