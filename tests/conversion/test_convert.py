@@ -92,7 +92,7 @@ def test_pytorch_bin_checkpoint_converts_to_the_same_weights(tiny_qwen2vl, tmp_p
 
 def test_missing_directory_fails_cleanly(tmp_path, capsys):
     assert main(["--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out")]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert f"--src {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
 
 
 def test_import_loads_no_torch():
