@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import sys
 import warnings
 from pathlib import Path
 
@@ -76,10 +77,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--frames", type=int, default=8, help="video frames sampled uniformly")
     parser.add_argument("--prompt", required=True, help="the question or instruction")
     parser.add_argument(
-        "--keep", type=cli.ratio, default=1.0, help="fraction of visual tokens to keep, in (0, 1]; 1.0: unpruned"
+        "--keep", type=cli.ratio, help="fraction of visual tokens to keep, in (0, 1] (default: 1.0, unpruned)"
     )
     parser.add_argument(
-        "--scorer", default="mapper", choices=usable_without_labels(), help="what ranks the tokens when --keep < 1"
+        "--scorer", choices=usable_without_labels(), help="what ranks the tokens when --keep < 1 (default: mapper)"
     )
     parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
     parser.add_argument("--mapper", help="trained mapper directory (WORKDIR/mapper of train_mapper.py; scorer mapper)")
@@ -97,6 +98,11 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--picture", type=Path, help="save a PNG of the media with their kept tokens here")
     args = parser.parse_args(argv)
+    if args.keep is None and (args.scorer or args.mapper):  # unpruned, and said so
+        given = " and ".join(flag for flag, value in (("--scorer", args.scorer), ("--mapper", args.mapper)) if value)
+        print(f"note: without --keep every visual token is kept (unpruned); {given} prune at --keep below 1 "
+              "(e.g. --keep 0.5)", file=sys.stderr)  # fmt: skip
+    args.keep, args.scorer = 1.0 if args.keep is None else args.keep, args.scorer or "mapper"
     if problem := cli.keep_ratio_problem(args.keep):
         raise SystemExit(f"--keep {args.keep}: {problem}")
     pruned = args.keep < 1.0  # 1.0 keeps every token: the unpruned model, no scorer

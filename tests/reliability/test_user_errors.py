@@ -201,6 +201,11 @@ def test_generate_unpruned_needs_no_mapper(qwen, data, capsys):
                           "--max_new_tokens", "2"])  # fmt: skip
     assert result["pruning"] == "none (--keep 1.0)" and "prefill_s_pruned" not in result
     assert result["visual_tokens_kept"] == result["visual_tokens_total"] > 0
+    capsys.readouterr()
+    module.main(["--model", str(qwen), "--prompt", PROMPT, "--scorer", "attention", "--max_new_tokens", "2"])
+    assert "note: without --keep every visual token is kept (unpruned); --scorer prune at --keep below 1" in (
+        capsys.readouterr().err
+    )  # a scorer given without --keep is not silently ignored
     line = command_line("generate", "--model", str(qwen), "--prompt", PROMPT, "--keep", "0.5", capsys=capsys)
     assert line.startswith("error: --keep 0.5 with --scorer mapper needs --mapper DIR")
 
