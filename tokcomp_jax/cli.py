@@ -87,14 +87,32 @@ def run_absl(main: Callable[[list[str]], object]) -> NoReturn:
 
 
 def _parse_absl_flags(argv: list[str]) -> list[str]:
+    debug = debugging(argv[1:])
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
     except flags.UnrecognizedFlagError as err:
-        fail(f"{err} (--helpshort lists the flags)", debugging(argv[1:]))
+        fail(f"{err} (--helpshort lists the flags)", debug)
     except flags.Error as err:
-        fail(err, debugging(argv[1:]))
-    except USER_ERRORS as err:  # a config file's get_config(arg) refusing its variant, a missing config file
-        fail(err, debugging(argv[1:]))
+        fail(err if debug else _config_error(str(err)), debug)
+    except USER_ERRORS as err:
+        fail(err, debug)
+    for name in flags.FLAGS:  # a config file that cannot be read: ml_collections defers the error to its first use
+        value = flags.FLAGS[name].value
+        if type(value).__name__ == "_ErrorConfig":
+            path = getattr(flags.FLAGS[name], "config_filename", "")
+            fail(f"--{name} {path}: no such config file (the configs are under configs/)", debug)
+    return remaining
+
+
+def _config_error(message: str) -> str:
+    """A config file's own error (its get_config refusing a variant) without the traceback text
+    ml_collections puts in the flag error: `flag --config=X: <the last line's message>`."""
+    head, found, trace = message.partition(": Error whilst parsing config file:")
+    lines = [line for line in trace.splitlines() if line.strip()]
+    if not found or not lines:
+        return message
+    kind, colon, text = lines[-1].partition(": ")
+    return f"{head}: {text if colon and kind.isidentifier() else lines[-1]}"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -314,3 +314,13 @@ def test_each_script_states_the_rule(path):
     docstring = (REPO / path).read_text().split('"""')[1]
     assert "Flags use underscores" in docstring and "`error:` line" in docstring, path
     assert "run_main(main)" in (REPO / path).read_text() or "run_absl(main)" in (REPO / path).read_text()
+
+
+def test_a_config_file_that_is_missing_or_refuses_its_variant(tmp_path, monkeypatch, capsys):
+    line = absl_command_line("evaluate.py", "--config", "configs/eval/nope.py", "--model", "/nonexistent",
+                             "--scorer", "attention", monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert line == "error: --config configs/eval/nope.py: no such config file (the configs are under configs/)"
+    line = absl_command_line("train_mapper.py", "--config", "configs/mapper/paper.py:bogus", "--workdir",
+                             str(tmp_path / "workdir"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert line == ("error: flag --config=configs/mapper/paper.py:bogus: unknown mapper config variants ['bogus']; "
+                    "known: ('heads', 'grid', 'synthetic', 'runlocal')")  # fmt: skip
