@@ -33,7 +33,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from conversion.references import REFERENCE_DIFFS
+from conversion.references import REFERENCES
 from tokcomp_jax import cli
 from tokcomp_jax.files import check_apart, directory_written_atomically
 from tokcomp_jax.models import checkpoint
@@ -141,12 +141,15 @@ def checkpoint_dtype(src: Path) -> tuple[str, str]:
 
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
-    """Diffs of the converted model against transformers on generated media and text."""
+    """Diffs of the converted model against transformers on generated media and text. transformers' side
+    runs first and its model is freed before ours loads: one model in memory at a time."""
     from tokcomp_jax import load
 
     jax.config.update("jax_default_matmul_precision", "highest")
-    model = load(dst, dtype=dtype)
-    diffs = REFERENCE_DIFFS[model.config.family](model, src, dtype)
+    family, _ = checkpoint.read_hf_config(src)
+    reference, diffs_of = REFERENCES[family.name]
+    batch, reference_logits, reference_attention = reference(src, dtype)
+    diffs = diffs_of(load(dst, dtype=dtype), batch, reference_logits, reference_attention)
     logits_tolerance, attention_tolerance = TOLERANCE[dtype]
     if dtype == "bfloat16":
         logits_tolerance *= max(1.0, diffs["logits_max_abs"])

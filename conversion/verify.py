@@ -106,9 +106,14 @@ def flax_forward(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
 
 def max_diffs(model, torch_model, batch: dict[str, np.ndarray]) -> dict[str, float]:
     """Max abs differences of logits and first-layer attention over real (unpadded) positions."""
-    jax_logits, jax_attention = flax_forward(model, batch)
-    ref_logits, ref_attention = torch_forward(torch_model, model.config, batch)
-    real = batch["attention_mask"].astype(bool)
+    reference = torch_forward(torch_model, model.config, batch)
+    return masked_diffs(*flax_forward(model, batch), *reference, batch["attention_mask"])
+
+
+def masked_diffs(jax_logits, jax_attention, ref_logits, ref_attention, attention_mask) -> dict[str, float]:
+    """Max abs differences of logits [B, T, V] and first-layer attention [B, N, T, T] over the positions
+    `attention_mask` [B, T] marks real."""
+    real = attention_mask.astype(bool)
     pairs = real[:, :, None] & real[:, None, :]
     return {
         "logits_max_abs_diff": float(np.abs(jax_logits - ref_logits)[real].max()),
@@ -117,16 +122,41 @@ def max_diffs(model, torch_model, batch: dict[str, np.ndarray]) -> dict[str, flo
     }
 
 
+def _float32(block) -> np.ndarray:
+    return block.float().numpy() if isinstance(block, torch.Tensor) else np.asarray(block, np.float32)
+
+
+def _blockwise_max(function, *arrays, axis: int, block: int = 256) -> float:
+    """max of function(*blocks) over blocks of `block` positions along `axis` of the arrays (numpy, jax or
+    torch, as float32): a full-size vocabulary's logits or a long prompt's attention are GBs, and a whole
+    float32 difference would be one more copy of them."""
+    length, index = arrays[0].shape[axis], [slice(None)] * arrays[0].ndim
+    result = 0.0
+    for start in range(0, length, block):
+        index[axis] = slice(start, start + block)
+        result = max(result, float(function(*(_float32(array[tuple(index)]) for array in arrays))))
+    return result
+
+
 def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float]:
     """Max abs differences of a Flax MLLMOutput against PyTorch logits [B, T, V] and first-layer
-    attention [B, N, T, T] over every position (unpadded single-sample batches)."""
-    reference_logits = reference_logits.float().numpy()
-    attention = np.asarray(ours.first_layer_attention, np.float32)
+    attention [B, N, T, T] over every position (unpadded single-sample batches), a block of positions
+    at a time."""
+    difference = lambda a, b: np.abs(a - b).max()  # noqa: E731
     return {
-        "logits_max_abs_diff": float(np.abs(np.asarray(ours.logits, np.float32) - reference_logits).max()),
-        "attn1_max_abs_diff": float(np.abs(attention - reference_attention.float().numpy()).max()),
-        "logits_max_abs": float(np.abs(reference_logits).max()),
+        "logits_max_abs_diff": _blockwise_max(difference, ours.logits, reference_logits, axis=1),
+        "attn1_max_abs_diff": _blockwise_max(difference, ours.first_layer_attention, reference_attention, axis=2),
+        "logits_max_abs": _blockwise_max(lambda block: np.abs(block).max(), reference_logits, axis=1),
     }
+
+
+def first_layer_attention(layer_attention: torch.nn.Module):
+    """A forward hook on the first decoder layer's attention module (eager attention) and the list it fills
+    with that layer's probabilities [B, N, T, T]: `output_attentions=True` would keep every layer's, GBs
+    each for a long prompt. Returns (handle, captured); remove the handle after the forward."""
+    captured = []
+    handle = layer_attention.register_forward_hook(lambda module, args, output: captured.append(output[1]))
+    return handle, captured
 
 
 def load_torch_model(hf_dir: str | os.PathLike, dtype: str = "float32"):

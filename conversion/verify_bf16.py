@@ -24,19 +24,18 @@ def bf16_parity(family: str, directory: str | os.PathLike) -> dict[str, dict[str
     """The three comparisons of a new tiny checkpoint of `family` written to `directory`."""
     import jax
 
-    from conversion.references import REFERENCE_DIFFS
+    from conversion.references import reference_diffs
     from conversion.tiny import save_tiny_checkpoint
     from tokcomp_jax import load
 
     jax.config.update("jax_default_matmul_precision", "highest")
     directory = Path(directory)
     save_tiny_checkpoint(family, directory)
-    diffs = REFERENCE_DIFFS[family]
     bf16, f32 = load(directory, dtype="bfloat16"), load(directory, dtype="float32")
     return {
-        "bf16_vs_bf16": diffs(bf16, directory, "bfloat16"),
-        "ours_vs_f32": diffs(bf16, directory, "float32"),
-        "reference_vs_f32": diffs(f32, directory, "bfloat16"),
+        "bf16_vs_bf16": reference_diffs(bf16, directory, "bfloat16"),
+        "ours_vs_f32": reference_diffs(bf16, directory, "float32"),
+        "reference_vs_f32": reference_diffs(f32, directory, "bfloat16"),
     }
 
 

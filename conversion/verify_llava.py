@@ -17,7 +17,7 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
     LlavaOnevisionImageProcessorPil,
 )
 
-from conversion.verify import output_diffs
+from conversion.verify import first_layer_attention, output_diffs
 from tokcomp_jax.models.llava_onevision.modeling import prepare_llava_inputs
 
 
@@ -55,17 +55,30 @@ def llava_batch(torch_model, images: Sequence[tuple[int, int]] = (), frames: int
     return batch
 
 
-def llava_max_diffs(model, torch_model, batch: dict) -> dict[str, float]:
-    """Max abs differences of logits and first-layer attention (float32 numpy)."""
+def llava_torch_forward(torch_model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' logits [B, T, V] and first-layer attention [B, N, T, T], in the model's dtype."""
     dtype = next(torch_model.parameters()).dtype
     args = {k: torch.from_numpy(v) for k, v in batch.items()}
     for key in ("pixel_values", "pixel_values_videos"):
         if key in args:
             args[key] = args[key].to(dtype)
-    with torch.no_grad():
-        out = torch_model(**args, output_attentions=True)
-    ours = model(prepare_llava_inputs(model.config, **batch), return_first_layer_attention=True)
-    return output_diffs(ours, out.logits, out.attentions[0])
+    handle, attention = first_layer_attention(torch_model.model.language_model.layers[0].self_attn)
+    try:
+        with torch.no_grad():
+            out = torch_model(**args)
+    finally:
+        handle.remove()
+    return out.logits, attention[0]
+
+
+def llava_flax_forward(model, batch: dict):
+    """The Flax model's MLLMOutput with its first-layer attention."""
+    return model(prepare_llava_inputs(model.config, **batch), return_first_layer_attention=True)
+
+
+def llava_max_diffs(model, torch_model, batch: dict) -> dict[str, float]:
+    """Max abs differences of logits and first-layer attention (float32 numpy)."""
+    return output_diffs(llava_flax_forward(model, batch), *llava_torch_forward(torch_model, batch))
 
 
 def load_llava_torch(hf_dir: str | os.PathLike, dtype: str = "float32"):

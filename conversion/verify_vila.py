@@ -112,18 +112,28 @@ def vila_batch(config, images: int, seed: int = 0) -> dict:
             "pixel_values": rng.standard_normal((images, 3, size, size)).astype(np.float32)}  # fmt: skip
 
 
-def vila_max_diffs(model, reference, batch: dict) -> dict[str, float]:
-    """Max abs differences of logits and first-layer attention against the assembled reference."""
+def vila_torch_forward(reference, config, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The assembled reference's logits [B, T, V] and first-layer attention [B, N, T, T] (our VilaConfig
+    names the vision feature layer), in the reference's dtype."""
     llm, vision, projector = reference
     dtype = next(llm.parameters()).dtype
     ids = torch.from_numpy(batch["input_ids"])
     with torch.no_grad():
         embeds = llm.model.embed_tokens(ids.clamp(min=0))
-        layer = model.config.vision_feature_layer
+        layer = config.vision_feature_layer
         hidden = vision(torch.from_numpy(batch["pixel_values"]).to(dtype), output_hidden_states=True).hidden_states
         embeds[ids == VILA_IMAGE_PLACEHOLDER] = projector(hidden[layer]).reshape(-1, embeds.shape[-1])
         out = llm(
             inputs_embeds=embeds, attention_mask=torch.from_numpy(batch["attention_mask"]), output_attentions=True
         )
-    ours = model(prepare_vila_inputs(model.config, **batch), return_first_layer_attention=True)
-    return output_diffs(ours, out.logits, out.attentions[0])
+    return out.logits, out.attentions[0]
+
+
+def vila_flax_forward(model, batch: dict):
+    """The Flax model's MLLMOutput with its first-layer attention."""
+    return model(prepare_vila_inputs(model.config, **batch), return_first_layer_attention=True)
+
+
+def vila_max_diffs(model, reference, batch: dict) -> dict[str, float]:
+    """Max abs differences of logits and first-layer attention against the assembled reference."""
+    return output_diffs(vila_flax_forward(model, batch), *vila_torch_forward(reference, model.config, batch))
