@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,7 +30,8 @@ USER_ERRORS = (
     ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError,
     app.UsageError, flags.Error, RunConflict,
 )  # fmt: skip
-DEBUG_HELP = "on an error, show its traceback instead of one line"
+DEBUG_HELP = "on an error, show its traceback instead of one line (and keep third-party INFO logs)"
+NOISY_LOGGERS = ("jax._src.xla_bridge", "absl")
 
 
 def debugging(argv: list[str] | None = None) -> bool:
@@ -51,10 +53,20 @@ def fail(error: BaseException | str, debug: bool = False) -> NoReturn:
     sys.exit(2)
 
 
+def quiet_third_party_logs(debug: bool) -> None:
+    """Loggers of libraries that tell a user of these commands nothing, raised to WARNING unless
+    --debug: JAX's INFO line on a machine without a TPU ("Unable to initialize backend 'tpu'") and
+    orbax's INFO line per file it reads or writes (it logs through absl)."""
+    if not debug:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_main(main: Callable[..., object], argv: list[str] | None = None) -> NoReturn:
     """Run an argparse script's `main(argv)` as its command line: a returned int is the exit status;
     a user's mistake (USER_ERRORS, or `raise SystemExit("message")`) is one line and status 2."""
     debug = debugging(argv)
+    quiet_third_party_logs(debug)
     try:
         code = main(argv)
     except SystemExit as stop:
@@ -73,6 +85,7 @@ def run_absl(main: Callable[[list[str]], object]) -> NoReturn:
         flags.DEFINE_bool("debug", False, DEBUG_HELP)
 
     def reported(argv: list[str]) -> object:
+        quiet_third_party_logs(flags.FLAGS.debug)  # after app.run has set absl's logging up
         try:
             return main(argv)
         except SystemExit as stop:
