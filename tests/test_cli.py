@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from conversion.convert import main as convert
-from conversion.tiny import save_tiny_checkpoint
+from conversion.tiny import save_tiny_checkpoint, write_jsonl_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,8 +18,10 @@ def test_a_run_prints_no_tpu_probe_and_no_orbax_info(tmp_path):
     handler shows INFO)."""
     save_tiny_checkpoint("qwen2_vl", tmp_path / "hf")
     assert convert(["--src", str(tmp_path / "hf"), "--dst", str(tmp_path / "model")]) == 0
-    command = [sys.executable, "scripts/generate.py", "--model", str(tmp_path / "model"), "--prompt", "what ?",
-               "--max_new_tokens", "2"]  # fmt: skip
+    write_jsonl_sample(tmp_path / "data", count=2)
+    command = [sys.executable, "scripts/evaluate.py", "--config", "configs/eval/jsonl.py:test.jsonl", "--data_dir",
+               str(tmp_path / "data"), "--model", str(tmp_path / "model"), "--scorer", "attention", "--keep", "0.5",
+               "--out", str(tmp_path / "eval")]  # fmt: skip
     quiet = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "Unable to initialize backend" not in quiet.stderr
