@@ -7,10 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 
 import tokcomp_jax
 from conversion.tiny import save_tiny_checkpoint
+from tokcomp_jax.mapper import Mapper, MapperConfig, save_mapper
 from tokcomp_jax.models.families import FAMILIES
 
 RNG = np.random.default_rng(0)
@@ -41,6 +43,14 @@ def test_a_batch_answers_as_its_prompts_do_alone(qwen):
         alone = qwen.generate(prompt, images=media, keep=0.5, max_new_tokens=6)
         np.testing.assert_array_equal(answer.tokens, alone.tokens)
         assert (answer.text, answer.visual_tokens_kept) == (alone.text, alone.visual_tokens_kept)
+
+
+def test_a_mapper_of_another_family_is_refused_before_the_model_loads(tmp_path):
+    save_tiny_checkpoint("qwen2_vl", tmp_path / "model")
+    (tmp_path / "model" / "model.safetensors").unlink()  # never read: the family check comes first
+    save_mapper(tmp_path / "mapper", Mapper(MapperConfig(num_heads=2, channels=(8,), family="vila"), rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="was trained on vila attention, but .* is a qwen2_vl model"):
+        tokcomp_jax.Pipeline.from_pretrained(tmp_path / "model", mapper=tmp_path / "mapper")
 
 
 def test_mistakes_are_named(qwen):

@@ -25,6 +25,7 @@ from PIL import Image
 from tokcomp_jax.eval.runner import RunSettings, plan_batches
 from tokcomp_jax.eval.samples import load_image, rgb8
 from tokcomp_jax.generate import Generator, check_positions
+from tokcomp_jax.mapper.checkpoint import check_mapper_family, read_mapper_config
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig, prepare_pruning
 
@@ -63,8 +64,8 @@ class Pipeline:
     def __init__(self, model, chat, mapper=None):
         self.model, self.chat, self.mapper = model, chat, mapper
         self.family = family_of(model.config)
-        if mapper is not None and getattr(mapper.config, "family", None) not in (None, self.family.name):
-            raise ValueError(f"the mapper was trained for {mapper.config.family}, the model is {self.family.name}")
+        if mapper is not None:
+            check_mapper_family(mapper.config, self.family.name, "given", "the model")
         self._generators: dict[bool, Generator] = {}
 
     @classmethod
@@ -72,10 +73,13 @@ class Pipeline:
         cls, directory: str | os.PathLike, mapper: str | os.PathLike | None = None, dtype: str | None = None
     ) -> Pipeline:
         """The model of a converted or HF directory with its released side files, and the mapper of a
-        mapper directory (scripts/train_mapper.py's WORKDIR/mapper) if given."""
+        mapper directory (scripts/train_mapper.py's WORKDIR/mapper) if given: its family is checked
+        against the model's before any weight is read."""
         from tokcomp_jax.mapper import load_mapper
-        from tokcomp_jax.models.checkpoint import load
+        from tokcomp_jax.models.checkpoint import load, read_model_config
 
+        if mapper is not None:
+            check_mapper_family(read_mapper_config(mapper), read_model_config(directory)[0].name, mapper, directory)
         model = load(directory, dtype=dtype)
         family = family_of(model.config)
         tokenizer = family.load_tokenizer(directory)
