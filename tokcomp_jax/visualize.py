@@ -114,10 +114,14 @@ def save_kept_figure(
         f"kept {kept} of {total} visual tokens ({share:.0f}%)",
     ]
     figure.suptitle("\n".join(textwrap.shorten(line, 110) for line in lines), fontsize=11, x=0.02, ha="left")
-    legend = [Patch(fc="white", ec=KEPT_EDGE, label="kept token"), Patch(fc=(0.78, 0.78, 0.78), label="pruned token")]
-    figure.legend(handles=legend, loc="lower center", ncol=2, frameon=False, fontsize=9)
-    if note:
-        figure.text(0.5, 0.045, note, ha="center", fontsize=8, style="italic")
+    if any(panel.kept is not None for panel in panels):
+        legend = [
+            Patch(fc="white", ec=KEPT_EDGE, label="kept token"),
+            Patch(fc=(0.78, 0.78, 0.78), label="pruned token"),
+        ]
+        figure.legend(handles=legend, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    if note:  # in the legend's place: nothing is marked
+        figure.text(0.5, 0.01, textwrap.fill(note, 60 * columns), ha="center", va="bottom", fontsize=8, style="italic")
     figure.tight_layout(rect=(0, 0.06, 1, 0.9))
     figure.savefig(path, dpi=110)
     plt.close(figure)
