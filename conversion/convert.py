@@ -81,6 +81,15 @@ def copy_processor_files(src: Path, dst: Path, family) -> list[str]:
     return copied
 
 
+def as_jax_arrays(tree: dict) -> dict:
+    """Every numpy leaf of a nested dict replaced by a jax array, one at a time, each numpy array freed as it
+    goes: orbax's save copies numpy leaves before writing (two copies of the model in memory), jax arrays it
+    writes as they are."""
+    for key, value in tree.items():
+        tree[key] = as_jax_arrays(value) if isinstance(value, dict) else jax.numpy.asarray(value)
+    return tree
+
+
 def convert(
     src: Path, dst: Path, dtype: str | None = None, family_name: str | None = None, overwrite: bool = False
 ) -> tuple[str, str]:
@@ -106,7 +115,7 @@ def convert(
         tensors = iter_torch_bin(src)
     _, abstract = abstract_state(family.builder(config, checkpoint.jax_dtype(dtype)))
     with directory_written_atomically(dst, overwrite) as partial:
-        params = nest(map_weights(abstract, tensors, family.name_map(config)))
+        params = as_jax_arrays(nest(map_weights(abstract, tensors, family.name_map(config))))
         checkpoint.save(partial, family, config, dtype, params)
         copy_processor_files(src, partial, family)
     return dtype, why
