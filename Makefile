@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench bench-device clean
+.PHONY: install test test-slow lint demo bench bench-device released-sizes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # Qwen2-VL-7B shapes at full depth in bfloat16 on the first accelerator, transformers beside it (~8 min on one GPU).
 bench-device: $(STAMP)
 	$(PY) scripts/bench.py --config configs/bench/qwen2_vl.py:device --out outputs/bench-device
+
+# Each family's smallest released size at full depth with random weights through the journey (convert --verify,
+# evaluate, generate); one family at a time, its checkpoints deleted after it; a table in outputs/released-sizes.
+released-sizes: $(STAMP)
+	$(PY) scripts/released_sizes.py --out outputs/released-sizes
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
