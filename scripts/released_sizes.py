@@ -263,20 +263,28 @@ def run_family(family: str, out: Path, data: Path, layers: int | None, dtype_cho
         record["load_compile"] = run_step("load-compile", me + ["--load-compile", str(model), "--image",
                                                                 str(data / IMAGE)], work)  # fmt: skip
         record |= record["load_compile"].pop("json", {})
-        record["evaluate"] = run_step("evaluate", [
+        evaluate = [
             py, "scripts/evaluate.py", "--config", "configs/eval/released.py:test.jsonl", "--data_dir", str(data),
             "--model", str(model), "--scorer", "attention", "--keep", "0.5", "--out", str(work / "eval"),
-        ], work)  # fmt: skip
+        ]  # fmt: skip
+        generate = [py, "scripts/generate.py", "--model", str(model), "--image", str(data / IMAGE), "--prompt", PROMPT,
+                    "--scorer", "attention", "--keep", "0.5", "--max-new-tokens", "8"]  # fmt: skip
+        # killed for memory (exit -9): again with the decoder's layers scanned, which on a CPU holds float32
+        # copies of one layer's bfloat16 weights at a time instead of every layer's
+        for name, argv, scan in (("evaluate", evaluate, "--scan_layers"), ("generate", generate, "--scan-layers")):
+            record[name] = run_step(name, argv, work)
+            if record[name]["exit"] < 0:
+                shutil.rmtree(work / "eval", ignore_errors=True)
+                record[f"{name}_scanned"] = run_step(f"{name}-scanned", argv + [scan], work)
         if (results := work / "eval" / "results.json").is_file():
             rows = json.loads(results.read_text())["rows"]
             record["evaluated"] = [{k: row[k] for k in ("run", "score", "flops_pct", "wall_s")} for row in rows]
-        record["generate"] = run_step("generate", [
-            py, "scripts/generate.py", "--model", str(model), "--image", str(data / IMAGE), "--prompt", PROMPT,
-            "--scorer", "attention", "--keep", "0.5", "--max-new-tokens", "8",
-        ], work)  # fmt: skip
-        if record["generate"]["exit"] == 0:  # its report: the last lines, from a line "{"
-            lines = (work / "generate.log").read_text(errors="replace").splitlines()
-            record["generated"] = json.loads("\n".join(lines[len(lines) - 1 - lines[::-1].index("{") :]))
+        for log in ("generate", "generate-scanned"):
+            lines = (
+                (work / f"{log}.log").read_text(errors="replace").splitlines() if (work / f"{log}.log").exists() else []
+            )
+            if "{" in lines:  # its report: the last lines, from a line "{"
+                record["generated"] = json.loads("\n".join(lines[len(lines) - 1 - lines[::-1].index("{") :]))
         return record
     finally:
         if not keep_files:
@@ -301,12 +309,23 @@ def row(r: dict) -> str:
     diff = lambda key: f"{verify[key]:.2e}" if key in verify else "-"  # noqa: E731
     logit = f" ({verify['logits_max_abs']:.1f})" if "logits_max_abs" in verify else ""
     passed = {True: ", pass", False: ", FAIL"}.get(verify.get("passed"), "")
-    exit_of = lambda name: "-" if name not in r else f"{r[name]['exit']} ({cost(r[name])})"  # noqa: E731
+
+    def exit_of(name: str) -> str:
+        if name not in r:
+            return "-"
+        scanned = r.get(f"{name}_scanned")
+        return f"{r[name]['exit']} ({cost(r[name])})" + (
+            f"; layers scanned: {scanned['exit']} ({cost(scanned)})" if scanned else ""
+        )
+
+    first = r.get("convert_float32_killed")
+    killed = f"float32 killed ({cost(first)}); " if first else ""
     cells = [
         f"{r['family']} ({r['model'].split('/')[-1]})", r.get("llm_layers", "-"), f"{r['parameters'] / 1e9:.2f}B",
-        r.get("verify_dtype", "-"), f"{cost(r.get('convert'))}, exit {r.get('convert', {}).get('exit', '-')}",
+        r.get("verify_dtype", "-"), killed + f"{cost(r.get('convert'))}, exit {r.get('convert', {}).get('exit', '-')}",
         diff("logits_max_abs_diff") + logit, diff("attn1_max_abs_diff") + passed, cost(r.get("convert_bf16")),
-        r.get("load_s", "-"), f"{r.get('compile_s', '-')} ({r.get('prefill_tokens', '-')})", exit_of("evaluate"),
+        r.get("load_s", "-"), f"{r.get('compile_s', '-')} / {r.get('prefill_temp_gib', '-')} ({r.get('prefill_tokens', '-')})",
+        exit_of("evaluate"),
         exit_of("generate"),
     ]  # fmt: skip
     return "| " + " | ".join(map(str, cells)) + " |"
@@ -316,7 +335,7 @@ def markdown(records: dict[str, dict]) -> str:
     lines = [
         "| family (released size) | LLM layers | parameters | verify dtype | convert + verify: time / peak RSS | "
         "logits max abs diff (max abs logit) | layer-1 attention max abs diff | bf16 convert: time / peak RSS | "
-        "load s | compile s (prefill tokens) | evaluate exit (time / peak RSS) | generate exit (time / peak RSS) |",
+        "load s | prefill compile s / XLA temp GiB (tokens) | evaluate exit (time / peak RSS) | generate exit (time / peak RSS) |",
         "|---" * 12 + "|",
     ]
     lines += [row(records[family]) for family in SIZES if family in records]
