@@ -274,7 +274,8 @@ def run_family(family: str, out: Path, data: Path, layers: int | None, dtype_cho
         for name, argv, scan in (("evaluate", evaluate, "--scan_layers"), ("generate", generate, "--scan-layers")):
             record[name] = run_step(name, argv, work)
             if record[name]["exit"] < 0:
-                shutil.rmtree(work / "eval", ignore_errors=True)
+                if name == "evaluate":
+                    shutil.rmtree(work / "eval", ignore_errors=True)
                 record[f"{name}_scanned"] = run_step(f"{name}-scanned", argv + [scan], work)
         if (results := work / "eval" / "results.json").is_file():
             rows = json.loads(results.read_text())["rows"]
