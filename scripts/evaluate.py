@@ -55,7 +55,7 @@ from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, sh
 from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
-from tokcomp_jax.models.checkpoint import read_model_config
+from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import family_of
@@ -87,6 +87,11 @@ _SCAN_LAYERS = flags.DEFINE_bool(
 _ATTENTION = flags.DEFINE_enum(
     "attention", "auto", IMPLEMENTATIONS,
     "where no probabilities are read (auto: tiled on CPU, fused on accelerators: cuDNN's flash attention where it applies)",
+)  # fmt: skip
+_DTYPE = flags.DEFINE_enum(
+    "dtype", None, sorted(DTYPES),
+    "compute in this dtype (default: a converted model's own, float32 for a HF directory). On a CPU, float32 "
+    "takes less memory than bfloat16: XLA's CPU backend holds a float32 copy of every bfloat16 weight as it runs",
 )  # fmt: skip
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
@@ -120,7 +125,7 @@ def check_memory_plan(config) -> None:
     sequence = max(config.text_buckets) + max(config.visual_buckets) + config.max_new_tokens
     model_axis, devices = _MESH_MODEL.value, len(mesh_devices())
     plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis,
-                       stored_dtype or "float32", config.batch_size, sequence)  # fmt: skip
+                       _DTYPE.value or stored_dtype or "float32", config.batch_size, sequence)  # fmt: skip
     if not plan.fits(limit):
         raise app.UsageError(
             f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens; "
@@ -338,7 +343,9 @@ def main(argv) -> None:
         mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
         # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
         model = tokcomp_jax.load(
-            _MODEL.value, sharding_of=None if mesh is None else functools.partial(param_sharding, mesh)
+            _MODEL.value,
+            dtype=_DTYPE.value,
+            sharding_of=None if mesh is None else functools.partial(param_sharding, mesh),
         )
         mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
     except (CheckpointError, FileNotFoundError, ValueError) as err:  # names the file, field or parameter at fault

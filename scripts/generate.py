@@ -43,7 +43,7 @@ from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video_and_rate
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
-from tokcomp_jax.models.checkpoint import read_model_config
+from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.safetensors_io import CheckpointError
@@ -95,6 +95,12 @@ def main(argv=None) -> dict:
         choices=IMPLEMENTATIONS,
         help="where no probabilities are read (auto: tiled on "
         "CPU, fused on accelerators: cuDNN's flash attention where it applies)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        help="compute in this dtype (default: a converted model's own, float32 for a HF directory). On a CPU, "
+        "float32 takes less memory than bfloat16: XLA's CPU backend holds a float32 copy of every bfloat16 weight",
     )
     parser.add_argument("--picture", type=Path, help="save a PNG of the media with their kept tokens here")
     args = parser.parse_args(argv)
@@ -150,7 +156,7 @@ def main(argv=None) -> dict:
             f"the prompt is {num_text} text tokens, more than --max_prompt_tokens {args.max_prompt_tokens}"
         )
     try:
-        model = tokcomp_jax.load(args.model)
+        model = tokcomp_jax.load(args.model, dtype=args.dtype)
         mapper = load_mapper(args.mapper) if mapper_config is not None else None
     except CheckpointError as err:  # names the file, field or parameter at fault
         raise SystemExit(str(err)) from None
