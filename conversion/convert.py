@@ -35,11 +35,11 @@ import torch
 
 from conversion.references import REFERENCES
 from tokcomp_jax import cli
-from tokcomp_jax.files import check_apart, directory_written_atomically
+from tokcomp_jax.files import CheckpointError, check_apart, directory_written_atomically, read_json_object
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.families import family_named, family_names
 from tokcomp_jax.models.loading import abstract_state, map_weights, nest
-from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object, safetensors_files
+from tokcomp_jax.models.safetensors_io import safetensors_files
 
 # Allowed max abs diff of (logits, layer-1 attention) for --verify. float32: only the summation
 # order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa

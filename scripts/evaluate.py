@@ -52,14 +52,13 @@ from tokcomp_jax.eval.results import HostZeroResults, ResultsFile, data_fingerpr
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, shard_model
-from tokcomp_jax.files import write_text_atomically
+from tokcomp_jax.files import CheckpointError, write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import family_of
-from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig
 from tokcomp_jax.prune.methods import usable_without_labels
 from tokcomp_jax.runs import RunConflict, check_run_directory, claim, exclusive, model_digest

@@ -24,7 +24,7 @@ from tokcomp_jax.explain.relevance import METHODS, append_answers, relevance
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
 from tokcomp_jax.miniature.shipped import SHIPPED
 from tokcomp_jax.miniature.train import load_pretrained
-from tokcomp_jax.prune.layout import keep_count
+from tokcomp_jax.models.layout import keep_count
 from tokcomp_jax.prune.pruner import prepare_pruning
 
 KINDS = ("boxed_digit", "sum")

@@ -41,12 +41,12 @@ import tokcomp_jax
 from tokcomp_jax import cli
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video_and_rate
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
-from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.methods import usable_without_labels
 from tokcomp_jax.visualize import media_panels, save_kept_figure

@@ -34,12 +34,12 @@ from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
 from tokcomp_jax.models.checkpoint import read_model_config
 from tokcomp_jax.models.families import family_of
-from tokcomp_jax.models.safetensors_io import CheckpointError
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.runs import RunConflict, check_run_directory, exclusive
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/label/tiny.py", "labelling config")

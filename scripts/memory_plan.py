@@ -25,7 +25,7 @@ import jax
 
 from tokcomp_jax.eval.memory import memory_plan, prefill_memory
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
-from tokcomp_jax.prune.layout import keep_count
+from tokcomp_jax.models.layout import keep_count
 
 
 def preset_config(name: str):

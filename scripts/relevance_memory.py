@@ -20,7 +20,7 @@ from flax import nnx
 
 from tokcomp_jax.explain import relevance
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig, prepare_inputs
-from tokcomp_jax.prune.layout import VisualLayout
+from tokcomp_jax.models.layout import VisualLayout
 
 
 def compiled_bytes(model, length: int, answers: int, method: str) -> dict[str, int]:

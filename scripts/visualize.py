@@ -21,7 +21,7 @@ from tokcomp_jax import cli
 from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.explain.label_writer import LabelSettings, label_batch
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
-from tokcomp_jax.prune.layout import Buckets, keep_count
+from tokcomp_jax.models.layout import Buckets, keep_count
 from tokcomp_jax.visualize import heatmap_overlay, kept_overlay, save_panels
 
 

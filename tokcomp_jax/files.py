@@ -6,6 +6,7 @@ so that a bad byte or an overlap is named.
     write_text_atomically(out / "results.json", text)
     check_apart(src, dst, "--src", "--dst")                   # refuse writing into what is read
     lines = read_utf8(path).splitlines()                     # a non-UTF-8 byte named by file and line
+    config = read_json_object(path)                          # not JSON, or not an object: CheckpointError naming it
 
 The new directory is written beside `dst` (`.NAME.partial`), fsynced, then renamed into place; an
 existing `dst` is first renamed aside (`.NAME.replaced`) and removed only after the new one is
@@ -17,10 +18,26 @@ and the next write to `dst` renames it back first.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names every file and tensor at fault."""
+
+
+def read_json_object(path: Path) -> dict:
+    """A checkpoint's JSON file that must hold an object; a clear CheckpointError naming it otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, expected an object")
+    return data
 
 
 @contextlib.contextmanager

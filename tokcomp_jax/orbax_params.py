@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from tokcomp_jax.models.safetensors_io import CheckpointError
+from tokcomp_jax.files import CheckpointError
 
 
 def _name(path) -> str:

@@ -18,8 +18,8 @@ from conversion.convert import PROCESSOR_FILES, main
 from conversion.tiny import hf_config_of, save_tiny_model, tiny_llava_model
 from conversion.verify import flax_forward, random_batch
 from conversion.verify_vila import save_tiny_vila
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
-from tokcomp_jax.models.safetensors_io import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.explain.label_writer import SHARDS_DIR, LabelSettings, write_labels
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.models.layout import Buckets
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = LabelSettings(Buckets(text=16, visual=64, queries=8), batch_size=3, shard_size=3, max_new_tokens=3)

@@ -11,8 +11,8 @@ from conversion.verify import random_batch
 from tokcomp_jax.explain import append_answers, relevance
 from tokcomp_jax.models import prepare_inputs
 from tokcomp_jax.models.families import FAMILIES
+from tokcomp_jax.models.layout import Buckets, visual_layout
 from tokcomp_jax.models.qwen2_vl.positions import token_types
-from tokcomp_jax.prune.layout import Buckets, visual_layout
 
 CASES = {"image": [[("image", 84, 112)]], "video": [[("video", 2, 56, 84)]]}
 ANSWER = [7, 19, 3]

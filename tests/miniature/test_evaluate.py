@@ -17,7 +17,7 @@ from tokcomp_jax.miniature.evaluate import (
 )
 from tokcomp_jax.miniature.report import matched_flops_table
 from tokcomp_jax.miniature.samples import Samples, collate
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, pruned_forward
 
 SETTINGS = EvalSettings(text_bucket=20, visual_buckets=(36,), batch_size=4, keep_ratios=(0.5, 0.25), prune_layer=1)

@@ -11,9 +11,10 @@ from safetensors.numpy import save_file
 
 import tokcomp_jax
 from conversion.verify import random_batch
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.models import prepare_inputs
 from tokcomp_jax.models.qwen2_vl.processor import build_inputs, image_processor, process_images
-from tokcomp_jax.models.safetensors_io import CheckpointError, SafetensorsFile
+from tokcomp_jax.models.safetensors_io import SafetensorsFile
 
 Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
 

@@ -99,8 +99,8 @@ def test_vila_three_part_layout(tmp_path):
 )  # fmt: skip
 def test_bad_model_files_name_the_file(tmp_path, content, message):
     from tokcomp_jax import load
+    from tokcomp_jax.files import CheckpointError
     from tokcomp_jax.models.checkpoint import MODEL_FILE
-    from tokcomp_jax.models.safetensors_io import CheckpointError
 
     (tmp_path / MODEL_FILE).write_text(content)
     with pytest.raises(CheckpointError, match=message) as error:

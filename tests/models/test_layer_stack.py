@@ -14,6 +14,7 @@ from flax import nnx
 
 from tests.prune.test_family_pipeline import CASES as SIGLIP_CASES
 from tokcomp_jax.benchmark import random_image_batch
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.models import checkpoint
 from tokcomp_jax.models.common.config import DecoderConfig
 from tokcomp_jax.models.common.decoder import Decoder, causal_mask
@@ -22,7 +23,6 @@ from tokcomp_jax.models.common.rope import text_rope
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.loading import NameMap, map_weights
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
-from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.prune import Buckets, prepare_pruning
 
 CASES = {

@@ -27,12 +27,12 @@ from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.results import ResultsFile, data_fingerprint
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.samples import EvalSample, VideoClip, load_video
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig, prepare_inputs
 from tokcomp_jax.models.checkpoint import save
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.qwen2_vl.processor import build_inputs, image_processor
-from tokcomp_jax.models.safetensors_io import CheckpointError
 from tokcomp_jax.runs import RUN_MARK
 
 NOWHERE = "/nonexistent/model"  # a model that would fail to load: a refusal before it proves the order

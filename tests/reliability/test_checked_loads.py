@@ -13,11 +13,12 @@ import pytest
 from flax import nnx
 
 import tokcomp_jax
+from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.mapper.checkpoint import load_mapper, save_mapper
 from tokcomp_jax.mapper.model import Mapper, MapperConfig
 from tokcomp_jax.models.checkpoint import MODEL_FILE, save
 from tokcomp_jax.models.families import FAMILIES
-from tokcomp_jax.models.safetensors_io import CheckpointError, SafetensorsFile
+from tokcomp_jax.models.safetensors_io import SafetensorsFile
 from tokcomp_jax.prune.pruner import PruneConfig
 
 

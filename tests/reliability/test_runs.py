@@ -14,7 +14,7 @@ from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.eval.results import ResultsFile
 from tokcomp_jax.explain.label_writer import FINGERPRINT_FILE, SHARDS_DIR, LabelSettings, write_labels
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.runs import RunConflict, claim, exclusive, model_digest
 
 HOLD = "import sys, time; from tokcomp_jax.runs import exclusive\nwith exclusive(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)"

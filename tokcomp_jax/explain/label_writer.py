@@ -31,8 +31,8 @@ from tokcomp_jax.data.labels import dataset_dir, write_label_dataset
 from tokcomp_jax.explain.relevance import append_answers, relevance
 from tokcomp_jax.generate import StopIds, greedy_decode, stop_ids
 from tokcomp_jax.models.families import family_of
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.prune.features import first_layer_features
-from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.prune.pruner import prepare_pruning
 from tokcomp_jax.runs import claim, digest, model_digest
 

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tokcomp_jax.models.common.decoder import unpack_deepstack
+from tokcomp_jax.models.layout import VisualLayout
 from tokcomp_jax.prune.features import take_positions
-from tokcomp_jax.prune.layout import VisualLayout
 
 METHODS = ("gradient", "gradient_naive", "rollout", "first_layer_attention", "last_layer_attention", "input_gradient")
 
@@ -145,7 +145,7 @@ def relevance(model, inputs, answer_positions: jax.Array, layout: VisualLayout, 
     """Relevance [B, N] of each sample's visual tokens for its answer, by `method` (see METHODS).
 
     inputs: the model inputs of prompt + answer (append_answers); answer_positions [B, M] (-1 = none);
-    layout: the visual positions (tokcomp_jax.prune.layout.visual_layout). 0 at padded visual slots.
+    layout: the visual positions (tokcomp_jax.models.layout.visual_layout). 0 at padded visual slots.
     Run it on scanned decoder layers (as loaded): unrolled, XLA keeps every layer's residuals despite
     the remat, ~2.6x the temporaries (4 layers, 256 tokens; docs/results.md).
     """

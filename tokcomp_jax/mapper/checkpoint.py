@@ -10,10 +10,9 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from tokcomp_jax.files import directory_written_atomically
+from tokcomp_jax.files import CheckpointError, directory_written_atomically, read_json_object
 from tokcomp_jax.mapper.inputs import MapperBatch
 from tokcomp_jax.mapper.model import Mapper, MapperConfig
-from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object
 from tokcomp_jax.orbax_params import restore_checked
 
 CONFIG_FILE = "mapper.json"

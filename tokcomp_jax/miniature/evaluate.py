@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
+from tokcomp_jax.models.layout import Buckets, keep_count
 from tokcomp_jax.prune import in_llm, scorers
-from tokcomp_jax.prune.layout import Buckets, keep_count
 from tokcomp_jax.prune.methods import METHODS as REGISTERED
 from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, visual_scores
 from tokcomp_jax.prune.select import apply_selection, select_visual_tokens

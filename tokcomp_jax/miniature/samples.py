@@ -14,9 +14,9 @@ import numpy as np
 
 from tokcomp_jax.data import vqa
 from tokcomp_jax.models.common.config import DecoderConfig
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig, Qwen2VLConfig
 from tokcomp_jax.models.qwen2_vl.processor import batch_media, image_processor, process_images, process_video
-from tokcomp_jax.prune.layout import Buckets
 from tokcomp_jax.runs import digest
 
 NUM_SPECIAL = 4  # image, video, vision start, vision end: right after the words

@@ -31,7 +31,7 @@ from tokcomp_jax.miniature.samples import Group, Samples, collate, group_indices
 from tokcomp_jax.models import Qwen2VL
 from tokcomp_jax.models.checkpoint import load, save
 from tokcomp_jax.models.families import FAMILIES
-from tokcomp_jax.prune.layout import Buckets
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.prune.pruner import prepare_pruning
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from tokcomp_jax.files import directory_written_atomically
+from tokcomp_jax.files import CheckpointError, directory_written_atomically, read_json_object
 from tokcomp_jax.models.families import FAMILIES, Family, family_of_hf_config
 from tokcomp_jax.models.loading import abstract_state, map_weights, merge_weights, nest
-from tokcomp_jax.models.safetensors_io import CheckpointError, iter_safetensors, read_json_object, safetensors_files
+from tokcomp_jax.models.safetensors_io import iter_safetensors, safetensors_files
 from tokcomp_jax.orbax_params import restore_checked
 
 MODEL_FILE = "tokcomp_model.json"

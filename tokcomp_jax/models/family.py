@@ -28,8 +28,8 @@ import numpy as np
 from flax import nnx
 
 from tokcomp_jax.models.common.released import SideFiles, load_tokenizer, read_side_files
+from tokcomp_jax.models.layout import Buckets, VisualLayout
 from tokcomp_jax.models.loading import NameMap
-from tokcomp_jax.prune.layout import Buckets, VisualLayout
 
 
 def tile_bucket(tiles: int, batch_size: int) -> int:

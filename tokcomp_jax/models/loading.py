@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tokcomp_jax.models.safetensors_io import CheckpointError
+from tokcomp_jax.files import CheckpointError
 
 
 class Transform(enum.Enum):

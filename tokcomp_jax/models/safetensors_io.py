@@ -16,6 +16,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from tokcomp_jax.files import CheckpointError, read_json_object
+
 DTYPES = {
     "F64": np.float64,
     "F32": np.float32,
@@ -28,21 +30,6 @@ DTYPES = {
     "U8": np.uint8,
     "BOOL": np.bool_,
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names every file and tensor at fault."""
-
-
-def read_json_object(path: Path) -> dict:
-    """A checkpoint's JSON file that must hold an object; a clear CheckpointError naming it otherwise."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, expected an object")
-    return data
 
 
 class SafetensorsFile:

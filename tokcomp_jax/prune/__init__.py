@@ -1,6 +1,6 @@
 """Visual-token pruning at the LLM input: first-layer features, static top-k selection, baselines."""
 
-from tokcomp_jax.prune.layout import Buckets, keep_count
+from tokcomp_jax.models.layout import Buckets, keep_count
 from tokcomp_jax.prune.pruner import (
     SCORERS,
     PruneConfig,

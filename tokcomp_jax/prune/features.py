@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from tokcomp_jax.models.common.decoder import unpack_deepstack
-from tokcomp_jax.prune.layout import VisualLayout
+from tokcomp_jax.models.layout import VisualLayout
 
 
 def take_positions(x: jax.Array, positions: jax.Array) -> jax.Array:

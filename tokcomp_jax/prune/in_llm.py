@@ -38,8 +38,8 @@ from tokcomp_jax.flops import staged_prefill_flops
 from tokcomp_jax.models.common.attention import CacheSegment
 from tokcomp_jax.models.common.config import DecoderConfig
 from tokcomp_jax.models.common.decoder import causal_mask, unpack_deepstack
+from tokcomp_jax.models.layout import VisualLayout, check_keep_ratio, keep_count
 from tokcomp_jax.prune.features import attention_to_visual, take_positions
-from tokcomp_jax.prune.layout import VisualLayout, check_keep_ratio, keep_count
 from tokcomp_jax.prune.select import Selection, gather_kept, per_sample_keep, select_count, selection_of_slots
 
 METHODS = ("fastv", "pdrop", "dart")

@@ -18,8 +18,8 @@ from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models import families
+from tokcomp_jax.models.layout import Buckets, check_keep_ratio
 from tokcomp_jax.prune import in_llm, scorers
-from tokcomp_jax.prune.layout import Buckets, check_keep_ratio
 from tokcomp_jax.prune.methods import METHODS, ScoringContext, method
 from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
 

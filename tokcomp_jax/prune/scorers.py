@@ -12,8 +12,8 @@ from flax import struct
 
 from tokcomp_jax.mapper.inputs import MapperBatch
 from tokcomp_jax.models.common.decoder import unpack_deepstack
+from tokcomp_jax.models.layout import VisualLayout
 from tokcomp_jax.prune.features import first_layer_features, take_positions
-from tokcomp_jax.prune.layout import VisualLayout
 from tokcomp_jax.prune.select import per_sample_keep
 
 DART_PIVOTS = 8

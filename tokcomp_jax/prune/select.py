@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from tokcomp_jax.prune.layout import VisualLayout, keep_count
+from tokcomp_jax.models.layout import VisualLayout, keep_count
 
 
 @struct.dataclass

@@ -17,8 +17,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from tokcomp_jax.files import CheckpointError, read_json_object
 from tokcomp_jax.models.common.chat import end_of_turn_id
-from tokcomp_jax.models.safetensors_io import CheckpointError, read_json_object
 
 PROCESSOR_TEMPLATE_JSON, TEMPLATE_JINJA = "chat_template.json", "chat_template.jinja"
 PREPROCESSOR, VIDEO_PREPROCESSOR, GENERATION = (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from tokcomp_jax.models.family import Family, tile_bucket
+from tokcomp_jax.models.layout import Buckets, visual_layout
 from tokcomp_jax.models.llava_onevision import processor
 from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tokcomp_jax.models.llava_onevision.modeling import LlavaOnevision, prepare_llava_inputs
 from tokcomp_jax.models.llava_onevision.params import llava_onevision_name_map
-from tokcomp_jax.prune.layout import Buckets, visual_layout
 
 MEDIA = ("pixel_values", "image_sizes", "pixel_values_videos", "batch_num_images")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from tokcomp_jax.models.family import Family
+from tokcomp_jax.models.layout import Buckets, token_grids, visual_layout
 from tokcomp_jax.models.qwen2_vl import processor
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.qwen2_vl.modeling import Qwen2VL, prepare_inputs
 from tokcomp_jax.models.qwen2_vl.params import qwen2vl_name_map
-from tokcomp_jax.prune.layout import Buckets, token_grids, visual_layout
 
 MEDIA = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
 

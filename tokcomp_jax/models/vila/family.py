@@ -8,11 +8,11 @@ import numpy as np
 
 from tokcomp_jax.models.common.released import SideFiles, read_side_files
 from tokcomp_jax.models.family import Family, tile_bucket
+from tokcomp_jax.models.layout import Buckets, visual_layout
 from tokcomp_jax.models.vila import processor
 from tokcomp_jax.models.vila.config import VilaConfig
 from tokcomp_jax.models.vila.modeling import Vila, prepare_vila_inputs
 from tokcomp_jax.models.vila.params import PARTS, vila_name_map
-from tokcomp_jax.prune.layout import Buckets, visual_layout
 
 
 class VilaFamily(Family):

@@ -1,4 +1,4 @@
-"""Host bookkeeping for pruning: where each sample's visual and instruction tokens sit, padded to buckets.
+"""The Family contract's host types: where each sample's visual and instruction tokens sit, padded to buckets.
 
 Sequences are bucketed as `text + visual` tokens (Buckets), so a pruned sequence always fits
 `text + ceil(keep_ratio * visual)` slots and every shape is known before tracing.
