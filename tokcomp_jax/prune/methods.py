@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import jax
 
-from tokcomp_jax.prune import in_llm, scorers
+from tokcomp_jax.prune import diversity, in_llm, scorers
 
 NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio")
 
@@ -74,6 +74,22 @@ METHODS: dict[str, Method] = {
             "DART-style duplication at the input",
             "input",
             score=lambda c: scorers.dart_scores(c.embeds, c.model.language_model.layers.hidden_size, c.scoring),
+        ),
+        Method(
+            "divprune",
+            "DivPrune (max-min diversity)",
+            "input",
+            frozenset({"keep_ratio"}),
+            lambda c: diversity.divprune_scores(c.embeds, c.model.language_model.layers.hidden_size,
+                                                c.scoring.layout, c.keep_ratio),
+        ),
+        Method(
+            "cdpruner",
+            "CDPruner (conditional DPP)",
+            "input",
+            frozenset({"keep_ratio"}),
+            lambda c: diversity.cdpruner_scores(c.embeds, c.model.language_model.layers.hidden_size,
+                                                c.scoring.layout, c.keep_ratio),
         ),
         Method(
             "stride",
