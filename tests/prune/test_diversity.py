@@ -18,15 +18,14 @@ import pytest
 import torch
 from flax import nnx
 
-from configs.models import llava_onevision, vila
 from conversion.verify import random_batch
-from tests.prune.family_batches import llava_batch, vila_batch
+from tests.prune.test_family_pipeline import CASES
+from tests.prune.test_pruning import BUCKETS as PRUNING_BUCKETS
+from tests.prune.test_pruning import ROWS
 from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.layout import keep_count
-from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
-from tokcomp_jax.models.qwen3_vl.config import Qwen3VLConfig
-from tokcomp_jax.prune import Buckets, PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
 from tokcomp_jax.prune.diversity import cdpruner_relevance, cdpruner_scores, divprune_scores, visual_embeddings
 from tokcomp_jax.prune.select import per_sample_keep
 
@@ -176,16 +175,9 @@ def test_the_greedy_order_nests():
 # ---------------------------------------------------------------- every family's layout, through pruned_forward
 
 FAMILY_CASES = {
-    "qwen2_vl": (Qwen2VLConfig.tiny, lambda c: random_batch(c, [[("image", 112, 84)], [("image", 56, 112),
-                 ("image", 56, 56)], [("video", 4, 56, 84)]], seed=3, text_length=5), Buckets(text=24, visual=64, queries=8)),
-    "qwen2_5_vl": (Qwen25VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
-                   Buckets(text=16, visual=24, queries=8)),
-    "qwen3_vl": (Qwen3VLConfig.tiny, lambda c: random_batch(c, [[("image", 84, 168)], [("video", 2, 56, 84)]]),
-                 Buckets(text=20, visual=24, queries=8)),
-    "llava_onevision": (llava_onevision.tiny, lambda c: llava_batch(c, [(40, 100), (100, 60)]),
-                        Buckets(text=32, visual=96, queries=8, tiles=8)),
-    "vila": (vila.tiny, lambda c: vila_batch(c, [1, 2]), Buckets(text=16, visual=24, queries=8, tiles=4)),
-}  # fmt: skip
+    **CASES,  # Qwen2.5-VL and Qwen3-VL (image, video), LLaVA-OneVision (tiled images), VILA1.5 (one and two images)
+    "qwen2_vl": (Qwen2VLConfig.tiny, lambda c: random_batch(c, ROWS, seed=3, text_length=5), PRUNING_BUCKETS),
+}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_CASES))
