@@ -80,16 +80,18 @@ METHODS: dict[str, Method] = {
             "DivPrune (max-min diversity)",
             "input",
             frozenset({"keep_ratio"}),
-            lambda c: diversity.divprune_scores(c.embeds, c.model.language_model.layers.hidden_size,
-                                                c.scoring.layout, c.keep_ratio),
+            lambda c: diversity.divprune_scores(
+                c.embeds, c.model.language_model.layers.hidden_size, c.scoring.layout, c.keep_ratio
+            ),
         ),
         Method(
             "cdpruner",
             "CDPruner (conditional DPP)",
             "input",
             frozenset({"keep_ratio"}),
-            lambda c: diversity.cdpruner_scores(c.embeds, c.model.language_model.layers.hidden_size,
-                                                c.scoring.layout, c.keep_ratio),
+            lambda c: diversity.cdpruner_scores(
+                c.embeds, c.model.language_model.layers.hidden_size, c.scoring.layout, c.keep_ratio
+            ),
         ),
         Method(
             "stride",
