@@ -15,7 +15,9 @@ SigLIP and the projector (conversion/verify_vila.py).
 Tensors stream one at a time (safetensors are memory-mapped; `*.bin` is read with
 `torch.load(weights_only=True, mmap=True)`), are renamed by the family's name map, checked
 against the shapes the config implies and cast, so the model is held once, in the target dtype.
-`--verify` prints one JSON line of max abs diffs and exits 1 above tolerance. The tokenizer, chat
+`--verify` prints one JSON line of max abs diffs and exits 1 above tolerance; a bfloat16 model above it
+is measured again against transformers in float32 (its model alone in memory) and passes when it
+rounds no worse than 1.5x transformers' own bfloat16 (deep bfloat16 models drift apart by rounding). The tokenizer, chat
 template and the processor files (PROCESSOR_FILES) are copied beside the weights (VILA1.5: into llm/ and
 vision_tower/), so the converted directory is a complete model for scripts/generate.py and evaluate.py.
 """
@@ -45,6 +47,10 @@ from tokcomp_jax.models.safetensors_io import safetensors_files
 # order differs (~1e-6 seen on tiny models). bfloat16: both sides round every op to 8 mantissa
 # bits, in different places; the logits bound is relative to max |logits| (0.7% seen).
 TOLERANCE = {"float32": (1e-4, 1e-4), "bfloat16": (2e-2, 1e-2)}
+# A bfloat16 model beyond TOLERANCE still passes when its distance from the float32 reference is at most this
+# times the reference's own in bfloat16 (tests/conversion/test_bf16_parity.py: measured 0.7-1.05x on tiny models,
+# 1.14x on VILA1.5-3B's logits; a norm or softmax done in bfloat16 instead of float32 is several times worse).
+ROUNDING_RATIO = 1.5
 
 
 def iter_torch_bin(directory: Path) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -151,12 +157,13 @@ def checkpoint_dtype(src: Path) -> tuple[str, str]:
 
 def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
     """Diffs of the converted model against transformers on generated media and text. transformers' side
-    runs first and its model is freed before ours loads: one model in memory at a time."""
+    runs first and its model is freed before ours loads: one model in memory at a time. A bfloat16 model
+    beyond TOLERANCE is judged again by its rounding (bfloat16_rounding)."""
     from tokcomp_jax import load
 
     jax.config.update("jax_default_matmul_precision", "highest")
     family, _ = checkpoint.read_hf_config(src)
-    reference, diffs_of = REFERENCES[family.name]
+    reference, diffs_of, _ = REFERENCES[family.name]
     batch, reference_logits, reference_attention = reference(src, dtype)
     diffs = diffs_of(load(dst, dtype=dtype), batch, reference_logits, reference_attention)
     logits_tolerance, attention_tolerance = TOLERANCE[dtype]
@@ -166,7 +173,31 @@ def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
     diffs["passed"] = (
         diffs["logits_max_abs_diff"] <= logits_tolerance and diffs["attn1_max_abs_diff"] <= attention_tolerance
     )
+    if dtype == "bfloat16" and not diffs["passed"]:
+        diffs["rounding"] = bfloat16_rounding(src, dst, batch, reference_logits, reference_attention)
+        diffs["passed"] = diffs["rounding"]["passed"]
     return diffs
+
+
+def bfloat16_rounding(src: Path, dst: Path, batch, reference_logits, reference_attention) -> dict:
+    """Each bfloat16 side's distance from transformers in float32: ours passes when it is within
+    ROUNDING_RATIO of transformers' own. Two bfloat16 models round in different places, so their
+    difference grows with depth (VILA1.5-3B at 32 layers: 0.23 on logits of max 4.8, each side ~0.18
+    from float32) while a port error stays far above either side's rounding."""
+    from tokcomp_jax import load
+
+    family, _ = checkpoint.read_hf_config(src)
+    reference, diffs_of, between = REFERENCES[family.name]
+    _, float32_logits, float32_attention = reference(src, "float32")  # its model freed before ours loads
+    ours = diffs_of(load(dst, dtype="bfloat16"), batch, float32_logits, float32_attention)
+    theirs = between(batch, reference_logits, reference_attention, float32_logits, float32_attention)
+    keys = ("logits_max_abs_diff", "attn1_max_abs_diff")
+    return {
+        "ours_vs_float32": [ours[key] for key in keys],
+        "transformers_bfloat16_vs_float32": [theirs[key] for key in keys],
+        "ratio": ROUNDING_RATIO,
+        "passed": all(ours[key] <= ROUNDING_RATIO * max(theirs[key], TOLERANCE["float32"][0]) for key in keys),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

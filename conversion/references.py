@@ -1,14 +1,17 @@
 """The PyTorch reference of each family for `python -m conversion.convert --verify`: the max abs
 diffs of logits and first-layer attention on generated media (an image or two, a video).
 
-Each family has two halves: `reference(src, dtype)` runs the PyTorch model on generated inputs and
+Each family has three parts: `reference(src, dtype)` runs the PyTorch model on generated inputs and
 returns (batch, logits, first-layer attention), its model freed on return; `diffs(model, batch, logits,
-attention)` runs the Flax model on the same batch. `--verify` runs them one after the other, so only
-one of the two models is in memory at a time (two float32 copies of a 2B model are 18 GB).
+attention)` runs the Flax model on the same batch; `between(batch, logits, attention, other_logits,
+other_attention)` compares two references' outputs (the bfloat16 one against float32) the same way.
+`--verify` runs them one after the other, so only one model is in memory at a time (two float32
+copies of a 2B model are 18 GB).
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 from tokcomp_jax.models.checkpoint import read_hf_config
@@ -33,6 +36,12 @@ def _qwen2vl_diffs(model, batch, logits, attention) -> dict[str, float]:
     from conversion.verify import flax_forward, masked_diffs
 
     return masked_diffs(*flax_forward(model, batch), logits, attention, batch["attention_mask"])
+
+
+def _qwen2vl_between(batch, logits, attention, other_logits, other_attention) -> dict[str, float]:
+    from conversion.verify import masked_diffs
+
+    return masked_diffs(logits, attention, other_logits, other_attention, batch["attention_mask"])
 
 
 def _llava_onevision_reference(src: Path, dtype: str):
@@ -66,17 +75,25 @@ def _vila_diffs(model, batch, logits, attention) -> dict[str, float]:
     return output_diffs(vila_flax_forward(model, batch), logits, attention)
 
 
-# One entry per family: its name -> (reference(HF directory, dtype), diffs(converted model, batch, logits, attention)).
+def _unpadded_between(batch, logits, attention, other_logits, other_attention) -> dict[str, float]:
+    from conversion.verify import output_diffs
+
+    outputs = types.SimpleNamespace(logits=logits, first_layer_attention=attention)
+    return output_diffs(outputs, other_logits, other_attention)
+
+
+# One entry per family: its name -> (reference(HF directory, dtype), diffs(converted model, batch, logits, attention),
+# between(batch, logits, attention, other logits, other attention)).
 REFERENCES = {
-    QWEN2_VL.name: (_qwen2vl_reference, _qwen2vl_diffs),
-    QWEN2_5_VL.name: (_qwen2vl_reference, _qwen2vl_diffs),  # transformers' class follows config.json's model_type
-    QWEN3_VL.name: (_qwen2vl_reference, _qwen2vl_diffs),
-    LLAVA_ONEVISION.name: (_llava_onevision_reference, _llava_onevision_diffs),
-    VILA.name: (_vila_reference, _vila_diffs),
+    QWEN2_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),
+    QWEN2_5_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),  # transformers' class: the model_type
+    QWEN3_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),
+    LLAVA_ONEVISION.name: (_llava_onevision_reference, _llava_onevision_diffs, _unpadded_between),
+    VILA.name: (_vila_reference, _vila_diffs, _unpadded_between),
 }
 
 
 def reference_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     """The diffs of an already loaded Flax model against its family's reference on `src` (both in memory)."""
-    reference, diffs = REFERENCES[model.config.family]
+    reference, diffs, _ = REFERENCES[model.config.family]
     return diffs(model, *reference(src, dtype))
