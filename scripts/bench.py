@@ -132,10 +132,12 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
     args = (steps.state, embeds, inputs, scoring)
     prunes = {f"prefill keep {keep}": PruneConfig(config.scorer, keep) for keep in config.keep_ratios}
     scorer = f"scoring ({config.scorer})"
+    others = {f"scoring ({name})": PruneConfig(name, config.keep_ratios[0]) for name in config.cost_scorers}
     timed = measure(
         {
             "prefill unpruned": (steps.prefill(None), args),
             scorer: (steps.score(PruneConfig(config.scorer, config.keep_ratios[0])), args),
+            **{name: (steps.score(prune), args) for name, prune in others.items()},
             **{name: (steps.prefill(prune), args) for name, prune in prunes.items()},
         },
         config.repeats,
@@ -151,6 +153,10 @@ def run_case(steps: Steps, mapper, torch_model, model_cfg, config, case) -> dict
         timing_row(
             scorer, timed[scorer][0], score_flops, pct_of_unpruned=100 * timed[scorer][0].median_s / unpruned.median_s
         ),
+    ]
+    rows += [
+        timing_row(name, timed[name][0], pct_of_unpruned=100 * timed[name][0].median_s / unpruned.median_s)
+        for name in others
     ]
     for name, prune in prunes.items():
         timing, length = timed[name][0], buckets.pruned_sequence(prune.keep_ratio)
