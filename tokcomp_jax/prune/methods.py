@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import jax
 
-from tokcomp_jax.prune import diversity, in_llm, scorers
+from tokcomp_jax.prune import diversity, hawk, in_llm, scorers
 
 NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio")
 
@@ -62,6 +62,12 @@ METHODS: dict[str, Method] = {
     for method in (
         Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper),
         Method("attention", "layer-1 attention", "input", score=lambda c: scorers.attention_scores(c.model, *c.args)),
+        Method(
+            "hawk",
+            "HAWK (head-weighted layer-1 attention)",
+            "input",
+            score=lambda c: hawk.hawk_scores(c.model, c.embeds, c.scoring.layout, c.scoring.head_weights),
+        ),
         Method(
             "vision_attention",
             "vision-encoder attention (VisionZip-style)",

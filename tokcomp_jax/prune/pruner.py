@@ -75,14 +75,16 @@ def prepare_pruning(
     *,
     mapper=None,
     relevance: list[np.ndarray] | None = None,
+    head_weights: np.ndarray | None = None,
     seed: int = 0,
 ):
     """Pad a transformers-style batch to the buckets; return (model inputs, ScoringInputs).
 
     `mapper` (the Mapper or its MapperConfig, for the layout and kernel) builds the conv neighbour
     tables from each sample's token grids; `relevance` (per-sample [n_b] arrays) feeds the oracle
-    scorer; `seed` the random one. Pass the MapperConfig when this runs on another thread than the
-    model: NNX modules are not to be read while a jitted call on another thread holds them.
+    scorer; `head_weights` ([Hd], scripts/head_importance.py) the hawk one; `seed` the random one.
+    Pass the MapperConfig when this runs on another thread than the model: NNX modules are not to be
+    read while a jitted call on another thread holds them.
     """
     mapper = mapper.config if isinstance(mapper, Mapper) else mapper
     if mapper is not None and mapper.family not in (None, config.family):
@@ -97,7 +99,10 @@ def prepare_pruning(
     inputs, layout = family.prepare(config, dict(batch, input_ids=input_ids, attention_mask=attention_mask), buckets)
     if not layout.visual_mask.any():
         log.info("no visual tokens in this batch: pruning keeps every token")
-    scoring = scorers.ScoringInputs(layout=layout, rng=jax.random.key(seed))
+    scoring = scorers.ScoringInputs(
+        layout=layout, rng=jax.random.key(seed),
+        head_weights=None if head_weights is None else jnp.asarray(head_weights, jnp.float32),
+    )  # fmt: skip
     counts = np.asarray(layout.visual_count)
     if mapper is not None:
         grids = family.token_grids(config, dict(batch, input_ids=input_ids), counts, mapper.layout)

@@ -1,0 +1,65 @@
+"""HAWK (CVPR 2026, arXiv 2604.07812): first-layer text-to-visual attention, each head weighted by its importance.
+
+github.com/peppery77/HAWK at 3af20714, src/hawk/pruning.py: `compute_hawk_scores` (the scores) and
+`prune_qwen_prefill` (which tokens): layer 0's input norm and q/k projections without the rotary
+embedding, raw logits q.k / sqrt(d) (no softmax, no causal mask) from the instruction tokens to every
+visual token, averaged over the instruction, each head L2-normalised over the visual tokens, then a
+weighted sum over heads with the head weights L1-normalised (src/hawk/config.py ships one vector,
+Qwen2.5-VL-7B's 28 heads, from an offline head ablation whose code is not released).
+
+Where this departs from the official code, and why:
+- The instruction: the layout's query tokens (the text after the last visual token, the template's
+  tail included, as every scorer here reads it); HAWK's code takes the span from the last
+  <|vision_end|> to the last <|im_end|>.
+- Head weights: per model, from `scripts/head_importance.py` (explain.head_importance: the drop in the
+  answer's log-probability when one layer-0 head is silenced, clipped at 0 and L1-normalised) through
+  ScoringInputs.head_weights; without them every head weighs the same.
+- Every family, any batch (the official code: Qwen2.5-VL-7B, one sample).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from tokcomp_jax.models.common.decoder import unpack_deepstack
+from tokcomp_jax.models.layout import VisualLayout
+from tokcomp_jax.prune.features import take_positions
+
+
+def unrotated_logits_to_visual(model, embeds: jax.Array, layout: VisualLayout) -> jax.Array:
+    """Layer 0's raw attention logits q.k / sqrt(d) without the rotary embedding, from the instruction tokens
+    to the visual tokens, averaged over the instruction: embeds [B, T, D] -> [B, Hd, N], 0 at padded slots."""
+    stack = model.language_model.layers
+    layer = stack[0]
+    attention = layer.self_attn
+    x = layer.input_layernorm(unpack_deepstack(embeds, stack.hidden_size)[0])
+
+    def unrotated(project, positions):  # cos 1, sin 0: the rotary embedding is the identity
+        rows = take_positions(x, positions)
+        cos = jnp.ones((*rows.shape[:2], attention.head_dim), x.dtype)
+        return project(rows, cos, jnp.zeros_like(cos))
+
+    queries = unrotated(attention.queries, layout.query_positions)  # [B, Q, Hd, H]
+    keys = unrotated(attention.keys, layout.visual_positions)  # [B, N, K, H]
+    group = attention.num_heads // attention.num_kv_heads
+    grouped = queries.reshape(*queries.shape[:2], attention.num_kv_heads, group, attention.head_dim)
+    logits = jnp.einsum("BQKGH,BNKH->BKGQN", grouped.astype(jnp.float32), keys.astype(jnp.float32))
+    logits = logits.reshape(logits.shape[0], attention.num_heads, *logits.shape[3:]) * attention.head_dim**-0.5
+    valid_query = (layout.query_positions >= 0).astype(jnp.float32)
+    mean = jnp.einsum("BHQN,BQ->BHN", logits, valid_query) / jnp.maximum(valid_query.sum(-1), 1)[:, None, None]
+    return jnp.where(layout.visual_mask[:, None], mean, 0.0)
+
+
+def hawk_scores(model, embeds: jax.Array, layout: VisualLayout, head_weights: jax.Array | None) -> jax.Array:
+    """HAWK's scores [B, N]: per-head logits L2-normalised over a sample's visual tokens, summed with the head
+    weights [Hd] (L1-normalised here; None: equal)."""
+    logits = unrotated_logits_to_visual(model, embeds, layout)
+    norm = jnp.sqrt(jnp.square(logits).sum(-1, keepdims=True))
+    per_head = logits / jnp.maximum(norm, 1e-12)  # torch.nn.functional.normalize's eps
+    heads = per_head.shape[1]
+    weights = jnp.ones((heads,), jnp.float32) if head_weights is None else jnp.asarray(head_weights, jnp.float32)
+    if weights.shape != (heads,):
+        raise ValueError(f"HAWK head weights have shape {weights.shape}; the model's layer 0 has {heads} heads")
+    weights = weights / jnp.maximum(weights.sum(), 1e-12)
+    return jnp.einsum("BHN,H->BN", per_head, weights)
