@@ -83,7 +83,7 @@ def append_answers(batch: dict, answers: list[list[int]]) -> tuple[dict, np.ndar
     return dict(batch, input_ids=ids, attention_mask=attention_mask), positions
 
 
-def _answer_log_probs(logits: jax.Array, input_ids: jax.Array, answer_positions: jax.Array) -> jax.Array:
+def answer_log_probs(logits: jax.Array, input_ids: jax.Array, answer_positions: jax.Array) -> jax.Array:
     """log p(y_t) [B, M] of each answer token from the logits at the position before it (0 for padding)."""
     predicting = jnp.maximum(answer_positions - 1, 0)
     log_probs = jax.nn.log_softmax(take_positions(logits, predicting).astype(jnp.float32), axis=-1)
@@ -104,7 +104,7 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
         logits = model.forward_embeddings(
             embeds, inputs.position_ids, inputs.attention_mask, hook=hook, probes=probes, remat="full"
         ).logits
-        return _answer_log_probs(logits, inputs.input_ids, answer_positions)
+        return answer_log_probs(logits, inputs.input_ids, answer_positions)
 
     heads = decoder.layers.attention.num_heads
     shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
@@ -133,7 +133,7 @@ def _input_gradient_norms(model, inputs, answer_positions) -> jax.Array:
 
     def answer_log_probs(embeds):
         logits = model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits
-        return _answer_log_probs(logits, inputs.input_ids, answer_positions)
+        return answer_log_probs(logits, inputs.input_ids, answer_positions)
 
     log_probs, pullback = jax.vjp(answer_log_probs, embeds)
     (gradients,) = jax.vmap(pullback)(_answer_seeds(answer_positions, log_probs.dtype))  # [M, B, T, D]
