@@ -77,21 +77,21 @@ def test_equal_to_the_official_scores(request, fixture, weighted):
         assert set(np.argsort(-ours[row, : visual.size])[:keep]) == set(np.argsort(-expected)[:keep])
 
 
-def test_pruned_forward_keeps_the_top_scores_with_the_given_head_weights(tiny_qwen2_5_vl):
-    """ScoringInputs carries the head weights from prepare_pruning to the registered hawk method; silencing
-    every head but one makes the kept tokens that head's own top tokens."""
+def test_pruned_forward_keeps_the_top_scores_of_the_configured_head_weights(tiny_qwen2_5_vl):
+    """PruneConfig carries the head weights to the registered hawk method; weighing one head alone makes
+    the kept tokens that head's own top tokens."""
     _, _, model = tiny_qwen2_5_vl
     config = model.config
-    batch = random_batch(config, ROWS[:1], seed=2, text_length=5)
+    inputs, scoring = prepare_pruning(config, random_batch(config, ROWS[:1], seed=2, text_length=5), BUCKETS)
     heads = config.text.num_attention_heads
-    one_head = np.eye(heads, dtype=np.float32)[1]
-    inputs, scoring = prepare_pruning(config, batch, BUCKETS, head_weights=one_head)
-    kept = pruned_forward(model, None, inputs, scoring, PruneConfig("hawk", 0.25)).selection
+    one_head = tuple(float(h == 1) for h in range(heads))
+    kept = pruned_forward(model, None, inputs, scoring, PruneConfig("hawk", 0.25, head_weights=one_head)).selection
     scores = np.asarray(hawk_scores(model, model.embed(inputs), scoring.layout, one_head))[0]
     count = int(scoring.layout.visual_count[0])
     keep = int(per_sample_keep(0.25, np.asarray(count)))
-    assert set(np.asarray(kept.kept_slots[0])[np.asarray(kept.kept_valid[0])]) == set(
-        np.argsort(-scores[:count])[:keep]
-    )
+    kept_slots = np.asarray(kept.kept_slots[0])[np.asarray(kept.kept_valid[0])]
+    assert set(kept_slots) == set(np.argsort(-scores[:count])[:keep])
     with pytest.raises(ValueError, match="head weights have shape"):
-        hawk_scores(model, model.embed(inputs), scoring.layout, np.ones(heads + 1, np.float32))
+        hawk_scores(model, model.embed(inputs), scoring.layout, (1.0,) * (heads + 1))
+    with pytest.raises(ValueError, match="head weights are HAWK's"):
+        PruneConfig("attention", 0.25, head_weights=one_head)

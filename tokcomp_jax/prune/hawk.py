@@ -11,9 +11,9 @@ Where this departs from the official code, and why:
 - The instruction: the layout's query tokens (the text after the last visual token, the template's
   tail included, as every scorer here reads it); HAWK's code takes the span from the last
   <|vision_end|> to the last <|im_end|>.
-- Head weights: per model, from `scripts/head_importance.py` (explain.head_importance: the drop in the
-  answer's log-probability when one layer-0 head is silenced, clipped at 0 and L1-normalised) through
-  ScoringInputs.head_weights; without them every head weighs the same.
+- Head weights: per model, from `scripts/label.py --head_importance FILE` (explain.head_importance: the
+  drop in the answer's log-probability when one layer-0 head is silenced, clipped at 0 and
+  L1-normalised), through PruneConfig.head_weights; without them every head weighs the same.
 - Every family, any batch (the official code: Qwen2.5-VL-7B, one sample).
 """
 
@@ -51,7 +51,7 @@ def unrotated_logits_to_visual(model, embeds: jax.Array, layout: VisualLayout) -
     return jnp.where(layout.visual_mask[:, None], mean, 0.0)
 
 
-def hawk_scores(model, embeds: jax.Array, layout: VisualLayout, head_weights: jax.Array | None) -> jax.Array:
+def hawk_scores(model, embeds: jax.Array, layout: VisualLayout, head_weights=None) -> jax.Array:
     """HAWK's scores [B, N]: per-head logits L2-normalised over a sample's visual tokens, summed with the head
     weights [Hd] (L1-normalised here; None: equal)."""
     logits = unrotated_logits_to_visual(model, embeds, layout)

@@ -16,7 +16,7 @@ import jax
 
 from tokcomp_jax.prune import diversity, hawk, in_llm, scorers
 
-NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio")
+NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio", "head_weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ScoringContext:
     inputs: object  # the family's model inputs (position_ids, attention_mask, ...)
     scoring: scorers.ScoringInputs
     keep_ratio: float
+    head_weights: tuple[float, ...] | None = None  # HAWK's, from PruneConfig
 
     @property
     def args(self) -> tuple:
@@ -66,7 +67,8 @@ METHODS: dict[str, Method] = {
             "hawk",
             "HAWK (head-weighted layer-1 attention)",
             "input",
-            score=lambda c: hawk.hawk_scores(c.model, c.embeds, c.scoring.layout, c.scoring.head_weights),
+            frozenset({"head_weights"}),  # optional: equal weights without them
+            lambda c: hawk.hawk_scores(c.model, c.embeds, c.scoring.layout, c.head_weights),
         ),
         Method(
             "vision_attention",

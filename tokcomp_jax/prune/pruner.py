@@ -37,10 +37,13 @@ class PruneConfig:
     keep_ratio: float = 0.5
     mode: str = "gather"  # "gather": a physically shorter sequence; "mask": full length, pruned tokens masked
     layer: int = 2  # FastV and DART: prune before this layer (PyramidDrop: stages at L/4, L/2, 3L/4)
+    head_weights: tuple[float, ...] | None = None  # HAWK: layer-0 head importance (read_head_weights); None: equal
 
     def __post_init__(self):
         check_field_types(self)
         method(self.scorer)  # raises on an unknown name
+        if self.head_weights is not None and "head_weights" not in method(self.scorer).needs:
+            raise ValueError(f"head weights are HAWK's; the {self.scorer!r} scorer reads none")
         if self.mode not in MODES:
             raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")
         check_keep_ratio(self.keep_ratio)
@@ -75,16 +78,14 @@ def prepare_pruning(
     *,
     mapper=None,
     relevance: list[np.ndarray] | None = None,
-    head_weights: np.ndarray | None = None,
     seed: int = 0,
 ):
     """Pad a transformers-style batch to the buckets; return (model inputs, ScoringInputs).
 
     `mapper` (the Mapper or its MapperConfig, for the layout and kernel) builds the conv neighbour
     tables from each sample's token grids; `relevance` (per-sample [n_b] arrays) feeds the oracle
-    scorer; `head_weights` ([Hd], scripts/head_importance.py) the hawk one; `seed` the random one.
-    Pass the MapperConfig when this runs on another thread than the model: NNX modules are not to be
-    read while a jitted call on another thread holds them.
+    scorer; `seed` the random one. Pass the MapperConfig when this runs on another thread than the
+    model: NNX modules are not to be read while a jitted call on another thread holds them.
     """
     mapper = mapper.config if isinstance(mapper, Mapper) else mapper
     if mapper is not None and mapper.family not in (None, config.family):
@@ -99,10 +100,7 @@ def prepare_pruning(
     inputs, layout = family.prepare(config, dict(batch, input_ids=input_ids, attention_mask=attention_mask), buckets)
     if not layout.visual_mask.any():
         log.info("no visual tokens in this batch: pruning keeps every token")
-    scoring = scorers.ScoringInputs(
-        layout=layout, rng=jax.random.key(seed),
-        head_weights=None if head_weights is None else jnp.asarray(head_weights, jnp.float32),
-    )  # fmt: skip
+    scoring = scorers.ScoringInputs(layout=layout, rng=jax.random.key(seed))
     counts = np.asarray(layout.visual_count)
     if mapper is not None:
         grids = family.token_grids(config, dict(batch, input_ids=input_ids), counts, mapper.layout)
@@ -125,7 +123,10 @@ def visual_scores(
     chosen = method(config.scorer)
     if chosen.where != "input":
         raise ValueError(f"{config.scorer!r} prunes inside the LLM; it does not score at the LLM input")
-    return chosen.score(ScoringContext(model, mapper, embeds, vision_attention, inputs, scoring, config.keep_ratio))
+    context = ScoringContext(
+        model, mapper, embeds, vision_attention, inputs, scoring, config.keep_ratio, config.head_weights
+    )
+    return chosen.score(context)
 
 
 def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):

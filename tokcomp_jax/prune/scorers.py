@@ -25,7 +25,6 @@ class ScoringInputs:
     neighbour_index: jax.Array | None = None  # [B, N, K] mapper conv taps (mapper scorer)
     relevance: jax.Array | None = None  # [B, N] relevance labels (oracle scorer)
     rng: jax.Array | None = None  # PRNG key (random scorer)
-    head_weights: jax.Array | None = None  # [Hd] layer-0 head importance (hawk scorer; None: equal weights)
 
 
 def mapper_scores(model, mapper, embeds, position_ids, attention_mask, scoring: ScoringInputs) -> jax.Array:
