@@ -1,7 +1,9 @@
 """How much the model's own answers need each first-layer attention head: HAWK's head weights, by ablation.
 
     drops = head_ablation_drops(model, inputs, answer_positions)    # [B, Hd], teacher-forced answers
-    weights = head_weights(np.concatenate(all_drops))               # [Hd], for prepare_pruning(head_weights=...)
+    weights = head_weights(np.concatenate(all_drops))               # [Hd], for PruneConfig(head_weights=...)
+    record = measure_head_importance(model, samples, settings)      # what scripts/label.py --head_importance writes
+    weights = read_head_weights(path, family, heads)                # checked against the model it will weigh
 
 A head is silenced by zeroing its attention probabilities in layer 0 (its output to o_proj is then 0);
 its importance is the drop in the summed log-probability of the answer the unablated model gave, over
@@ -13,12 +15,19 @@ teacher-forced forward per head gives it.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import tqdm
 
+from tokcomp_jax.explain.label_writer import answer_batch
 from tokcomp_jax.explain.relevance import answer_log_probs
+from tokcomp_jax.files import CheckpointError, read_json_object
+from tokcomp_jax.runs import model_digest
 
 
 def _scale_heads(probs: jax.Array, probe: jax.Array) -> jax.Array:
@@ -51,3 +60,39 @@ def head_weights(drops: np.ndarray) -> np.ndarray:
     mean = np.clip(np.asarray(drops, np.float64).mean(0), 0.0, None)
     total = mean.sum()
     return (mean / total if total > 0 else np.full(mean.shape, 1.0 / mean.size)).astype(np.float32)
+
+
+def measure_head_importance(model, samples, settings) -> dict:
+    """Head importance over label samples (explain.label_writer's samples and LabelSettings), as the JSON
+    record `scripts/label.py --head_importance FILE` writes and read_head_weights reads."""
+    drops = []
+    for start in tqdm(range(0, len(samples), settings.batch_size), desc="head importance", unit="batch"):
+        chunk = samples[start : start + settings.batch_size]
+        answered = answer_batch(model, chunk, settings)
+        batch_drops = head_ablation_drops(model, answered.taught_inputs, jnp.asarray(answered.answer_positions))
+        drops.append(np.asarray(batch_drops)[: len(chunk)])
+    drops = np.concatenate(drops)
+    return {
+        "family": model.config.family,
+        "model": model_digest(model),
+        "layer": 0,
+        "heads": int(drops.shape[1]),
+        "samples": int(drops.shape[0]),
+        "metric": "drop in the log-probability of the model's own greedy answer with the head silenced",
+        "mean_drop": drops.mean(0).tolist(),
+        "weights": head_weights(drops).tolist(),
+    }
+
+
+def read_head_weights(path: str | os.PathLike, family: str, heads: int) -> tuple[float, ...]:
+    """The weights of a head-importance file, checked against the model they will weigh (family, layer-0 heads)."""
+    record = read_json_object(Path(path))
+    weights = record.get("weights")
+    if not isinstance(weights, list) or not all(isinstance(w, int | float) and w >= 0 for w in weights):
+        raise CheckpointError(f"{path}: 'weights' must be a list of non-negative numbers")
+    if record.get("family") != family or len(weights) != heads:
+        raise CheckpointError(
+            f"{path} holds {len(weights)} head weights of a {record.get('family')!r} model; this model is "
+            f"{family!r} with {heads} heads in layer 0 (measure its own: scripts/label.py --head_importance)"
+        )
+    return tuple(float(w) for w in weights)

@@ -92,15 +92,26 @@ def _answer(tokens: np.ndarray, eos: StopIds) -> list[int]:
     return answer or [stops[0]]
 
 
-def label_batch(model, samples: Sequence[dict], settings: LabelSettings, correct=reference_match) -> list[dict]:
-    """Label examples (tokcomp_jax.data.labels) for up to batch_size samples, computed at batch_size rows.
-    `correct(sample, answer ids)` says whether the greedy answer is right (stored as answer_correct)."""
+@dataclasses.dataclass(frozen=True)
+class AnsweredBatch:
+    """A batch of samples with the model's greedy answers, and the same batch with the answers appended."""
+
+    batch: dict  # the samples' collated batch (padded to batch_size rows)
+    layout: object  # its VisualLayout (the prompt's buckets)
+    features: np.ndarray  # [B, Hd, N] the mapper's first-layer features
+    answers: list[list[int]]  # each row's greedy answer ids
+    taught_inputs: object  # model inputs with the answers appended (buckets: text + max_new_tokens)
+    taught_layout: object
+    answer_positions: np.ndarray  # [B, max_new_tokens] positions of the answer tokens (-1 = none)
+
+
+def answer_batch(model, samples: Sequence[dict], settings: LabelSettings) -> AnsweredBatch:
+    """Up to batch_size samples, padded to batch_size rows: their greedy answers, teacher-forced."""
     config = model.config
     padded = list(samples) + [samples[-1]] * (settings.batch_size - len(samples))  # static batch shape
     batch = collate(config, padded)
     inputs, scoring = prepare_pruning(config, batch, settings.buckets)
     features, tokens = _prompt_pass(model, inputs, scoring.layout, settings.max_new_tokens, settings.eos_token_id)
-    features = np.asarray(features)
     answers = [_answer(row, settings.eos_token_id) for row in np.asarray(tokens)]
     taught, answer_positions = append_answers(batch, answers)
     answer_positions = np.pad(
@@ -108,17 +119,27 @@ def label_batch(model, samples: Sequence[dict], settings: LabelSettings, correct
     )
     long_buckets = dataclasses.replace(settings.buckets, text=settings.buckets.text + settings.max_new_tokens)
     taught_inputs, taught_scoring = prepare_pruning(config, taught, long_buckets)
+    return AnsweredBatch(batch, scoring.layout, np.asarray(features), answers, taught_inputs, taught_scoring.layout,
+                         answer_positions)  # fmt: skip
+
+
+def label_batch(model, samples: Sequence[dict], settings: LabelSettings, correct=reference_match) -> list[dict]:
+    """Label examples (tokcomp_jax.data.labels) for up to batch_size samples, computed at batch_size rows.
+    `correct(sample, answer ids)` says whether the greedy answer is right (stored as answer_correct)."""
+    config = model.config
+    answered = answer_batch(model, samples, settings)
     labels = np.asarray(
-        _relevance(model, taught_inputs, jnp.asarray(answer_positions), taught_scoring.layout, method=settings.method)
-    )
-    counts = np.asarray(scoring.layout.visual_count)
-    grids = family_of(config).token_grids(config, batch, counts, "sequence")  # the family's own grids
+        _relevance(model, answered.taught_inputs, jnp.asarray(answered.answer_positions), answered.taught_layout,
+                   method=settings.method)
+    )  # fmt: skip
+    counts = np.asarray(answered.layout.visual_count)
+    grids = family_of(config).token_grids(config, answered.batch, counts, "sequence")  # the family's own grids
     return [
         {
-            "features": features[row, :, : counts[row]],
+            "features": answered.features[row, :, : counts[row]],
             "relevance": labels[row, : counts[row]],
             "token_grid_thw": grids[row],
-            "answer_correct": bool(correct(sample, answers[row])),
+            "answer_correct": bool(correct(sample, answered.answers[row])),
             "sample_id": sample["sample_id"],
         }
         for row, sample in enumerate(samples)

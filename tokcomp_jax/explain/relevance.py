@@ -99,7 +99,7 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
     decoder = model.language_model
     hook = {"gradient": _gradient_hook, "gradient_naive": _naive_hook}.get(method, _attention_hook)
 
-    def answer_log_probs(probes):
+    def log_probs_of(probes):
         # remat "full": the backward pass recomputes one layer at a time, no per-layer, per-head residuals
         logits = model.forward_embeddings(
             embeds, inputs.position_ids, inputs.attention_mask, hook=hook, probes=probes, remat="full"
@@ -109,7 +109,7 @@ def _layer_maps(model, inputs, answer_positions, method: str) -> jax.Array:
     heads = decoder.layers.attention.num_heads
     shape = (2, batch, heads, length, length) if method == "gradient_naive" else (batch, length, length)
     probes = jnp.zeros((len(decoder.layers), *shape), jnp.float32)
-    log_probs, pullback = jax.vjp(answer_log_probs, probes)
+    log_probs, pullback = jax.vjp(log_probs_of, probes)
     seeds = _answer_seeds(answer_positions, log_probs.dtype)
     if method not in ("gradient", "gradient_naive"):
         maps = pullback(seeds[0])[0]  # no gradient: the same maps for every answer token
@@ -131,11 +131,11 @@ def _input_gradient_norms(model, inputs, answer_positions) -> jax.Array:
     embedding, not the DeepStack features packed with it)."""
     embeds = jax.lax.stop_gradient(model.embed(inputs))
 
-    def answer_log_probs(embeds):
+    def log_probs_of(embeds):
         logits = model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits
         return answer_log_probs(logits, inputs.input_ids, answer_positions)
 
-    log_probs, pullback = jax.vjp(answer_log_probs, embeds)
+    log_probs, pullback = jax.vjp(log_probs_of, embeds)
     (gradients,) = jax.vmap(pullback)(_answer_seeds(answer_positions, log_probs.dtype))  # [M, B, T, D]
     gradients, _ = unpack_deepstack(gradients, model.language_model.layers.hidden_size)  # the token embeddings'
     return jnp.linalg.norm(gradients.astype(jnp.float32), axis=-1)
