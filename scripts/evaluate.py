@@ -52,6 +52,7 @@ from tokcomp_jax.eval.results import HostZeroResults, ResultsFile, data_fingerpr
 from tokcomp_jax.eval.runner import RunSettings, evaluate
 from tokcomp_jax.eval.scoring import reply_records
 from tokcomp_jax.eval.sharding import make_mesh, param_sharding, place_batch, shard_model
+from tokcomp_jax.explain.head_importance import read_head_weights
 from tokcomp_jax.files import CheckpointError, write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
@@ -92,6 +93,9 @@ _DTYPE = flags.DEFINE_enum(
     "compute in this dtype (default: a converted model's own, float32 for a HF directory). On a CPU, float32 "
     "takes less memory than bfloat16: XLA's CPU backend holds a float32 copy of every bfloat16 weight as it runs",
 )  # fmt: skip
+_HEAD_WEIGHTS = flags.DEFINE_string(
+    "head_weights", None, "--scorer hawk: the model's layer-0 head weights (scripts/label.py --head_importance)"
+)
 _CHECK_DATA = flags.DEFINE_bool("check_data", False, "only read and validate every benchmark, then stop")
 _RESCORE = flags.DEFINE_bool("rescore", False, "recompute --out's results from its stored replies (no model)")
 _DEVICE_GIB = flags.DEFINE_float(
@@ -204,6 +208,18 @@ def check_model_and_mapper(runs: dict[str, PruneConfig | None]) -> None:
                 raise app.UsageError(f"run {run} of {_MODEL.value}: {err}") from None
 
 
+def weigh_heads(runs: dict[str, PruneConfig | None]) -> dict[str, PruneConfig | None]:
+    """--head_weights, read and checked against the model's config before any weight is read, in the hawk runs."""
+    if not _HEAD_WEIGHTS.value:
+        return runs
+    family, model_config, _ = read_model_config(_MODEL.value)
+    try:
+        weights = read_head_weights(_HEAD_WEIGHTS.value, family.name, model_config.text.num_attention_heads)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise app.UsageError(f"--head_weights: {err}") from None
+    return {name: prune and dataclasses.replace(prune, head_weights=weights) for name, prune in runs.items()}
+
+
 def stored_runs(out: Path, name: str) -> dict[str, list[Path]]:
     """run name -> its hosts' results files, for a benchmark of an earlier run in `out`."""
     runs: dict[str, list[Path]] = {}
@@ -294,6 +310,8 @@ def write_report(config, out: Path, rows: list[dict]) -> None:
 def pruning_runs() -> dict[str, PruneConfig | None]:
     """The runs to make, unpruned first then --scorer at each --keep ratio; an empty --keep, a ratio
     that is not a number or one outside (0, 1] is refused before anything is read."""
+    if _HEAD_WEIGHTS.value and _SCORER.value != "hawk":
+        raise app.UsageError(f"--head_weights are HAWK's; use them with --scorer hawk (not {_SCORER.value})")
     if not _KEEP.value:
         raise app.UsageError("--keep is empty; give keep ratios in (0, 1], comma-separated (e.g. --keep 0.5,0.25)")
     runs: dict[str, PruneConfig | None] = {"unpruned": None}
@@ -337,6 +355,7 @@ def main(argv) -> None:
     host, hosts = jax.process_index(), jax.process_count()
     splits = hosts if _MESH.value == "host" else 1  # results files, one per share of the samples
     try:
+        runs = weigh_heads(runs)
         check_model_and_mapper(runs)
         check_memory_plan(config)
         mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None

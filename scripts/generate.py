@@ -41,6 +41,7 @@ import tokcomp_jax
 from tokcomp_jax import cli
 from tokcomp_jax.benchmark import time_calls
 from tokcomp_jax.eval.samples import VideoClip, load_image, load_video_and_rate
+from tokcomp_jax.explain.head_importance import read_head_weights
 from tokcomp_jax.files import CheckpointError
 from tokcomp_jax.generate import check_positions, generate
 from tokcomp_jax.mapper import check_mapper_family, load_mapper, read_mapper_config
@@ -102,6 +103,9 @@ def main(argv=None) -> dict:
         help="compute in this dtype (default: a converted model's own, float32 for a HF directory). On a CPU, "
         "float32 takes less memory than bfloat16: XLA's CPU backend holds a float32 copy of every bfloat16 weight",
     )
+    parser.add_argument(
+        "--head_weights", type=Path, help="--scorer hawk: layer-0 head weights (scripts/label.py --head_importance)"
+    )
     parser.add_argument("--picture", type=Path, help="save a PNG of the media with their kept tokens here")
     args = parser.parse_args(argv)
     if args.keep is None and (args.scorer or args.mapper):  # unpruned, and said so
@@ -117,6 +121,8 @@ def main(argv=None) -> dict:
             f"--keep {args.keep} with --scorer mapper needs --mapper DIR (train_mapper.py's WORKDIR/mapper), or choose "
             "a scorer that needs no training (e.g. --scorer attention)"
         )
+    if args.head_weights and args.scorer != "hawk":
+        raise SystemExit(f"--head_weights are HAWK's; use them with --scorer hawk (not {args.scorer})")
     prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer) if pruned else None
     if args.picture is not None:  # the flags first, then the media, then the model
         if not args.image and not args.video:
@@ -142,6 +148,9 @@ def main(argv=None) -> dict:
             check_mapper_family(mapper_config, family.name, args.mapper, args.model)
         if prune is not None:
             prune.check_depth(config.text.num_hidden_layers)
+        if prune is not None and args.head_weights:
+            weights = read_head_weights(args.head_weights, family.name, config.text.num_attention_heads)
+            prune = dataclasses.replace(prune, head_weights=weights)
     except (ValueError, FileNotFoundError) as err:  # CheckpointError names the file, field or parameter at fault
         raise SystemExit(str(err)) from None
     try:

@@ -13,12 +13,16 @@ On several hosts, run the same command on each with `--distributed` (one machine
 `--coordinator HOST:PORT --num_processes N --process_id I`) and one DIR they all see: each host
 labels every n-th shard, host 0 writes the dataset when all are done.
 
+HAWK's head weights for the hawk scorer come from the same samples (one forward per layer-0 head per
+batch, no labels written): `--head_importance FILE` (pass FILE to generate.py / evaluate.py --head_weights).
+
 Flags use underscores and the labelling config's fields are --config.<field>; a mistake is one
 `error:` line and exit status 2 (--debug: the traceback).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -33,8 +37,9 @@ from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec
 from tokcomp_jax.eval.metrics import score_reply
+from tokcomp_jax.explain.head_importance import measure_head_importance
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
-from tokcomp_jax.files import CheckpointError
+from tokcomp_jax.files import CheckpointError, write_text_atomically
 from tokcomp_jax.hosts import barrier, join
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
 from tokcomp_jax.models.checkpoint import read_model_config
@@ -46,6 +51,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/label/tiny.py", "la
 _OUT = flags.DEFINE_string("out", "outputs/labels", "output directory (shards and the TFDS dataset)")
 _STOP_AFTER = flags.DEFINE_integer("stop_after_shards", None, "stop after this many new shards (rerun to continue)")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "start over labels in --out that another model/config/data made")
+_HEAD_IMPORTANCE = flags.DEFINE_string(
+    "head_importance", None,
+    "instead of labels, write the layer-0 heads' importance (HAWK's head weights; explain.head_importance) "
+    "measured on the same samples to this JSON file",
+)  # fmt: skip
 
 
 def labelling_tokenizer(config):
@@ -136,6 +146,11 @@ def main(argv) -> None:
         eos_token_id=eos,
         split=config.split,
     )
+    if _HEAD_IMPORTANCE.value:
+        record = measure_head_importance(model, samples, settings)
+        write_text_atomically(_HEAD_IMPORTANCE.value, json.dumps(record, indent=2) + "\n")
+        print(f"head importance: {_HEAD_IMPORTANCE.value} ({record['samples']} samples, {record['heads']} heads)")
+        return
     try:
         host = jax.process_index()
         with exclusive(_OUT.value, f".lock.host{host}"):

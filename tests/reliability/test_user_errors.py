@@ -324,3 +324,30 @@ def test_a_config_file_that_is_missing_or_refuses_its_variant(tmp_path, monkeypa
                              str(tmp_path / "workdir"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
     assert line == ("error: flag --config=configs/mapper/paper.py:bogus: unknown mapper config variants ['bogus']; "
                     "known: ('heads', 'grid', 'synthetic', 'runlocal')")  # fmt: skip
+
+
+def test_head_weights_for_another_scorer_or_model_before_the_model_loads(weightless, qwen, data, tmp_path,
+                                                                           monkeypatch, capsys):  # fmt: skip
+    """--head_weights are HAWK's, and must be of this model's family and layer-0 head count; with both right,
+    generate.py prunes by them."""
+    heads = json.loads((qwen / "config.json").read_text())["text_config"]["num_attention_heads"]
+    wrong, right = tmp_path / "wrong.json", tmp_path / "right.json"
+    for path, count in ((wrong, heads + 1), (right, heads)):
+        path.write_text(json.dumps({"family": "qwen2_vl", "weights": [1.0 / count] * count}))
+    image = ["--image", str(data / "img/0.png"), "--prompt", PROMPT, "--keep", "0.5"]
+    line = command_line("generate", "--model", str(weightless), *image, "--scorer", "attention", "--head_weights",
+                        str(right), capsys=capsys)  # fmt: skip
+    assert line == "error: --head_weights are HAWK's; use them with --scorer hawk (not attention)"
+    line = command_line("generate", "--model", str(weightless), *image, "--scorer", "hawk", "--head_weights",
+                        str(wrong), capsys=capsys)  # fmt: skip
+    assert line.startswith(f"error: {wrong} holds {heads + 1} head weights of a 'qwen2_vl' model; this model is")
+    line = absl_command_line("evaluate.py", "--config", "configs/eval/jsonl.py:test.jsonl", "--data_dir", str(data),
+                             "--model", str(weightless), "--scorer", "hawk", "--head_weights", str(wrong), "--out",
+                             str(tmp_path / "eval"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert line.startswith(f"error: --head_weights: {wrong} holds {heads + 1} head weights")
+    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--model", str(qwen), *image, "--scorer", "hawk", "--head_weights", str(right),
+                          "--max_new_tokens", "2"])  # fmt: skip
+    assert result["pruning"] == "hawk at keep 0.5" and result["visual_tokens_kept"] < result["visual_tokens_total"]
