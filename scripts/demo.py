@@ -7,6 +7,7 @@
    from a trained one (`config.mllm.pretrained`; `make demo` starts from the shipped
    assets/miniature-mllm);
 3. relevance labels on small training images, and on the held-out splits (the explanation oracle);
+   HAWK's layer-0 head weights on the same training images (explain.head_importance);
 4. train each mapper variant (the paper's; heads + grid) on the same training labels;
 5. evaluate the mappers and every baseline at each keep ratio, at training image size (test), at
    2x the tokens per side (test_2x) and on clips (test_clips): OUT/retention.json,
@@ -35,6 +36,7 @@ from configs.mapper.paper import get_config as mapper_config
 from tokcomp_jax.data import vqa
 from tokcomp_jax.data.jsonl_vqa import export_jsonl
 from tokcomp_jax.data.labels import read_split
+from tokcomp_jax.explain.head_importance import head_drops, head_weights
 from tokcomp_jax.explain.label_writer import LabelSettings, write_labels
 from tokcomp_jax.files import write_text_atomically
 from tokcomp_jax.mapper.checkpoint import load_mapper
@@ -154,6 +156,15 @@ def main(argv) -> None:
             oracle.update({e["sample_id"]: e["relevance"] for e in read_split(directory, split)})
     seconds["labels"] = time.perf_counter() - start
 
+    start = time.perf_counter()  # HAWK's head weights, on the samples the mapper trains on
+    drops = np.concatenate([
+        head_drops(model, Samples(model.config, [small[i] for i in indices]), label_settings(config, group, "train"))
+        for group, indices in group_indices(small, config.mllm.visual_buckets).items()
+    ])  # fmt: skip
+    weights = tuple(float(w) for w in head_weights(drops))
+    log.info("HAWK head weights (layer 0): %s", [round(w, 3) for w in weights])
+    seconds["heads"] = time.perf_counter() - start
+
     start = time.perf_counter()
     mappers = {
         name: mapper_variant(config, name, overrides, train_labels, model.config.family, out / "mappers")
@@ -165,6 +176,7 @@ def main(argv) -> None:
     settings = EvalSettings(
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
         batch_size=config.eval.batch_size, prune_layer=config.eval.prune_layer, seed=config.seed,
+        head_weights=weights,
     )  # fmt: skip
     results, records = {}, {}
     (first, mapper), *others = mappers.items()
@@ -200,6 +212,7 @@ def main(argv) -> None:
         "results": results,
         "mllm": manifest,
         "mapper_labels": {"train_samples_labelled": len(small)},
+        "hawk_head_weights": {"weights": list(weights), "mean_drop": drops.mean(0).tolist()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "settings": dataclasses.asdict(settings),
     }

@@ -19,7 +19,9 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
             assert set(rows) == {"0.5", "0.25", "0.111"}
             assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
             assert all(0.0 <= row["paired_coverage"] <= 1.0 for row in rows.values())
-    assert set(summary["seconds"]) == {"data", "mllm", "labels", "mapper", "evaluation"}
+    assert set(summary["seconds"]) == {"data", "mllm", "labels", "heads", "mapper", "evaluation"}
+    weights = summary["hawk_head_weights"]["weights"]  # measured on the training samples, used by the hawk rows
+    assert len(weights) == summary["config"]["mllm"]["model"]["heads"] and abs(sum(weights) - 1) < 1e-5
     records = [json.loads(line) for line in (tmp_path / "records-test_2x.jsonl").read_text().splitlines()]
     assert len(records) == summary["results"]["test_2x"]["samples"] == 4  # 2 images, 2 questions each
     assert all(len(r["kept"]["mapper@0.5"]) == -(-r["visual_tokens"] // 2) for r in records)

@@ -62,16 +62,20 @@ def head_weights(drops: np.ndarray) -> np.ndarray:
     return (mean / total if total > 0 else np.full(mean.shape, 1.0 / mean.size)).astype(np.float32)
 
 
-def measure_head_importance(model, samples, settings) -> dict:
-    """Head importance over label samples (explain.label_writer's samples and LabelSettings), as the JSON
-    record `scripts/label.py --head_importance FILE` writes and read_head_weights reads."""
+def head_drops(model, samples, settings) -> np.ndarray:
+    """head_ablation_drops over label samples (explain.label_writer's samples and LabelSettings): [S, Hd]."""
     drops = []
     for start in tqdm(range(0, len(samples), settings.batch_size), desc="head importance", unit="batch"):
         chunk = samples[start : start + settings.batch_size]
         answered = answer_batch(model, chunk, settings)
         batch_drops = head_ablation_drops(model, answered.taught_inputs, jnp.asarray(answered.answer_positions))
         drops.append(np.asarray(batch_drops)[: len(chunk)])
-    drops = np.concatenate(drops)
+    return np.concatenate(drops)
+
+
+def measure_head_importance(model, samples, settings) -> dict:
+    """The JSON record `scripts/label.py --head_importance FILE` writes and read_head_weights reads."""
+    drops = head_drops(model, samples, settings)
     return {
         "family": model.config.family,
         "model": model_digest(model),

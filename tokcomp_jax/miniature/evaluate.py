@@ -43,6 +43,7 @@ class EvalSettings:
     prune_layer: int = 2  # FastV and DART prune before this layer
     seed: int = 0
     methods: tuple[str, ...] = METHODS
+    head_weights: tuple[float, ...] | None = None  # HAWK's (explain.head_importance); None: equal
 
 
 def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -51,8 +52,9 @@ def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Arra
     return jnp.argmax(logits[jnp.arange(logits.shape[0]), last], axis=-1)
 
 
-@nnx.jit(static_argnames=("methods", "keep_ratios"))
-def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...], keep_ratios: tuple[float, ...]):
+@nnx.jit(static_argnames=("methods", "keep_ratios", "head_weights"))
+def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...], keep_ratios: tuple[float, ...],
+              head_weights: tuple[float, ...] | None = None):  # fmt: skip
     """Embeddings [B, T, D], unpruned answers [B] and scores {method: [B, N]}; a method whose scores
     depend on the keep ratio (stride) has one entry per ratio, "method@ratio"."""
     embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
@@ -70,7 +72,8 @@ def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...]
                     model, mapper, embeds, vision_attention, inputs, scoring, config
                 )
         else:
-            config = PruneConfig(scorer=method)
+            weights = head_weights if "head_weights" in REGISTERED[method].needs else None
+            config = PruneConfig(scorer=method, head_weights=weights)
             scores[method] = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
     return embeds, answers, scores
 
@@ -134,7 +137,14 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
         evidence[row, : sample["evidence"].size] = sample["evidence"]
     input_methods = tuple(m for m in settings.methods if m in INPUT_METHODS)
     embeds, unpruned, scores = score_all(
-        model, mapper, inputs, scoring, jnp.asarray(evidence), input_methods, settings.keep_ratios
+        model,
+        mapper,
+        inputs,
+        scoring,
+        jnp.asarray(evidence),
+        input_methods,
+        settings.keep_ratios,
+        settings.head_weights,
     )
     counts = np.asarray(scoring.layout.visual_count)
     results: dict[tuple[str, float], tuple[np.ndarray, list[np.ndarray]]] = {}
