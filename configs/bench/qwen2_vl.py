@@ -43,7 +43,9 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.scorer = "mapper"
     # Other scorers timed alone (keep 0.5's count of greedy steps for divprune and cdpruner): each one's share of
     # the unpruned prefill
-    config.cost_scorers = ("attention", "divprune", "cdpruner") if variant in ("real", "device") else ("divprune",)
+    config.cost_scorers = (
+        ("attention", "hawk", "divprune", "cdpruner") if variant in ("real", "device") else ("divprune",)
+    )
     config.decode_tokens = 16
     config.repeats = 5
     config.torch = True  # time transformers' PyTorch model on the same weights and inputs
