@@ -3,6 +3,7 @@ prompts answer one by one."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -67,3 +68,20 @@ def test_every_family_answers_pruned(name, tmp_path):
         "what colour is the square ?", images=[PICTURE], keep=0.25, max_new_tokens=4
     )
     assert 0 < answer.visual_tokens_kept == math.ceil(0.25 * answer.visual_tokens)
+
+
+def test_head_weights_of_another_model_are_refused_before_it_loads_and_hawk_reads_them(tmp_path):
+    save_tiny_checkpoint("qwen2_vl", tmp_path / "model")
+    heads = tokcomp_jax.load(tmp_path / "model").config.text.num_attention_heads
+    wrong, right = tmp_path / "wrong.json", tmp_path / "right.json"
+    wrong.write_text(json.dumps({"family": "vila", "weights": [1.0] * heads}))
+    right.write_text(json.dumps({"family": "qwen2_vl", "weights": [float(h == 0) for h in range(heads)]}))
+    pipeline = tokcomp_jax.Pipeline.from_pretrained(tmp_path / "model", head_weights=right)
+    assert pipeline._prune_config(0.5, "hawk", 2).head_weights == pipeline.head_weights == (1.0,) + (0.0,) * (heads - 1)
+    assert pipeline._prune_config(0.5, "attention", 2).head_weights is None
+    answer = pipeline.generate("what colour is the square ?", images=[PICTURE], keep=0.25, scorer="hawk",
+                               max_new_tokens=2)  # fmt: skip
+    assert 0 < answer.visual_tokens_kept == math.ceil(0.25 * answer.visual_tokens)
+    (tmp_path / "model" / "model.safetensors").unlink()  # never read: the head weights are checked first
+    with pytest.raises(ValueError, match="'vila' model; this model is 'qwen2_vl'"):
+        tokcomp_jax.Pipeline.from_pretrained(tmp_path / "model", head_weights=wrong)

@@ -61,8 +61,8 @@ def powers_of_two(smallest: int, largest: int) -> tuple[int, ...]:
 class Pipeline:
     """A model, its chat (tokenizer, processors, stop ids) and optionally a trained mapper."""
 
-    def __init__(self, model, chat, mapper=None):
-        self.model, self.chat, self.mapper = model, chat, mapper
+    def __init__(self, model, chat, mapper=None, head_weights: tuple[float, ...] | None = None):
+        self.model, self.chat, self.mapper, self.head_weights = model, chat, mapper, head_weights
         self.family = family_of(model.config)
         if mapper is not None:
             check_mapper_family(mapper.config, self.family.name, "given", "the model")
@@ -70,21 +70,29 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, mapper: str | os.PathLike | None = None, dtype: str | None = None
+        cls,
+        directory: str | os.PathLike,
+        mapper: str | os.PathLike | None = None,
+        dtype: str | None = None,
+        head_weights: str | os.PathLike | None = None,
     ) -> Pipeline:
-        """The model of a converted or HF directory with its released side files, and the mapper of a
-        mapper directory (scripts/train_mapper.py's WORKDIR/mapper) if given: its family is checked
-        against the model's before any weight is read."""
+        """The model of a converted or HF directory with its released side files, the mapper of a
+        mapper directory (scripts/train_mapper.py's WORKDIR/mapper) if given, and HAWK's head weights
+        (scripts/label.py --head_importance) if given: both are checked against the model's config
+        before any weight is read."""
+        from tokcomp_jax.explain.head_importance import read_head_weights
         from tokcomp_jax.mapper import load_mapper
         from tokcomp_jax.models.checkpoint import load, read_model_config
 
+        family, config, _ = read_model_config(directory)
         if mapper is not None:
-            check_mapper_family(read_mapper_config(mapper), read_model_config(directory)[0].name, mapper, directory)
+            check_mapper_family(read_mapper_config(mapper), family.name, mapper, directory)
+        if head_weights is not None:
+            head_weights = read_head_weights(head_weights, family.name, config.text.num_attention_heads)
         model = load(directory, dtype=dtype)
-        family = family_of(model.config)
         tokenizer = family.load_tokenizer(directory)
         chat = family.chat(model.config, tokenizer, family.read_side_files(directory))
-        return cls(model, chat, load_mapper(mapper) if mapper is not None else None)
+        return cls(model, chat, load_mapper(mapper) if mapper is not None else None, head_weights)
 
     def generate(
         self,
@@ -136,7 +144,8 @@ class Pipeline:
         scorer = scorer or ("mapper" if self.mapper is not None else DEFAULT_SCORER)
         if scorer == "mapper" and self.mapper is None:
             raise ValueError("scorer 'mapper' needs a mapper: Pipeline.from_pretrained(directory, mapper=DIR)")
-        return PruneConfig(scorer=scorer, keep_ratio=keep, layer=layer)
+        weights = self.head_weights if scorer == "hawk" else None
+        return PruneConfig(scorer=scorer, keep_ratio=keep, layer=layer, head_weights=weights)
 
     def _answer(self, rows: list[dict], prune: PruneConfig | None, max_new_tokens: int) -> list[Answer]:
         config = self.model.config
