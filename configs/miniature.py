@@ -20,7 +20,7 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Datasets (builder config names): cluttered digits; train, validation*, test, test_2x, test_clips.
+    # Datasets (builder config names): cluttered digits; train, validation*, test, test_2x, test_clips, test_4x.
     config.data = ml_collections.ConfigDict()
     config.data.config = {"demo": "demo", "full": "full", "test": "tiny"}[variant]
     config.data.builders = ("cluttered_digits_vqa",)
@@ -37,8 +37,9 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
         }
     )  # fmt: skip
     config.mllm.text_bucket = 16  # vision start / end, up to 12 question words, answer, EOS
-    # 2..3 tokens per side (the training curriculum's small images), 4..6 (test), 8..12 (2x); clips 4 x 3 x 3
-    config.mllm.visual_buckets = (9, 36, 144)
+    # 2..3 tokens per side (the training curriculum's small images), 4..6 (test), 8..12 (2x), 16..24 (4x, evaluated
+    # only); clips 4 x 3 x 3
+    config.mllm.visual_buckets = (9, 36, 144, 576)
     config.mllm.batch_size = 128  # rows of a smallest-bucket batch; larger buckets have fewer rows
     config.mllm.min_batch_size = 8
     config.mllm.eval_batch_size = 32

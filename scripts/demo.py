@@ -10,7 +10,7 @@
    HAWK's layer-0 head weights on the same training images (explain.head_importance);
 4. train each mapper variant (the paper's; heads + grid) on the same training labels;
 5. evaluate the mappers and every baseline at each keep ratio, at training image size (test), at
-   2x the tokens per side (test_2x) and on clips (test_clips): OUT/retention.json,
+   2x and 4x the tokens per side (test_2x, test_4x) and on clips (test_clips): OUT/retention.json,
    OUT/retention.md, OUT/pictures/ (both questions of paired images), and the image test splits
    as jsonl benchmarks in OUT/jsonl/ (scripts/evaluate.py reads them).
 
@@ -55,7 +55,7 @@ _OUT = flags.DEFINE_string("out", "outputs/miniature-demo", "run directory")
 RUN_MARKER = ".miniature_run"  # what lets a fresh run remove an earlier one's --out
 _RESUME = flags.DEFINE_bool("resume", False, "continue the run in --out instead of starting afresh")
 
-EVAL_SPLITS = ("test", "test_2x", "test_clips")
+EVAL_SPLITS = ("test", "test_2x", "test_4x", "test_clips")  # test_4x: 4x the test tokens per side, never trained on
 HELD_OUT_SPLITS = ("validation", "validation_2x", "validation_clips")  # the learning curve's
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tokcomp_jax.data import vqa
-from tokcomp_jax.data.cluttered import FRAME, PALETTE, ClutterConfig, ClutteredDigitsVqa, _ask, generate
+from tokcomp_jax.data.cluttered import FRAME, PALETTE, ClutterConfig, ClutteredDigitsVqa, _ask, generate, named_config
 from tokcomp_jax.miniature.evaluate import image_of
 from tokcomp_jax.miniature.samples import token_grid
 
@@ -140,3 +140,16 @@ def test_answers_follow_from_the_framed_digits():
     frames |= {1: "green"}
     digits |= {1: 4}
     assert _ask("largest", [], "green", frames, digits) == ("what is the largest digit boxed in green", "9", [8, 1])
+
+
+def test_4x_images_have_four_times_the_test_sides_and_come_last():
+    """test_4x (evaluated only): 16..24 tokens a side. It comes last among the counts, so every other split
+    keeps its index there, the seed of its examples (checked once against the code before test_4x: the
+    first 6 images of train, test, test_2x, test_clips and validation_2x were byte-equal)."""
+    config = named_config("demo")
+    names = [name for name, _ in config.counts]
+    assert names[-1] == "test_4x" and names.index("test") < names.index("test_2x") < names.index("test_4x")
+    for example in generate(config, "test_4x", range(4)):
+        rows, cols = (side // vqa.CELL for side in example["image"].shape[:2])
+        assert all(4 * low <= side <= 4 * high for side in (rows, cols) for low, high in [config.sides])
+        assert example["image"].std() > 0

@@ -73,7 +73,7 @@ class ClutterConfig(vqa.GridConfig):
 
     counts: tuple[tuple[str, int], ...] = (
         ("train", 10000), ("validation", 150), ("validation_2x", 150), ("validation_clips", 150),
-        ("test", 500), ("test_2x", 500), ("test_clips", 400),
+        ("test", 500), ("test_2x", 500), ("test_clips", 400), ("test_4x", 200),
     )  # fmt: skip
     sides: tuple[int, int] = (4, 6)
     train_clips: float = 0.15  # share of training samples that are clips
@@ -92,10 +92,12 @@ class ClutterConfig(vqa.GridConfig):
 
 
 @functools.cache
-def _photos() -> tuple[np.ndarray, ...]:
+def _photos(scale: int = 1) -> tuple[np.ndarray, ...]:
+    """scikit-learn's two sample photographs (427 x 640), each pixel repeated `scale` times per side (the
+    4x images are larger than the photographs)."""
     from sklearn.datasets import load_sample_images
 
-    return tuple(np.asarray(image, np.uint8) for image in load_sample_images().images)
+    return tuple(np.asarray(image, np.uint8).repeat(scale, 0).repeat(scale, 1) for image in load_sample_images().images)
 
 
 def _crops(rng: np.random.Generator, photo: np.ndarray, height: int, width: int, frames: int) -> np.ndarray:
@@ -111,12 +113,12 @@ def _crops(rng: np.random.Generator, photo: np.ndarray, height: int, width: int,
     return np.stack([photo[start[0] + f * pan[0] :, start[1] + f * pan[1] :][:height, :width] for f in range(frames)])
 
 
-def _background_crops(rng: np.random.Generator, height: int, width: int, frames: int) -> np.ndarray:
+def _background_crops(rng: np.random.Generator, height: int, width: int, frames: int, scale: int = 1) -> np.ndarray:
     """Crops of both photographs blended half and half, drawn again (up to 50 times, then the busiest
     draw) until no cell of the first frame is flat: every token shows texture."""
     best, best_flatness = None, -1.0
     for _ in range(50):
-        first, second = (_crops(rng, photo, height, width, frames).astype(np.float32) for photo in _photos())
+        first, second = (_crops(rng, photo, height, width, frames).astype(np.float32) for photo in _photos(scale))
         crops = (first + second) / 2
         cells = crops[0].reshape(height // vqa.CELL, vqa.CELL, width // vqa.CELL, vqa.CELL, 3)
         flatness = float(cells.std(axis=(1, 3, 4)).min())
@@ -239,6 +241,7 @@ class ClutteredDigitsVqa(LocalBuilder):
                 ("test", 250),
                 ("test_2x", 100),
                 ("test_clips", 100),
+                ("test_4x", 50),
             ),
         ),  # fmt: skip
         ClutterConfig(
@@ -300,7 +303,8 @@ def make_examples(config: ClutterConfig, rng: np.random.Generator, split: str) -
         small = split == "train" and config.train_large <= size < config.train_large + config.train_small
         sides = config.small_sides if small else config.sides
         frames = 1
-        rows, cols = (int(s) * (2 if large else 1) for s in rng.integers(*sides, endpoint=True, size=2))
+        scale = 4 if split.endswith("_4x") else 2 if large else 1  # tokens per side, times the test size's
+        rows, cols = (int(s) * scale for s in rng.integers(*sides, endpoint=True, size=2))
     images, labels = _digit_pools()[split in HELD_OUT_SPLITS or split == "test_clips"]
     scans = _digit_cells(rng, frames, rows * cols, len(labels), config.filled)
     framed, pointed, group = _frames_of(rng, scans, config.framed)
@@ -308,7 +312,8 @@ def make_examples(config: ClutterConfig, rng: np.random.Generator, split: str) -
     questions = _question_pair(rng, framed, pointed, group, digits)
     if split == "train" and rng.random() < config.train_sparse:
         framed = _sparse(framed, {cell for *_, cells in questions for cell in cells})
-    backgrounds = _background_crops(rng, rows * vqa.CELL, cols * vqa.CELL, frames)
+    photo_scale = 2 if split.endswith("_4x") else 1  # 24 x 28 pixels a side exceeds the photographs
+    backgrounds = _background_crops(rng, rows * vqa.CELL, cols * vqa.CELL, frames, photo_scale)
     per_frame = rows * cols
     strip = np.concatenate(
         [
