@@ -27,21 +27,23 @@ from tokcomp_jax.models.layout import VisualLayout
 from tokcomp_jax.prune.features import take_positions
 
 
-def unrotated_logits_to_visual(model, embeds: jax.Array, layout: VisualLayout) -> jax.Array:
-    """Layer 0's raw attention logits q.k / sqrt(d) without the rotary embedding, from the instruction tokens
-    to the visual tokens, averaged over the instruction: embeds [B, T, D] -> [B, Hd, N], 0 at padded slots."""
+def logits_to_visual(model, embeds: jax.Array, layout: VisualLayout, tables=None) -> jax.Array:
+    """Layer 0's raw attention logits q.k / sqrt(d) from the instruction tokens to the visual tokens, averaged
+    over the instruction: embeds [B, T, D] -> [B, Hd, N], 0 at padded slots. `tables`: the rotary (cos, sin)
+    [B, T, H] to apply (model.rope); None applies none, as HAWK."""
     stack = model.language_model.layers
     layer = stack[0]
     attention = layer.self_attn
     x = layer.input_layernorm(unpack_deepstack(embeds, stack.hidden_size)[0])
+    if tables is None:  # cos 1, sin 0: the rotary embedding is the identity
+        cos = jnp.ones((*x.shape[:2], attention.head_dim), x.dtype)
+        tables = (cos, jnp.zeros_like(cos))
 
-    def unrotated(project, positions):  # cos 1, sin 0: the rotary embedding is the identity
-        rows = take_positions(x, positions)
-        cos = jnp.ones((*rows.shape[:2], attention.head_dim), x.dtype)
-        return project(rows, cos, jnp.zeros_like(cos))
+    def projected(project, positions):
+        return project(take_positions(x, positions), *(take_positions(table, positions) for table in tables))
 
-    queries = unrotated(attention.queries, layout.query_positions)  # [B, Q, Hd, H]
-    keys = unrotated(attention.keys, layout.visual_positions)  # [B, N, K, H]
+    queries = projected(attention.queries, layout.query_positions)  # [B, Q, Hd, H]
+    keys = projected(attention.keys, layout.visual_positions)  # [B, N, K, H]
     group = attention.num_heads // attention.num_kv_heads
     grouped = queries.reshape(*queries.shape[:2], attention.num_kv_heads, group, attention.head_dim)
     logits = jnp.einsum("BQKGH,BNKH->BKGQN", grouped.astype(jnp.float32), keys.astype(jnp.float32))
@@ -51,15 +53,21 @@ def unrotated_logits_to_visual(model, embeds: jax.Array, layout: VisualLayout) -
     return jnp.where(layout.visual_mask[:, None], mean, 0.0)
 
 
-def hawk_scores(model, embeds: jax.Array, layout: VisualLayout, head_weights=None) -> jax.Array:
-    """HAWK's scores [B, N]: per-head logits L2-normalised over a sample's visual tokens, summed with the head
-    weights [Hd] (L1-normalised here; None: equal)."""
-    logits = unrotated_logits_to_visual(model, embeds, layout)
-    norm = jnp.sqrt(jnp.square(logits).sum(-1, keepdims=True))
-    per_head = logits / jnp.maximum(norm, 1e-12)  # torch.nn.functional.normalize's eps
+def weighted_heads(per_head: jax.Array, head_weights=None) -> jax.Array:
+    """[B, Hd, N] -> [B, N]: the sum over heads with the weights [Hd] L1-normalised (None: equal)."""
     heads = per_head.shape[1]
     weights = jnp.ones((heads,), jnp.float32) if head_weights is None else jnp.asarray(head_weights, jnp.float32)
     if weights.shape != (heads,):
         raise ValueError(f"HAWK head weights have shape {weights.shape}; the model's layer 0 has {heads} heads")
-    weights = weights / jnp.maximum(weights.sum(), 1e-12)
-    return jnp.einsum("BHN,H->BN", per_head, weights)
+    return jnp.einsum("BHN,H->BN", per_head, weights / jnp.maximum(weights.sum(), 1e-12))
+
+
+def l2_per_head(logits: jax.Array) -> jax.Array:
+    """[B, Hd, N] over each head's L2 norm across the visual tokens (torch.nn.functional.normalize's eps)."""
+    return logits / jnp.maximum(jnp.sqrt(jnp.square(logits).sum(-1, keepdims=True)), 1e-12)
+
+
+def hawk_scores(model, embeds: jax.Array, layout: VisualLayout, head_weights=None) -> jax.Array:
+    """HAWK's scores [B, N]: per-head logits without RoPE, L2-normalised over a sample's visual tokens,
+    summed with the head weights [Hd] (L1-normalised here; None: equal)."""
+    return weighted_heads(l2_per_head(logits_to_visual(model, embeds, layout)), head_weights)
