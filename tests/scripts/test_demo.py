@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from PIL import Image
 
 from tokcomp_jax.miniature.evaluate import METHODS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl_script, capsys):
@@ -43,6 +48,24 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
         assert again[split]["unpruned_accuracy"] == results["unpruned_accuracy"]
         same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN == NaN)
         assert same(again[split]["methods"], results["methods"])
+
+    # which part of the attention scorer finds the evidence: its recall equals the run's own record of it
+    # (a subprocess: the demo's run above removed the absl flags that TFDS's grain defined at import)
+    command = [
+        sys.executable,
+        "scripts/scorer_parts.py",
+        "--run",
+        str(tmp_path),
+        "--config",
+        "test",
+        "--split",
+        "test_2x",
+    ]
+    table = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600).stdout
+    recall = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
+    hawk = summary["results"]["test_2x"]["methods"]["hawk"]["0.25"]["ground_truth_recall"]
+    row = recall["hawk (raw logits, no RoPE, per-head L2, HAWK's head weights)"]
+    assert f"{100 * hawk:.1f}" == row.split(" | ")[2], (hawk, row)
 
 
 def test_demo_never_removes_a_directory_that_is_not_a_miniature_run(tmp_path, run_absl_script, capsys):
