@@ -163,9 +163,10 @@ def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
 
     jax.config.update("jax_default_matmul_precision", "highest")
     family, _ = checkpoint.read_hf_config(src)
-    reference, diffs_of, _ = REFERENCES[family.name]
-    batch, reference_logits, reference_attention = reference(src, dtype)
-    diffs = diffs_of(load(dst, dtype=dtype), batch, reference_logits, reference_attention)
+    reference = REFERENCES[family.name]
+    batch, *theirs = reference.run(src, dtype)
+    ours = reference.forward(load(dst, dtype=dtype), batch)  # its outputs kept, the model freed
+    diffs = reference.between(batch, *ours, *theirs)
     logits_tolerance, attention_tolerance = TOLERANCE[dtype]
     if dtype == "bfloat16":
         logits_tolerance *= max(1.0, diffs["logits_max_abs"])
@@ -174,23 +175,18 @@ def verify(src: Path, dst: Path, dtype: str) -> dict[str, float]:
         diffs["logits_max_abs_diff"] <= logits_tolerance and diffs["attn1_max_abs_diff"] <= attention_tolerance
     )
     if dtype == "bfloat16" and not diffs["passed"]:
-        diffs["rounding"] = bfloat16_rounding(src, dst, batch, reference_logits, reference_attention)
+        diffs["rounding"] = bfloat16_rounding(src, reference, batch, ours, theirs)
         diffs["passed"] = diffs["rounding"]["passed"]
     return diffs
 
 
-def bfloat16_rounding(src: Path, dst: Path, batch, reference_logits, reference_attention) -> dict:
-    """Each bfloat16 side's distance from transformers in float32: ours passes when it is within
-    ROUNDING_RATIO of transformers' own. Two bfloat16 models round in different places, so their
-    difference grows with depth (VILA1.5-3B at 32 layers: 0.23 on logits of max 4.8, each side ~0.18
+def bfloat16_rounding(src: Path, reference, batch, ours, theirs) -> dict:
+    """Each bfloat16 side's outputs (logits, attention) against transformers in float32: ours passes when its
+    distance is within ROUNDING_RATIO of transformers' own. Two bfloat16 models round in different places, so
+    their difference grows with depth (VILA1.5-3B at 32 layers: 0.23 on logits of max 4.8, each side ~0.18
     from float32) while a port error stays far above either side's rounding."""
-    from tokcomp_jax import load
-
-    family, _ = checkpoint.read_hf_config(src)
-    reference, diffs_of, between = REFERENCES[family.name]
-    _, float32_logits, float32_attention = reference(src, "float32")  # its model freed before ours loads
-    ours = diffs_of(load(dst, dtype="bfloat16"), batch, float32_logits, float32_attention)
-    theirs = between(batch, reference_logits, reference_attention, float32_logits, float32_attention)
+    _, *float32 = reference.run(src, "float32")  # the only model in memory: ours is freed, its outputs kept
+    ours, theirs = reference.between(batch, *ours, *float32), reference.between(batch, *theirs, *float32)
     keys = ("logits_max_abs_diff", "attn1_max_abs_diff")
     return {
         "ours_vs_float32": [ours[key] for key in keys],

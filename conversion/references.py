@@ -1,18 +1,18 @@
 """The PyTorch reference of each family for `python -m conversion.convert --verify`: the max abs
 diffs of logits and first-layer attention on generated media (an image or two, a video).
 
-Each family has three parts: `reference(src, dtype)` runs the PyTorch model on generated inputs and
-returns (batch, logits, first-layer attention), its model freed on return; `diffs(model, batch, logits,
-attention)` runs the Flax model on the same batch; `between(batch, logits, attention, other_logits,
-other_attention)` compares two references' outputs (the bfloat16 one against float32) the same way.
-`--verify` runs them one after the other, so only one model is in memory at a time (two float32
-copies of a 2B model are 18 GB).
+Each family has three parts: `run(src, dtype)` runs the PyTorch model on generated inputs and returns
+(batch, logits, first-layer attention), its model freed on return; `forward(model, batch)` runs the
+Flax model on the same batch and returns its (logits, first-layer attention); `between(batch, logits,
+attention, other_logits, other_attention)` compares two such outputs (ours against the reference, or
+the reference in bfloat16 against float32). `--verify` runs them one after the other, so only one
+model is in memory at a time (two float32 copies of a 2B model are 18 GB).
 """
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
+from typing import NamedTuple
 
 from tokcomp_jax.models.checkpoint import read_hf_config
 from tokcomp_jax.models.llava_onevision.family import LLAVA_ONEVISION
@@ -32,10 +32,10 @@ def _qwen2vl_reference(src: Path, dtype: str):
     return batch, *torch_forward(load_torch_model(src, dtype), config, batch)
 
 
-def _qwen2vl_diffs(model, batch, logits, attention) -> dict[str, float]:
-    from conversion.verify import flax_forward, masked_diffs
+def _qwen2vl_forward(model, batch):
+    from conversion.verify import flax_forward
 
-    return masked_diffs(*flax_forward(model, batch), logits, attention, batch["attention_mask"])
+    return flax_forward(model, batch)
 
 
 def _qwen2vl_between(batch, logits, attention, other_logits, other_attention) -> dict[str, float]:
@@ -53,11 +53,11 @@ def _llava_onevision_reference(src: Path, dtype: str):
     return batch, *llava_torch_forward(torch_model, batch)
 
 
-def _llava_onevision_diffs(model, batch, logits, attention) -> dict[str, float]:
-    from conversion.verify import output_diffs
+def _llava_onevision_forward(model, batch):
     from conversion.verify_llava import llava_flax_forward
 
-    return output_diffs(llava_flax_forward(model, batch), logits, attention)
+    out = llava_flax_forward(model, batch)
+    return out.logits, out.first_layer_attention
 
 
 def _vila_reference(src: Path, dtype: str):
@@ -68,32 +68,37 @@ def _vila_reference(src: Path, dtype: str):
     return batch, *vila_torch_forward(load_vila_reference(src, dtype), config, batch)
 
 
-def _vila_diffs(model, batch, logits, attention) -> dict[str, float]:
-    from conversion.verify import output_diffs
+def _vila_forward(model, batch):
     from conversion.verify_vila import vila_flax_forward
 
-    return output_diffs(vila_flax_forward(model, batch), logits, attention)
+    out = vila_flax_forward(model, batch)
+    return out.logits, out.first_layer_attention
 
 
 def _unpadded_between(batch, logits, attention, other_logits, other_attention) -> dict[str, float]:
     from conversion.verify import output_diffs
 
-    outputs = types.SimpleNamespace(logits=logits, first_layer_attention=attention)
-    return output_diffs(outputs, other_logits, other_attention)
+    return output_diffs(logits, attention, other_logits, other_attention)
 
 
-# One entry per family: its name -> (reference(HF directory, dtype), diffs(converted model, batch, logits, attention),
-# between(batch, logits, attention, other logits, other attention)).
+class Reference(NamedTuple):
+    run: object  # (HF directory, dtype) -> (batch, logits, first-layer attention)
+    forward: object  # (Flax model, batch) -> (logits, first-layer attention)
+    between: object  # (batch, logits, attention, other logits, other attention) -> max abs diffs
+
+
+QWEN = Reference(_qwen2vl_reference, _qwen2vl_forward, _qwen2vl_between)  # transformers' class: the model_type
 REFERENCES = {
-    QWEN2_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),
-    QWEN2_5_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),  # transformers' class: the model_type
-    QWEN3_VL.name: (_qwen2vl_reference, _qwen2vl_diffs, _qwen2vl_between),
-    LLAVA_ONEVISION.name: (_llava_onevision_reference, _llava_onevision_diffs, _unpadded_between),
-    VILA.name: (_vila_reference, _vila_diffs, _unpadded_between),
+    QWEN2_VL.name: QWEN,
+    QWEN2_5_VL.name: QWEN,
+    QWEN3_VL.name: QWEN,
+    LLAVA_ONEVISION.name: Reference(_llava_onevision_reference, _llava_onevision_forward, _unpadded_between),
+    VILA.name: Reference(_vila_reference, _vila_forward, _unpadded_between),
 }
 
 
 def reference_diffs(model, src: Path, dtype: str) -> dict[str, float]:
     """The diffs of an already loaded Flax model against its family's reference on `src` (both in memory)."""
-    reference, diffs, _ = REFERENCES[model.config.family]
-    return diffs(model, *reference(src, dtype))
+    reference = REFERENCES[model.config.family]
+    batch, logits, attention = reference.run(src, dtype)
+    return reference.between(batch, *reference.forward(model, batch), logits, attention)

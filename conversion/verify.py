@@ -138,14 +138,13 @@ def _blockwise_max(function, *arrays, axis: int, block: int = 256) -> float:
     return result
 
 
-def output_diffs(ours, reference_logits, reference_attention) -> dict[str, float]:
-    """Max abs differences of a Flax MLLMOutput against PyTorch logits [B, T, V] and first-layer
-    attention [B, N, T, T] over every position (unpadded single-sample batches), a block of positions
-    at a time."""
+def output_diffs(logits, attention, reference_logits, reference_attention) -> dict[str, float]:
+    """Max abs differences of logits [B, T, V] and first-layer attention [B, N, T, T] (Flax or PyTorch) against
+    the reference's, over every position (unpadded single-sample batches), a block of positions at a time."""
     difference = lambda a, b: np.abs(a - b).max()  # noqa: E731
     return {
-        "logits_max_abs_diff": _blockwise_max(difference, ours.logits, reference_logits, axis=1),
-        "attn1_max_abs_diff": _blockwise_max(difference, ours.first_layer_attention, reference_attention, axis=2),
+        "logits_max_abs_diff": _blockwise_max(difference, logits, reference_logits, axis=1),
+        "attn1_max_abs_diff": _blockwise_max(difference, attention, reference_attention, axis=2),
         "logits_max_abs": _blockwise_max(lambda block: np.abs(block).max(), reference_logits, axis=1),
     }
 

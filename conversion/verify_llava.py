@@ -78,7 +78,8 @@ def llava_flax_forward(model, batch: dict):
 
 def llava_max_diffs(model, torch_model, batch: dict) -> dict[str, float]:
     """Max abs differences of logits and first-layer attention (float32 numpy)."""
-    return output_diffs(llava_flax_forward(model, batch), *llava_torch_forward(torch_model, batch))
+    ours = llava_flax_forward(model, batch)
+    return output_diffs(ours.logits, ours.first_layer_attention, *llava_torch_forward(torch_model, batch))
 
 
 def load_llava_torch(hf_dir: str | os.PathLike, dtype: str = "float32"):

@@ -136,4 +136,5 @@ def vila_flax_forward(model, batch: dict):
 
 def vila_max_diffs(model, reference, batch: dict) -> dict[str, float]:
     """Max abs differences of logits and first-layer attention against the assembled reference."""
-    return output_diffs(vila_flax_forward(model, batch), *vila_torch_forward(reference, model.config, batch))
+    ours = vila_flax_forward(model, batch)
+    return output_diffs(ours.logits, ours.first_layer_attention, *vila_torch_forward(reference, model.config, batch))
