@@ -26,7 +26,8 @@ from tokcomp_jax.models.families import FAMILIES
 from tokcomp_jax.models.layout import keep_count
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
-from tokcomp_jax.prune.diversity import cdpruner_relevance, cdpruner_scores, divprune_scores, visual_embeddings
+from tokcomp_jax.prune.diversity import cdpruner_relevance, cdpruner_scores, divprune_scores
+from tokcomp_jax.prune.features import visual_embeddings
 from tokcomp_jax.prune.select import per_sample_keep
 
 # ---------------------------------------------------------------- the official code, transcribed

@@ -34,15 +34,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.models.layout import keep_count
-from tokcomp_jax.prune.features import take_positions
-
-
-def visual_embeddings(embeds: jax.Array, hidden_size: int, positions: jax.Array) -> jax.Array:
-    """LLM input embeddings [B, T, D] (Qwen3-VL: DeepStack-packed; the first D) at [B, P] -> float32 [B, P, D]."""
-    embeds, _ = unpack_deepstack(embeds, hidden_size)
-    return take_positions(embeds, positions).astype(jnp.float32)
+from tokcomp_jax.prune.features import visual_embeddings
 
 
 def unit_rows(x: jax.Array) -> jax.Array:

@@ -44,20 +44,39 @@ def attention_to_visual(
     from its input x [B, T, D] (input norm, q/k projections and RoPE only): [B, Hd, N], averaged over
     the valid queries, 0 at padded visual slots."""
     attention = layer.self_attn
-    batch, length, _ = x.shape
+    length = x.shape[1]
     x = layer.input_layernorm(x)
     key = attention.keys(x, cos, sin)
     query = attention.queries(take_positions(x, queries), take_positions(cos, queries), take_positions(sin, queries))
 
-    group = attention.num_heads // attention.num_kv_heads
-    grouped = query.reshape(batch, query.shape[1], attention.num_kv_heads, group, attention.head_dim)
-    scores = jnp.einsum("BQKGH,BTKH->BKGQT", grouped, key) * jnp.asarray(attention.head_dim**-0.5, query.dtype)
-    scores = scores.reshape(batch, attention.num_heads, query.shape[1], length).astype(jnp.float32)
+    scores = grouped_logits(query, key).astype(jnp.float32)
     sees = (jnp.arange(length)[None, None] <= queries[..., None]) & attention_mask[:, None, :].astype(bool)
     probs = jax.nn.softmax(jnp.where(sees[:, None], scores, jnp.finfo(jnp.float32).min), axis=-1)
     probs = probs.astype(query.dtype).astype(jnp.float32)  # the model's probabilities are in its dtype
 
     visual = jnp.take_along_axis(probs, jnp.maximum(layout.visual_positions, 0)[:, None, None, :], axis=-1)
+    return mean_over_queries(visual, queries, layout)
+
+
+def grouped_logits(query: jax.Array, key: jax.Array) -> jax.Array:
+    """Attention logits q.k / sqrt(H), key/value heads shared by their groups of query heads (GQA), in the
+    inputs' dtype: query [B, Q, Hd, H], key [B, S, K, H] -> [B, Hd, Q, S]."""
+    batch, length, num_kv_heads, head_dim = key.shape
+    heads = query.shape[2]
+    grouped = query.reshape(batch, query.shape[1], num_kv_heads, heads // num_kv_heads, head_dim)
+    logits = jnp.einsum("BQKGH,BTKH->BKGQT", grouped, key) * jnp.asarray(head_dim**-0.5, query.dtype)
+    return logits.reshape(batch, heads, query.shape[1], length)
+
+
+def mean_over_queries(maps: jax.Array, queries: jax.Array, layout: VisualLayout) -> jax.Array:
+    """Per-head maps [B, Hd, Q, N] from query positions [B, Q] (-1 = none), averaged over each sample's
+    valid queries: [B, Hd, N], 0 at padded visual slots."""
     valid_query = (queries >= 0).astype(jnp.float32)
-    mean = jnp.einsum("BHQN,BQ->BHN", visual, valid_query) / jnp.maximum(valid_query.sum(-1), 1)[:, None, None]
+    mean = jnp.einsum("BHQN,BQ->BHN", maps, valid_query) / jnp.maximum(valid_query.sum(-1), 1)[:, None, None]
     return jnp.where(layout.visual_mask[:, None], mean, 0.0)
+
+
+def visual_embeddings(embeds: jax.Array, hidden_size: int, positions: jax.Array) -> jax.Array:
+    """LLM input embeddings [B, T, D] (Qwen3-VL: DeepStack-packed; the first D) at [B, P] -> float32 [B, P, D]."""
+    embeds, _ = unpack_deepstack(embeds, hidden_size)
+    return take_positions(embeds, positions).astype(jnp.float32)

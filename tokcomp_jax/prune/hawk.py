@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.models.layout import VisualLayout
-from tokcomp_jax.prune.features import take_positions
+from tokcomp_jax.prune.features import grouped_logits, mean_over_queries, take_positions
 
 
 def logits_to_visual(model, embeds: jax.Array, layout: VisualLayout, tables=None) -> jax.Array:
@@ -42,15 +42,9 @@ def logits_to_visual(model, embeds: jax.Array, layout: VisualLayout, tables=None
     def projected(project, positions):
         return project(take_positions(x, positions), *(take_positions(table, positions) for table in tables))
 
-    queries = projected(attention.queries, layout.query_positions)  # [B, Q, Hd, H]
-    keys = projected(attention.keys, layout.visual_positions)  # [B, N, K, H]
-    group = attention.num_heads // attention.num_kv_heads
-    grouped = queries.reshape(*queries.shape[:2], attention.num_kv_heads, group, attention.head_dim)
-    logits = jnp.einsum("BQKGH,BNKH->BKGQN", grouped.astype(jnp.float32), keys.astype(jnp.float32))
-    logits = logits.reshape(logits.shape[0], attention.num_heads, *logits.shape[3:]) * attention.head_dim**-0.5
-    valid_query = (layout.query_positions >= 0).astype(jnp.float32)
-    mean = jnp.einsum("BHQN,BQ->BHN", logits, valid_query) / jnp.maximum(valid_query.sum(-1), 1)[:, None, None]
-    return jnp.where(layout.visual_mask[:, None], mean, 0.0)
+    queries = projected(attention.queries, layout.query_positions).astype(jnp.float32)  # [B, Q, Hd, H]
+    keys = projected(attention.keys, layout.visual_positions).astype(jnp.float32)  # [B, N, K, H]
+    return mean_over_queries(grouped_logits(queries, keys), layout.query_positions, layout)
 
 
 def weighted_heads(per_head: jax.Array, head_weights=None) -> jax.Array:

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from tokcomp_jax.mapper.inputs import MapperBatch
-from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.models.layout import VisualLayout
-from tokcomp_jax.prune.features import first_layer_features, take_positions
+from tokcomp_jax.prune.features import first_layer_features, take_positions, visual_embeddings
 from tokcomp_jax.prune.select import per_sample_keep
 
 DART_PIVOTS = 8
@@ -74,8 +73,7 @@ def dart_scores(embeds: jax.Array, hidden_size: int, scoring: ScoringInputs) -> 
     """DART-style de-duplication: pivots (largest-norm visual tokens) first, then the tokens least similar
     to them, by the token embeddings (of DeepStack-packed embeds [B, T, (1 + L) * D], the first D)."""
     layout = scoring.layout
-    embeds, _ = unpack_deepstack(embeds, hidden_size)
-    visual = take_positions(embeds, layout.visual_positions).astype(jnp.float32)  # [B, N, D]
+    visual = visual_embeddings(embeds, hidden_size, layout.visual_positions)  # [B, N, D]
     norm = jnp.linalg.norm(visual, axis=-1)
     num_pivots = min(DART_PIVOTS, visual.shape[1])
     _, pivots = jax.lax.top_k(jnp.where(layout.visual_mask, norm, -jnp.inf), num_pivots)
