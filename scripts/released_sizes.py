@@ -4,7 +4,7 @@ README's journey (issue 38):
     python scripts/released_sizes.py --out outputs/released-sizes                    # all five, smallest first
     python scripts/released_sizes.py --out /tmp/rs --family qwen2_vl --layers 2      # a quick check
 
-Per family: the released config.json (tests/fixtures/released/<family>/; SIZES says where it is not the
+Per family: the released config.json (tests/fixtures/released/<family>/; RELEASES says where it is not the
 release's own file) -> transformers' model with random weights, saved by `save_pretrained` as 2 GB
 safetensors shards in the released dtype, the released tokenizer, chat template, processor and
 generation files beside it -> `conversion.convert --verify` (float32 when its estimated peak fits
@@ -24,6 +24,7 @@ family's checkpoints (several GB) are deleted when it is done, unless --keep-fil
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -31,7 +32,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = ROOT / "tests" / "fixtures" / "released"
@@ -42,63 +45,85 @@ IMAGE = "img/4.png"  # of the jsonl sample: 56 x 84 pixels
 # other use. Above it, bfloat16.
 VERIFY_FLOAT32_GIB = 17.0
 
-# family -> (the released checkpoint, where its config.json comes from when not the release's own file);
-# smallest first, the order of a full run
-SIZES = {
-    "llava_onevision": ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
-                        "config.json rebuilt by the release's conversion script (SOURCES.md)"),
-    "qwen2_vl": ("Qwen/Qwen2-VL-2B-Instruct", "config.json of Qwen2-VL-2B (base), the -Instruct values (SOURCES.md)"),
-    "qwen3_vl": ("Qwen/Qwen3-VL-2B-Instruct",
-                 "config.json: Qwen3-VL-4B-Instruct's with the sizes of the 2B preset (Qwen3VLConfig.qwen3_vl_2b)"),
-    "qwen2_5_vl": ("Qwen/Qwen2.5-VL-3B-Instruct", ""),
-    "vila": ("Efficient-Large-Model/VILA1.5-3b",
-             "llm/ and vision_tower/ config.json: transformers' from the released config.json's llm_cfg, "
-             "vision_tower_cfg (SOURCES.md: not found)"),
-}  # fmt: skip
-LLM_CONFIG = {"qwen2_vl": None, "qwen2_5_vl": None, "qwen3_vl": "text_config", "llava_onevision": "text_config",
-              "vila": "llm_cfg"}  # where config.json keeps the LLM's num_hidden_layers  # fmt: skip
 QWEN_BPE = ("vocab.json", "merges.txt")  # tests/fixtures/released/qwen_bpe/, shared by the Qwen-tokenizer families
+
+
+def qwen3_vl_2b_sizes(config: dict) -> None:
+    """Qwen3-VL-4B-Instruct's config.json (the fixture) resized in place to the 2B preset's sizes."""
+    from tokcomp_jax.models.qwen3_vl.config import Qwen3VLConfig
+
+    preset = Qwen3VLConfig.qwen3_vl_2b()
+    text, vision = preset.text, preset.vision
+    config["text_config"].update(
+        hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
+        num_hidden_layers=text.num_hidden_layers, num_attention_heads=text.num_attention_heads,
+        num_key_value_heads=text.num_key_value_heads, head_dim=text.head_dim,
+        tie_word_embeddings=text.tie_word_embeddings,
+    )  # fmt: skip
+    config["vision_config"].update(
+        depth=vision.depth, hidden_size=vision.embed_dim, intermediate_size=vision.intermediate_size,
+        num_heads=vision.num_heads, out_hidden_size=vision.out_hidden_size,
+        deepstack_visual_indexes=list(vision.deepstack_visual_indexes),
+    )  # fmt: skip
+
+
+class Release(NamedTuple):
+    """What a family's smallest release needs here, beside its fixture folder tests/fixtures/released/<family>/."""
+
+    checkpoint: str  # the released checkpoint's name
+    config_note: str  # where its config.json comes from, when not the release's own file
+    llm_section: str | None  # the config.json key holding the LLM's num_hidden_layers (None: the top level)
+    dtype_key: tuple[str, ...] = ("torch_dtype",)  # the path to the weights' dtype in config.json
+    side_files: tuple[str, ...] = QWEN_BPE  # from tests/fixtures/released/qwen_bpe/ beside the tokenizer files
+    resize: Callable[[dict], None] | None = None  # sizes applied over the fixture's config.json
+    parts: bool = False  # VILA1.5: llm/, vision_tower/, mm_projector/ and no transformers class
+
+
+# smallest first, the order of a full run
+RELEASES = {
+    "llava_onevision": Release("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+                               "config.json rebuilt by the release's conversion script (SOURCES.md)", "text_config"),
+    "qwen2_vl": Release("Qwen/Qwen2-VL-2B-Instruct",
+                        "config.json of Qwen2-VL-2B (base), the -Instruct values (SOURCES.md)", None),
+    "qwen3_vl": Release("Qwen/Qwen3-VL-2B-Instruct",
+                        "config.json: Qwen3-VL-4B-Instruct's with the sizes of the 2B preset "
+                        "(Qwen3VLConfig.qwen3_vl_2b)",
+                        "text_config", dtype_key=("text_config", "dtype"), resize=qwen3_vl_2b_sizes),
+    "qwen2_5_vl": Release("Qwen/Qwen2.5-VL-3B-Instruct", "", None),
+    "vila": Release("Efficient-Large-Model/VILA1.5-3b",
+                    "llm/ and vision_tower/ config.json: transformers' from the released config.json's llm_cfg, "
+                    "vision_tower_cfg (SOURCES.md: not found)", "llm_cfg", side_files=(), parts=True),
+}  # fmt: skip
+
+
+def llm_section(family: str, config: dict) -> dict:
+    section = RELEASES[family].llm_section
+    return config[section] if section else config
 
 
 # ---------------------------------------------------------------- the checkpoint (run in a subprocess)
 
 
 def released_config(family: str, layers: int | None) -> dict:
-    """The family's released config.json as a dict, Qwen3-VL at the 2B preset's sizes, the LLM at `layers`."""
+    """The family's released config.json as a dict (Qwen3-VL at the 2B preset's sizes), the LLM at `layers`."""
     config = json.loads((RELEASED / family / "config.json").read_text())
-    if family == "qwen3_vl":
-        from tokcomp_jax.models.qwen3_vl.config import Qwen3VLConfig
-
-        preset = Qwen3VLConfig.qwen3_vl_2b()
-        text, vision = preset.text, preset.vision
-        config["text_config"].update(
-            hidden_size=text.hidden_size, intermediate_size=text.intermediate_size,
-            num_hidden_layers=text.num_hidden_layers, num_attention_heads=text.num_attention_heads,
-            num_key_value_heads=text.num_key_value_heads, head_dim=text.head_dim,
-            tie_word_embeddings=text.tie_word_embeddings,
-        )  # fmt: skip
-        config["vision_config"].update(
-            depth=vision.depth, hidden_size=vision.embed_dim, intermediate_size=vision.intermediate_size,
-            num_heads=vision.num_heads, out_hidden_size=vision.out_hidden_size,
-            deepstack_visual_indexes=list(vision.deepstack_visual_indexes),
-        )  # fmt: skip
+    if RELEASES[family].resize is not None:
+        RELEASES[family].resize(config)
     if layers is not None:
-        section = config[LLM_CONFIG[family]] if LLM_CONFIG[family] else config
-        section["num_hidden_layers"] = layers
+        llm_section(family, config)["num_hidden_layers"] = layers
     return config
 
 
 def copy_released_files(family: str, directory: Path) -> None:
-    """The release's side files (every file of its fixture folder but config.json), and Qwen's BPE files."""
+    """The release's side files (every file of its fixture folder but config.json), and the shared ones it needs."""
     source = RELEASED / family
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_file() and relative.name != "config.json" and relative.parts[0] != "earlier":
             (directory / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, directory / relative)
-    if family != "vila":
-        for name in QWEN_BPE:
-            shutil.copyfile(RELEASED / "qwen_bpe" / name, directory / name)
+    for name in RELEASES[family].side_files:
+        shutil.copyfile(RELEASED / "qwen_bpe" / name, directory / name)
 
 
 def write_checkpoint(family: str, directory: Path, layers: int | None) -> dict:
@@ -109,7 +134,8 @@ def write_checkpoint(family: str, directory: Path, layers: int | None) -> dict:
     torch.manual_seed(0)
     config = released_config(family, layers)
     directory.mkdir(parents=True)
-    if family == "vila":  # no transformers class: its parts, VILA1.5's layout (conversion/verify_vila.py)
+    release = RELEASES[family]
+    if release.parts:  # no transformers class: its parts, VILA1.5's layout (conversion/verify_vila.py)
         from conversion.verify_vila import save_tiny_vila
 
         llm = {k: config["llm_cfg"][k] for k in (
@@ -127,19 +153,18 @@ def write_checkpoint(family: str, directory: Path, layers: int | None) -> dict:
     else:
         (directory / "config.json").write_text(json.dumps(config, indent=2))
         hf_config = transformers.AutoConfig.from_pretrained(directory)
-        dtype = torch.bfloat16 if family == "qwen3_vl" else getattr(torch, config["torch_dtype"])
+        dtype = getattr(torch, functools.reduce(dict.get, release.dtype_key, config))
         model = getattr(transformers, config["architectures"][0])._from_config(hf_config, dtype=dtype)
         parameters = sum(p.numel() for p in model.parameters())
         model.save_pretrained(directory, max_shard_size="2GB")
         del model
         (directory / "generation_config.json").unlink(missing_ok=True)  # transformers'; the release's, if any, next
-    if layers is None and family != "qwen3_vl":  # the released file itself
+    if layers is None and release.resize is None:  # the released file itself
         shutil.copyfile(RELEASED / family / "config.json", directory / "config.json")
     else:
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     copy_released_files(family, directory)  # VILA1.5: its fixture keeps them in llm/
-    llm = config[LLM_CONFIG[family]] if LLM_CONFIG[family] else config
-    return {"parameters": parameters, "llm_layers": llm["num_hidden_layers"]}
+    return {"parameters": parameters, "llm_layers": llm_section(family, config)["num_hidden_layers"]}
 
 
 # ---------------------------------------------------------------- load and compile (run in a subprocess)
@@ -226,7 +251,7 @@ def run_family(family: str, out: Path, data: Path, layers: int | None, dtype_cho
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     hf, model = work / "hf", work / "model-bfloat16"
-    record = {"family": family, "model": SIZES[family][0], "config_note": SIZES[family][1],
+    record = {"family": family, "model": RELEASES[family].checkpoint, "config_note": RELEASES[family].config_note,
               "date": time.strftime("%Y-%m-%d %H:%M %Z")}  # fmt: skip
 
     def convert(dtype: str, verify: bool) -> dict:
@@ -347,18 +372,18 @@ def markdown(records: dict[str, dict]) -> str:
         "load s | prefill compile s / XLA temp GiB (tokens) | evaluate exit (time / peak RSS) | generate exit (time / peak RSS) |",
         "|---" * 12 + "|",
     ]
-    lines += [row(records[family]) for family in SIZES if family in records]
+    lines += [row(records[family]) for family in RELEASES if family in records]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="results and (while a family runs) its checkpoints")
-    parser.add_argument("--family", action="append", choices=list(SIZES), help="repeat for several (default: all)")
+    parser.add_argument("--family", action="append", choices=list(RELEASES), help="repeat for several (default: all)")
     parser.add_argument("--layers", type=int, help="LLM decoder layers instead of the released depth (quick check)")
     parser.add_argument("--verify-dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     parser.add_argument("--keep-files", action="store_true", help="keep each family's checkpoints")
-    parser.add_argument("--write-checkpoint", choices=list(SIZES), help=argparse.SUPPRESS)  # a step's subprocess
+    parser.add_argument("--write-checkpoint", choices=list(RELEASES), help=argparse.SUPPRESS)  # a step's subprocess
     parser.add_argument("--dst", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--load-compile", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
@@ -381,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
                  args.out)  # fmt: skip
     results = args.out / "released_sizes.json"
     records = json.loads(results.read_text()) if results.is_file() else {}
-    for family in args.family or list(SIZES):
+    for family in args.family or list(RELEASES):
         records[family] = run_family(family, args.out, data, args.layers, args.verify_dtype, args.keep_files)
         records[family]["machine"] = f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB"
         results.write_text(json.dumps(records, indent=2) + "\n")
