@@ -34,12 +34,17 @@ def batch(mini_model, mini_mapper, mini_splits):
     return samples, inputs, scoring
 
 
-@pytest.mark.parametrize("scorer", ["mapper", "vision_attention"])
+@pytest.mark.parametrize("scorer", ["mapper", "vision_attention", "visionzip"])
 def test_score_once_then_select_equals_pruned_forward(mini_model, mini_mapper, batch, scorer):
+    """VisionZip's scores depend on the ratio and its kept tokens carry merged embeddings."""
     samples, inputs, scoring = batch
     evidence = np.zeros((4, 36), np.float32)
-    embeds, unpruned, scores = score_all(mini_model, mini_mapper, inputs, scoring, evidence, (scorer,), (0.25,))
-    answers, slots, valid = answers_after_selection(mini_model, embeds, inputs, scoring.layout, scores[scorer], 0.25)
+    embeds, unpruned, scores, merged = score_all(mini_model, mini_mapper, inputs, scoring, evidence, (scorer,), (0.25,))
+    key = f"{scorer}@0.25" if scorer == "visionzip" else scorer
+    assert set(merged) == ({key} if scorer == "visionzip" else set())
+    answers, slots, valid = answers_after_selection(
+        mini_model, merged.get(key, embeds), inputs, scoring.layout, scores[key], 0.25
+    )
     reference = pruned_forward(mini_model, mini_mapper, inputs, scoring, PruneConfig(scorer, 0.25, "gather"))
     np.testing.assert_array_equal(slots, reference.selection.kept_slots)
     np.testing.assert_array_equal(answers, last_token_answers(reference.logits, reference.attention_mask))

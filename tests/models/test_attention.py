@@ -317,7 +317,7 @@ def test_the_vision_tower_reads_probabilities_only_when_its_attention_is_asked_f
     )
     plain = model.embed(inputs)
     assert traced == []
-    embeds, received = model.embed(inputs, return_vision_attention=True)
+    embeds, vision = model.embed(inputs, return_vision_attention=True)
     assert traced == [1]
     np.testing.assert_allclose(plain, embeds, atol=1e-6)
-    assert np.asarray(received).max() > 0
+    assert np.asarray(vision.received).max() > 0

@@ -100,13 +100,17 @@ def kept_of_scores(scores: np.ndarray, count: int, keep: int) -> list[int]:
     return sorted(np.argsort(-scores[:count], kind="stable")[:keep].tolist())
 
 
-class Layout:  # the two fields the scorers read
+class Layout:  # what the scorers read of a VisualLayout
     def __init__(self, visual_positions, query_positions):
         self.visual_positions, self.query_positions = visual_positions, query_positions
 
     @property
     def visual_mask(self):
         return self.visual_positions >= 0
+
+    @property
+    def visual_count(self):
+        return self.visual_mask.sum(-1)
 
 
 def random_padded_case(seed: int):

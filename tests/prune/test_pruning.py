@@ -12,7 +12,7 @@ from flax import nnx
 
 from conversion.verify import random_batch
 from tokcomp_jax.mapper import Mapper, MapperConfig
-from tokcomp_jax.models.common.rope import vision_rope
+from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.prune import Buckets, PruneConfig, keep_count, prepare_pruning, prune_embeddings, pruned_forward
 from tokcomp_jax.prune import scorers as scorer_module
 from tokcomp_jax.prune.features import first_layer_features
@@ -20,7 +20,7 @@ from tokcomp_jax.prune.features import first_layer_features
 ATOL = 1e-5  # float32, highest matmul precision: the same arithmetic in a different order
 BUCKETS = Buckets(text=24, visual=64, queries=8)
 ROWS = [[("image", 112, 84)], [("image", 56, 112), ("image", 56, 56)], [("video", 4, 56, 84)]]
-INPUT_SCORERS = ["mapper", "attention", "random", "stride", "oracle", "dart_input", "vision_attention"]
+INPUT_SCORERS = ["mapper", "attention", "random", "stride", "oracle", "dart_input", "vision_attention", "visionzip"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,11 @@ def test_keep_ratio_one_equals_unpruned(setup, mode):
 
 @pytest.mark.parametrize(
     ("scorer", "keep_ratio"),
-    [*zip(INPUT_SCORERS, [0.5, 0.111, 0.25, 0.5, 0.111, 0.25, 0.5], strict=True), ("fastv", 0.5), ("fastv", 0.111)],
+    [
+        *zip(INPUT_SCORERS, [0.5, 0.111, 0.25, 0.5, 0.111, 0.25, 0.5, 0.25], strict=True),
+        ("fastv", 0.5),
+        ("fastv", 0.111),
+    ],
 )
 def test_gather_equals_mask(setup, scorer, keep_ratio):
     model, mapper, inputs, scoring = setup
@@ -117,21 +121,29 @@ def test_selection_keeps_the_highest_scores_in_original_order(setup):
 
 
 def test_vision_attention_is_the_attention_received_in_the_last_vision_block(setup):
-    """Recomputed here from the vision blocks: mean over heads and same-image queries, mean over each 2x2 window."""
+    """Recomputed here from the vision blocks: received attention is the mean over heads and same-image
+    queries, then over each 2x2 window; keys are the last block's after rotary, mean over heads and window."""
     model, _, inputs, scoring = setup
     visual = model.visual
     x = visual.patch_embed(inputs.pixel_values)[None]  # packed patches: one block
     cos, sin = vision_rope(inputs.patch_positions[None], visual.config.head_dim, visual.config.rope_theta)
     segments = np.asarray(inputs.patch_segment_ids)
     for block in visual.blocks:
+        before = x
         x, probs = block(x, cos, sin, jnp.asarray(segments[:, None] == segments[None, :])[None])
     probs = np.asarray(probs)[0].mean(0)  # [P, P]
     per_patch = np.array([probs[segments == segments[p], p].mean() for p in range(len(segments))])
     per_token = per_patch.reshape(-1, 4).mean(-1)
-    _, received = model.embed(inputs, return_vision_attention=True)
+    heads = visual.config.num_heads
+    keys = block.attn.qkv(block.norm1(before)).reshape(1, len(segments), 3, heads, -1)[:, :, 1]
+    keys = np.asarray(apply_rotary(keys, cos, sin))[0].mean(1)  # [P, d]
+    keys = keys.reshape(-1, 4, keys.shape[-1]).mean(1)
+    _, vision = model.embed(inputs, return_vision_attention=True)
     index = np.asarray(inputs.visual_token_index)
-    np.testing.assert_allclose(np.asarray(received)[index >= 0], per_token[index[index >= 0]], rtol=1e-5)
-    assert (np.asarray(received)[index < 0] == 0).all()
+    received = np.asarray(vision.received)
+    np.testing.assert_allclose(received[index >= 0], per_token[index[index >= 0]], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(vision.keys)[index >= 0], keys[index[index >= 0]], atol=1e-6)
+    assert (received[index < 0] == 0).all() and (np.asarray(vision.keys)[index < 0] == 0).all()
 
 
 def test_stride_spreads_kept_tokens_evenly(setup):

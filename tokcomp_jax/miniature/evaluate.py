@@ -23,7 +23,7 @@ from tokcomp_jax.miniature.samples import Samples, collate, group_indices
 from tokcomp_jax.models.layout import Buckets, keep_count
 from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.methods import METHODS as REGISTERED
-from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, visual_scores
+from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, scores_and_embeds
 from tokcomp_jax.prune.select import apply_selection, select_visual_tokens
 
 KEEP_RATIOS = (0.5, 0.25, 0.111)
@@ -55,27 +55,29 @@ def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Arra
 @nnx.jit(static_argnames=("methods", "keep_ratios", "head_weights"))
 def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...], keep_ratios: tuple[float, ...],
               head_weights: tuple[float, ...] | None = None):  # fmt: skip
-    """Embeddings [B, T, D], unpruned answers [B] and scores {method: [B, N]}; a method whose scores
-    depend on the keep ratio (stride) has one entry per ratio, "method@ratio"."""
+    """Embeddings [B, T, D], unpruned answers [B], scores {method: [B, N]} and, for the methods that
+    merge tokens (VisionZip), their embeddings {method: [B, T, D]}; a method whose scores depend on
+    the keep ratio (stride) has one entry per ratio, "method@ratio"."""
     embeds, vision_attention = model.embed(inputs, return_vision_attention=True)
     answers = last_token_answers(
         model.forward_embeddings(embeds, inputs.position_ids, inputs.attention_mask).logits, inputs.attention_mask
     )
-    scores = {}
+    scores, merged = {}, {}
     for method in methods:
         if method == "ground_truth":
             scores[method] = scorers.oracle_scores(scoring.replace(relevance=evidence))
-        elif "keep_ratio" in REGISTERED[method].needs:
-            for ratio in keep_ratios:
-                config = PruneConfig(scorer=method, keep_ratio=ratio)
-                scores[f"{method}@{ratio}"] = visual_scores(
-                    model, mapper, embeds, vision_attention, inputs, scoring, config
-                )
-        else:
-            weights = head_weights if "head_weights" in REGISTERED[method].needs else None
-            config = PruneConfig(scorer=method, head_weights=weights)
-            scores[method] = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
-    return embeds, answers, scores
+            continue
+        weights = head_weights if "head_weights" in REGISTERED[method].needs else None
+        per_ratio = "keep_ratio" in REGISTERED[method].needs
+        for ratio in keep_ratios if per_ratio else keep_ratios[:1]:  # (a ratio the method does not read)
+            key = f"{method}@{ratio}" if per_ratio else method
+            config = PruneConfig(scorer=method, keep_ratio=ratio, head_weights=weights)
+            scores[key], method_embeds = scores_and_embeds(
+                model, mapper, embeds, vision_attention, inputs, scoring, config
+            )
+            if REGISTERED[method].merge is not None:
+                merged[key] = method_embeds
+    return embeds, answers, scores, merged
 
 
 @nnx.jit(static_argnames="keep_ratio")
@@ -136,7 +138,7 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
     for row, sample in enumerate(padded):
         evidence[row, : sample["evidence"].size] = sample["evidence"]
     input_methods = tuple(m for m in settings.methods if m in INPUT_METHODS)
-    embeds, unpruned, scores = score_all(
+    embeds, unpruned, scores, merged = score_all(
         model,
         mapper,
         inputs,
@@ -155,8 +157,8 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
                     model, embeds, inputs, scoring.layout, _layer_pruning(model, method, keep, settings)
                 )
             else:
-                method_scores = scores.get(f"{method}@{keep}", scores.get(method))
-                out = answers_after_selection(model, embeds, inputs, scoring.layout, method_scores, keep)
+                key = f"{method}@{keep}" if f"{method}@{keep}" in scores else method
+                out = answers_after_selection(model, merged.get(key, embeds), inputs, scoring.layout, scores[key], keep)
             answers, slots, valid = (np.asarray(x) for x in out)
             results[method, keep] = answers, _kept_masks(slots, valid, counts)
     unpruned = np.asarray(unpruned)

@@ -1,7 +1,8 @@
 """Every pruning method, registered once: its name, how tables call it, where it acts and what it needs.
 
 An input-level method scores the visual tokens at the LLM input (`score(ScoringContext) -> [B, N]`,
-higher = keep; the static top-k selection is shared); an in-LLM method prunes inside the decoder
+higher = keep; the static top-k selection is shared), and a merging one also folds the tokens it
+drops into those it keeps (`merge(ScoringContext, scores) -> embeds`); an in-LLM method prunes inside the decoder
 (its rule lives in prune/in_llm.py). Adding a method is its scoring function (prune/scorers.py or
 its own module) plus one `Method` entry in METHODS; PruneConfig, pruned_forward, generate, the
 eval harness, the scripts' `--scorer` choices and the miniature table all read this registry.
@@ -14,7 +15,8 @@ from collections.abc import Callable
 
 import jax
 
-from tokcomp_jax.prune import diversity, hawk, in_llm, scorers
+from tokcomp_jax.models.common.mllm import TowerAttention
+from tokcomp_jax.prune import diversity, hawk, in_llm, scorers, visionzip
 
 NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio", "head_weights")
 
@@ -26,7 +28,7 @@ class ScoringContext:
     model: object
     mapper: object
     embeds: jax.Array  # [B, T, D]
-    vision_attention: jax.Array | None  # [B, T] attention received in the vision tower ("vision_attention")
+    vision_attention: TowerAttention | None  # the vision tower's last block ("vision_attention")
     inputs: object  # the family's model inputs (position_ids, attention_mask, ...)
     scoring: scorers.ScoringInputs
     keep_ratio: float
@@ -44,10 +46,13 @@ class Method:
     where: str  # "input": scores at the LLM input; "llm": prunes inside the LLM (prune/in_llm.py)
     needs: frozenset[str] = frozenset()  # of NEEDS: what a caller must provide or compute
     score: Callable[[ScoringContext], jax.Array] | None = None  # input methods only
+    merge: Callable[[ScoringContext, jax.Array], jax.Array] | None = None  # embeds [B, T, D] the kept tokens carry
 
     def __post_init__(self):
         if self.where not in ("input", "llm") or (self.where == "input") != (self.score is not None):
             raise ValueError(f"method {self.name}: an input method has a score function, an in-LLM one none")
+        if self.merge is not None and self.where != "input":
+            raise ValueError(f"method {self.name}: only an input method merges tokens")
         if unknown := set(self.needs) - set(NEEDS):
             raise ValueError(f"method {self.name} needs unknown inputs {sorted(unknown)}; known: {NEEDS}")
 
@@ -76,6 +81,16 @@ METHODS: dict[str, Method] = {
             "input",
             frozenset({"vision_attention"}),
             lambda c: scorers.vision_attention_scores(c.vision_attention, c.scoring),
+        ),
+        Method(
+            "visionzip",
+            "VisionZip (dominant + contextual)",
+            "input",
+            frozenset({"vision_attention", "keep_ratio"}),
+            lambda c: visionzip.visionzip_scores(c.vision_attention, c.scoring.layout, c.keep_ratio),
+            merge=lambda c, scores: visionzip.merge_contextual(
+                c.embeds, c.vision_attention, scores, c.scoring.layout, c.keep_ratio
+            ),
         ),
         Method(
             "dart_input",

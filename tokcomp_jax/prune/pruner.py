@@ -120,13 +120,22 @@ def visual_scores(
     model, mapper, embeds, vision_attention, inputs, scoring: scorers.ScoringInputs, config: PruneConfig
 ) -> jax.Array:
     """Scores [B, N] of the configured input-level method (prune/methods.py)."""
+    return scores_and_embeds(model, mapper, embeds, vision_attention, inputs, scoring, config)[0]
+
+
+def scores_and_embeds(
+    model, mapper, embeds, vision_attention, inputs, scoring: scorers.ScoringInputs, config: PruneConfig
+) -> tuple[jax.Array, jax.Array]:
+    """Scores [B, N] of the configured input-level method and the embeds [B, T, D] its kept tokens
+    carry: the given ones, or, for a merging method (VisionZip), those with the dropped tokens merged in."""
     chosen = method(config.scorer)
     if chosen.where != "input":
         raise ValueError(f"{config.scorer!r} prunes inside the LLM; it does not score at the LLM input")
     context = ScoringContext(
         model, mapper, embeds, vision_attention, inputs, scoring, config.keep_ratio, config.head_weights
     )
-    return chosen.score(context)
+    scores = chosen.score(context)
+    return scores, embeds if chosen.merge is None else chosen.merge(context, scores)
 
 
 def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
@@ -141,8 +150,8 @@ def prune_embeddings(model, mapper, inputs, scoring, config: PruneConfig):
 
 def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, config: PruneConfig):
     """prune_embeddings after the embedding: score and select given embeds [B, T, D] (and, for the
-    vision_attention scorer, the vision tower's received attention [B, T])."""
-    scores = visual_scores(model, mapper, embeds, vision_attention, inputs, scoring, config)
+    methods that read it, the vision tower's TowerAttention)."""
+    scores, embeds = scores_and_embeds(model, mapper, embeds, vision_attention, inputs, scoring, config)
     selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
     num_slots = scoring.layout.visual_positions.shape[1]
     return *apply_selection(embeds, inputs.position_ids, selection, config.mode, num_slots), selection

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from tokcomp_jax.mapper.inputs import MapperBatch
+from tokcomp_jax.models.common.mllm import TowerAttention
 from tokcomp_jax.models.layout import VisualLayout
 from tokcomp_jax.prune.features import first_layer_features, take_positions, visual_embeddings
 from tokcomp_jax.prune.select import per_sample_keep
@@ -63,10 +64,10 @@ def oracle_scores(scoring: ScoringInputs) -> jax.Array:
     return scoring.relevance
 
 
-def vision_attention_scores(vision_attention: jax.Array, scoring: ScoringInputs) -> jax.Array:
+def vision_attention_scores(vision_attention: TowerAttention, scoring: ScoringInputs) -> jax.Array:
     """VisionZip-style dominant tokens: the attention each visual token received in the vision tower's
     last block (Qwen2-VL has no [CLS]; mean over heads and over its image's queries), [B, T] -> [B, N]."""
-    return take_positions(vision_attention, scoring.layout.visual_positions)
+    return take_positions(vision_attention.received, scoring.layout.visual_positions)
 
 
 def dart_scores(embeds: jax.Array, hidden_size: int, scoring: ScoringInputs) -> jax.Array:

@@ -99,6 +99,10 @@ class SiglipVisionConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads")
 
     @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
     def grid_side(self) -> int:
         """Patches per side; like the stride-p convolution, pixels past the last whole patch are unused
         (384-pixel tiles, 14-pixel patches: 27)."""

@@ -4,6 +4,7 @@ the forward pass. A family subclass provides `embed(inputs)` and `rope(position_
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx, struct
 
 from tokcomp_jax.models.common.decoder import causal_mask
@@ -13,6 +14,35 @@ from tokcomp_jax.models.common.decoder import causal_mask
 class MLLMOutput:
     logits: jax.Array  # [B, T, V]
     first_layer_attention: jax.Array | None = None  # [B, N, T, T]
+
+
+@struct.dataclass
+class TowerAttention:
+    """What the vision tower's last block says of each visual token (`embed(..., return_vision_attention=True)`).
+
+    Per merged token, [N] / [N, d], from the tower; placed in the sequence, [B, T] / [B, T, d], 0 at text.
+    """
+
+    received: jax.Array  # attention received: mean over heads, over its image's queries and its merge window
+    keys: jax.Array  # its keys (after the tower's rotary embedding, where it has one): mean over heads and window
+
+    @classmethod
+    def none(cls, length_shape: tuple[int, ...], head_dim: int) -> TowerAttention:
+        """No image in the batch: zeros of shape [B, T] and [B, T, d]."""
+        return cls(jnp.zeros(length_shape, jnp.float32), jnp.zeros((*length_shape, head_dim), jnp.float32))
+
+    def placed(self, index: jax.Array, is_visual: jax.Array) -> TowerAttention:
+        """Per-token values [N, ...] -> [B, T, ...] at the visual positions (`index` [B, T] into N), 0 elsewhere."""
+        place = lambda values: jnp.where(  # noqa: E731
+            is_visual.reshape(is_visual.shape + (1,) * (values.ndim - 1)), values[index], 0.0
+        )
+        return jax.tree.map(place, self)
+
+
+def last_block_keys(keys: jax.Array, window: int) -> jax.Array:
+    """Keys [..., P, H, d] of a tower's last block -> [..., P / window, d]: mean over heads and each merge window."""
+    keys = keys.astype(jnp.float32).mean(-2)
+    return keys.reshape(*keys.shape[:-2], keys.shape[-2] // window, window, keys.shape[-1]).mean(-2)
 
 
 class DecoderMLLM(nnx.Module):

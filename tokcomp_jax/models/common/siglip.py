@@ -18,6 +18,7 @@ from flax import nnx
 from tokcomp_jax.models.common.attention import attention_output
 from tokcomp_jax.models.common.config import SiglipVisionConfig
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.mllm import TowerAttention, last_block_keys
 
 
 def patchify(pixel_values: jax.Array, patch: int) -> jax.Array:
@@ -84,6 +85,11 @@ class SiglipEncoderLayer(nnx.Module):
         self.layer_norm2 = LayerNorm(dim, eps=eps, dtype=dtype)
         self.mlp = MLP(dim, config.intermediate_size, dim, act=config.hidden_act, dtype=dtype, rngs=rngs)
 
+    def keys(self, x: jax.Array) -> jax.Array:
+        """The keys [B, N, heads, d] this layer's attention computes from its input x [B, N, D]."""
+        keys = self.self_attn.k_proj(self.layer_norm1(x))
+        return keys.reshape(*keys.shape[:2], self.self_attn.num_heads, -1)
+
     def __call__(self, x: jax.Array, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
         """[B, N, D] -> hidden states [B, N, D], attention probabilities [B, heads, N, N] (or None)."""
         attended, probs = self.self_attn(self.layer_norm1(x), return_probs)
@@ -107,15 +113,19 @@ class SiglipVisionTower(nnx.Module):
     ):
         """pixel_values [B, C, H, W] -> hidden states [B, N, D] after `feature_layer` layers (python
         indexing of hidden_states: 0 = embeddings, -1 = last); post_norm applies the post-layernorm
-        (transformers' last_hidden_state, with feature_layer=-1). With return_attention, also [B, N]
-        the attention each patch received in the last layer run (mean over heads and queries)."""
+        (transformers' last_hidden_state, with feature_layer=-1). With return_attention, also the last
+        layer run's TowerAttention per patch: the attention each received (mean over heads and queries)
+        [B, N] and its keys (mean over heads) [B, N, d]."""
         depth = len(self.layers)
         stop = feature_layer % (depth + 1)
+        if return_attention and stop == 0:
+            raise ValueError("the vision attention of feature layer 0 (the embeddings) does not exist")
         x = self.embeddings(pixel_values)
-        received = jnp.zeros(x.shape[:2], jnp.float32)
         for index, layer in enumerate(list(self.layers)[:stop]):
-            x, probs = layer(x, return_probs=return_attention and index == stop - 1)
-            if probs is not None:
-                received = probs.astype(jnp.float32).mean((1, 2))
+            last = return_attention and index == stop - 1
+            keys = layer.keys(x) if last else None
+            x, probs = layer(x, return_probs=last)
         x = self.post_layernorm(x) if post_norm else x
-        return (x, received) if return_attention else x
+        if not return_attention:
+            return x
+        return x, TowerAttention(probs.astype(jnp.float32).mean((1, 2)), last_block_keys(keys, 1))

@@ -20,7 +20,7 @@ from flax import nnx, struct
 from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
 from tokcomp_jax.models.common.layers import activation, linear
-from tokcomp_jax.models.common.mllm import DecoderMLLM
+from tokcomp_jax.models.common.mllm import DecoderMLLM, TowerAttention
 from tokcomp_jax.models.common.rope import text_rope
 from tokcomp_jax.models.common.siglip import SiglipVisionTower, pad_tiles
 from tokcomp_jax.models.llava_onevision import layout as llava_layout
@@ -77,17 +77,18 @@ class LlavaOnevision(DecoderMLLM):
     def embed(self, inputs: LlavaOnevisionInputs, return_vision_attention: bool = False):
         """Token embeddings with the planned visual tokens placed: [B, T, D].
 
-        With return_vision_attention, also [B, T] the attention each visual token's source patches
-        received in the tower's last layer run, mixed by the same plan weights (0 at text and
-        newlines), as Qwen2VL.embed returns it.
+        With return_vision_attention, also the TowerAttention of each visual token's source patches in
+        the tower's last layer run, mixed by the same plan weights (0 at text and newlines), as
+        Qwen2VL.embed returns it.
         """
         embeds = self.embed_text(inputs.input_ids)
         if inputs.pixel_values is None:
-            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+            none = TowerAttention.none(embeds.shape[:2], self.config.vision.head_dim)
+            return (embeds, none) if return_vision_attention else embeds
         tower = self.vision_tower(
             inputs.pixel_values, self.config.vision_feature_layer, return_attention=return_vision_attention
         )
-        tiles, received = tower if return_vision_attention else (tower, None)
+        tiles, attention = tower if return_vision_attention else (tower, None)
         features = self.multi_modal_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         taps = features[inputs.visual_sources]  # [B, T, 4, D]
         visual = jnp.einsum("BTKD,BTK->BTD", taps, inputs.visual_weights.astype(embeds.dtype))
@@ -95,8 +96,14 @@ class LlavaOnevision(DecoderMLLM):
         embeds = jnp.where(inputs.visual_token_mask[..., None], visual, embeds)
         if not return_vision_attention:
             return embeds
-        mixed = jnp.einsum("BTK,BTK->BT", received.reshape(-1)[inputs.visual_sources], inputs.visual_weights)
-        return embeds, jnp.where(inputs.newline_mask, 0.0, mixed)
+        is_patch = inputs.visual_token_mask & ~inputs.newline_mask
+        mix = lambda values: jnp.where(  # noqa: E731  per patch [tiles, P, ...] -> per token [B, T, ...]
+            is_patch.reshape(is_patch.shape + (1,) * (values.ndim - 2)),
+            jnp.einsum("BTK...,BTK->BT...", values.reshape(-1, *values.shape[2:])[inputs.visual_sources],
+                       inputs.visual_weights),
+            0.0,
+        )  # fmt: skip
+        return embeds, jax.tree.map(mix, attention)
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         """1-D RoPE tables [B, T, head_dim] for positions [B, T]."""

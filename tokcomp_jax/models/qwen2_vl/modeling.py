@@ -21,7 +21,7 @@ from flax import nnx, struct
 
 from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
-from tokcomp_jax.models.common.mllm import DecoderMLLM, MLLMOutput
+from tokcomp_jax.models.common.mllm import DecoderMLLM, MLLMOutput, TowerAttention
 from tokcomp_jax.models.common.rope import multimodal_rope
 from tokcomp_jax.models.qwen2_vl import positions
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
@@ -231,24 +231,25 @@ class Qwen2VL(DecoderMLLM):
     def embed(self, inputs: Qwen2VLInputs, return_vision_attention: bool = False):
         """Token embeddings with the merged visual tokens placed at the image/video pad tokens: [B, T, D].
 
-        With return_vision_attention, also [B, T] the attention each visual token received in the
-        vision tower's last block (0 at text), for vision-encoder-attention pruning baselines.
+        With return_vision_attention, also the vision tower's last block at each visual token, a
+        TowerAttention ([B, T] received, [B, T, d] keys; 0 at text), for vision-encoder-attention methods.
         """
         embeds = self.embed_text(inputs.input_ids)
         if inputs.pixel_values is None:
-            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+            none = TowerAttention.none(embeds.shape[:2], self.config.vision.head_dim)
+            return (embeds, none) if return_vision_attention else embeds
         tower = self.vision_tower(inputs, return_attention=return_vision_attention)
-        visual, received = tower if return_vision_attention else (tower, None)
+        visual, attention = tower if return_vision_attention else (tower, None)
         index = jnp.maximum(inputs.visual_token_index, 0)
         is_visual = inputs.visual_token_mask
         embeds = jnp.where(is_visual[..., None], visual.astype(embeds.dtype)[index], embeds)
         if not return_vision_attention:
             return embeds
-        return embeds, jnp.where(is_visual, received[index], 0.0)
+        return embeds, attention.placed(index, is_visual)
 
     def vision_tower(self, inputs: Qwen2VLInputs, return_attention: bool = False):
-        """The merged visual tokens [N, D]; with return_attention, also the attention each received in
-        the tower's last block [N] (only then does that block take the reference attention path)."""
+        """The merged visual tokens [N, D]; with return_attention, also the tower's last block at each,
+        a TowerAttention ([N], [N, d]; only then does that block take the reference attention path)."""
         return self.visual(
             inputs.pixel_values,
             inputs.patch_positions,

@@ -16,6 +16,7 @@ from flax import nnx
 
 from tokcomp_jax.models.common.attention import attention_output, dense_mask, same_segment
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.mllm import TowerAttention, last_block_keys
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
 
@@ -45,12 +46,16 @@ class VisionAttention(nnx.Module):
         """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] (or a WindowMask) -> [F, P, E],
         probabilities [F, N, P, P] (None without return_probs)."""
         blocks, num_patches = x.shape[:2]
-        qkv = self.qkv(x).reshape(blocks, num_patches, 3, self.num_heads, -1)
+        output, probs = attention_output(*self.project(x, cos, sin), mask, self.attention_implementation, return_probs)
+        return self.proj(output.reshape(blocks, num_patches, -1)), probs
+
+    def project(self, x, cos, sin) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """x [F, P, E] -> query and key (after the rotary embedding) and value, each [F, P, heads, d]."""
+        qkv = self.qkv(x).reshape(*x.shape[:2], 3, self.num_heads, -1)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # indexed, not unpacked: also on a global array
         query = apply_rotary(query.astype(jnp.float32), cos, sin).astype(x.dtype)
         key = apply_rotary(key.astype(jnp.float32), cos, sin).astype(x.dtype)
-        output, probs = attention_output(query, key, value, mask, self.attention_implementation, return_probs)
-        return self.proj(output.reshape(blocks, num_patches, -1)), probs
+        return query, key, value
 
 
 class VisionBlock(nnx.Module):
@@ -110,8 +115,9 @@ class Qwen2VisionTransformer(nnx.Module):
         or blocked, [F, S, patch_dim], [F, S, 2], [F, S] -> tokens [F * S / merge^2, D]. `window_ids`
         (like segment ids) are for towers with windowed blocks (Qwen2.5-VL).
 
-        With return_attention, also the attention each merged token received in the last block:
-        [tokens], mean over heads and over the queries of its image/frame (or window), mean over its window.
+        With return_attention, also the last block's TowerAttention per merged token: the attention it
+        received (mean over heads and over the queries of its image/frame (or window), mean over its
+        window) and its keys after rotary (mean over heads and its window).
         """
         if pixel_values.ndim == 2:  # packed: one block
             pixel_values, patch_positions, segment_ids = pixel_values[None], patch_positions[None], segment_ids[None]
@@ -120,10 +126,24 @@ class Qwen2VisionTransformer(nnx.Module):
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
         masks = self.block_masks(segment_ids, window_ids)
         for index, (block, mask) in enumerate(zip(self.blocks, masks, strict=True)):
-            x, probs = block(x, cos, sin, mask, return_probs=return_attention and index == len(self.blocks) - 1)
+            last = return_attention and index == len(self.blocks) - 1
+            keys = block_keys(block, x, cos, sin) if last else None
+            x, probs = block(x, cos, sin, mask, return_probs=last)
         tokens = self.merger(x).reshape(-1, self.config.out_hidden_size)
         if not return_attention:
             return tokens
-        queries = dense_mask(masks[-1]).sum(1)  # per patch, its segment's (or window's) queries
-        received = probs.astype(jnp.float32).mean(1).sum(1) / queries
-        return tokens, received.reshape(tokens.shape[0], -1).mean(-1)
+        return tokens, last_block_attention(probs, dense_mask(masks[-1]), keys, self.config.spatial_merge_size**2)
+
+
+def block_keys(block, x, cos, sin) -> jax.Array:
+    """The keys [F, P, heads, d] a vision block's attention computes from its input x [F, P, E]."""
+    return block.attn.project(block.norm1(x), cos, sin)[1]
+
+
+def last_block_attention(probs: jax.Array, mask: jax.Array, keys: jax.Array, window: int) -> TowerAttention:
+    """The last block's probabilities [F, heads, P, P] (under mask [F, P, P]) and keys [F, P, heads, d]
+    -> TowerAttention per merged token: [F * P / window] and [F * P / window, d]."""
+    queries = mask.sum(1)  # per patch, its segment's (or window's) queries
+    received = probs.astype(jnp.float32).mean(1).sum(1) / queries
+    keys = last_block_keys(keys, window)
+    return TowerAttention(received.reshape(-1, window).mean(-1), keys.reshape(-1, keys.shape[-1]))

@@ -70,7 +70,7 @@ class Qwen3VL(Qwen2VL):
 
     def vision_tower(self, inputs: Qwen2VLInputs, return_attention: bool = False):
         """The merged visual tokens packed with their DeepStack features [N, (1 + L) * D]; with
-        return_attention, also the attention each received in the tower's last block [N]."""
+        return_attention, also the tower's last block at each, a TowerAttention ([N], [N, d])."""
         return self.visual(
             inputs.pixel_values,
             inputs.patch_positions,

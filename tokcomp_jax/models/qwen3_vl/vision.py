@@ -17,7 +17,13 @@ from flax import nnx
 from tokcomp_jax.models.common.attention import same_segment
 from tokcomp_jax.models.common.layers import MLP, LayerNorm
 from tokcomp_jax.models.common.rope import vision_rope
-from tokcomp_jax.models.qwen2_vl.vision import VISION_NORM_EPS, PatchEmbed, VisionAttention
+from tokcomp_jax.models.qwen2_vl.vision import (
+    VISION_NORM_EPS,
+    PatchEmbed,
+    VisionAttention,
+    block_keys,
+    last_block_attention,
+)
 from tokcomp_jax.models.qwen3_vl.config import Qwen3VisionConfig
 
 
@@ -85,8 +91,8 @@ class Qwen3VisionTransformer(nnx.Module):
         weights [P, 4] -> tokens [P / merge^2, (1 + L) * D]: the merged token, then its L DeepStack
         features; or blocked, every input with a leading [F, S] -> tokens [F * S / merge^2, ...].
 
-        With return_attention, also the attention each merged token received in the last block
-        (as Qwen2VisionTransformer)."""
+        With return_attention, also the last block's TowerAttention per merged token (as
+        Qwen2VisionTransformer)."""
         if pixel_values.ndim == 2:  # packed: one block
             pixel_values, patch_positions, segment_ids, table_index, table_weight = (
                 x[None] for x in (pixel_values, patch_positions, segment_ids, table_index, table_weight)
@@ -98,7 +104,9 @@ class Qwen3VisionTransformer(nnx.Module):
         mask = same_segment(segment_ids)
         features = []
         for index, block in enumerate(self.blocks):
-            x, probs = block(x, cos, sin, mask, return_probs=return_attention and index == len(self.blocks) - 1)
+            last = return_attention and index == len(self.blocks) - 1
+            keys = block_keys(block, x, cos, sin) if last else None
+            x, probs = block(x, cos, sin, mask, return_probs=last)
             if index in self.config.deepstack_visual_indexes:
                 level = self.config.deepstack_visual_indexes.index(index)
                 features.append(self.deepstack_mergers[level](x))
@@ -106,5 +114,4 @@ class Qwen3VisionTransformer(nnx.Module):
         tokens = tokens.reshape(-1, tokens.shape[-1])
         if not return_attention:
             return tokens
-        received = probs.astype(jnp.float32).mean(1).sum(1) / mask.sum(1)  # per patch, over its segment's queries
-        return tokens, received.reshape(tokens.shape[0], -1).mean(-1)
+        return tokens, last_block_attention(probs, mask, keys, self.config.spatial_merge_size**2)

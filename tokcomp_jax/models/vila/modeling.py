@@ -20,7 +20,7 @@ from flax import nnx, struct
 from tokcomp_jax.models.common.config import warn_past_positions
 from tokcomp_jax.models.common.decoder import Decoder, LMHead
 from tokcomp_jax.models.common.layers import LayerNorm, activation, linear
-from tokcomp_jax.models.common.mllm import DecoderMLLM
+from tokcomp_jax.models.common.mllm import DecoderMLLM, TowerAttention
 from tokcomp_jax.models.common.rope import text_rope
 from tokcomp_jax.models.common.siglip import SiglipVisionTower, pad_tiles
 from tokcomp_jax.models.vila.config import VILA_IMAGE_PLACEHOLDER, VilaConfig
@@ -84,23 +84,27 @@ class Vila(DecoderMLLM):
     def embed(self, inputs: VilaInputs, return_vision_attention: bool = False):
         """Token embeddings with each tile's projected tokens at its image tokens: [B, T, D].
 
-        With return_vision_attention, also [B, T] the attention each visual token's 2 x 2 patches
-        received in the tower's last layer run (their mean; 0 at text), as Qwen2VL.embed returns it.
+        With return_vision_attention, also the TowerAttention of each visual token's 2 x 2 patches in
+        the tower's last layer run (their mean; 0 at text), as Qwen2VL.embed returns it.
         """
         embeds = self.embed_text(jnp.maximum(inputs.input_ids, 0))  # placeholders are < 0
         if inputs.pixel_values is None:
-            return (embeds, jnp.zeros(embeds.shape[:2], jnp.float32)) if return_vision_attention else embeds
+            none = TowerAttention.none(embeds.shape[:2], self.config.vision.head_dim)
+            return (embeds, none) if return_vision_attention else embeds
         tower = self.vision_tower(
             inputs.pixel_values, self.config.vision_feature_layer, return_attention=return_vision_attention
         )
-        tiles, received = tower if return_vision_attention else (tower, None)
+        tiles, attention = tower if return_vision_attention else (tower, None)
         visual = self.mm_projector(tiles).reshape(-1, embeds.shape[-1]).astype(embeds.dtype)
         index = jnp.maximum(inputs.visual_token_index, 0)
         embeds = jnp.where(inputs.visual_token_mask[..., None], visual[index], embeds)
         if not return_vision_attention:
             return embeds
-        per_token = fold_2x2(received[..., None]).mean(-1).reshape(-1)  # the projector's fold, on [P, N, 1]
-        return embeds, jnp.where(inputs.visual_token_mask, per_token[index], 0.0)
+        per_token = TowerAttention(
+            fold_2x2(attention.received[..., None]).mean(-1).reshape(-1),  # the projector's fold, on [P, N, 1]
+            fold_2x2(attention.keys).reshape(-1, 4, attention.keys.shape[-1]).mean(1),
+        )
+        return embeds, per_token.placed(index, inputs.visual_token_mask)
 
     def rope(self, position_ids: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
         return text_rope(position_ids, self.config.text.head_dim, self.config.text.rope_theta, dtype)
