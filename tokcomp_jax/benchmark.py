@@ -25,7 +25,7 @@ from tokcomp_jax.generate import decode, prefill
 from tokcomp_jax.models.common import attention
 from tokcomp_jax.models.common.decoder import causal_mask
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
-from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, visual_scores
+from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, scores_and_embeds
 
 
 @dataclasses.dataclass
@@ -137,11 +137,20 @@ class Steps:
         """(state, inputs) -> embeddings [B, T, D]: vision tower, merger and token embeddings."""
         return self._jit(("embed",), lambda model, mapper, inputs: model.embed(inputs))
 
-    def score(self, prune: PruneConfig) -> Callable:
-        """(state, embeds, inputs, scoring) -> visual-token scores [B, N] of `prune.scorer`."""
+    def embed_reading_attention(self) -> Callable:
+        """(state, inputs) -> (embeddings, TowerAttention): `embed` with the vision tower's last block on
+        the reference path, its probabilities and keys read (what VisionZip-style methods need)."""
+        return self._jit(
+            ("embed reading the tower's attention",),
+            lambda model, mapper, inputs: model.embed(inputs, return_vision_attention=True),
+        )
 
-        def run(model, mapper, embeds, inputs, scoring):
-            return visual_scores(model, mapper, embeds, None, inputs, scoring, prune)
+    def score(self, prune: PruneConfig) -> Callable:
+        """(state, embeds, inputs, scoring[, vision attention]) -> visual-token scores [B, N] of
+        `prune.scorer`, and the embeddings its kept tokens carry (merged ones for VisionZip)."""
+
+        def run(model, mapper, embeds, inputs, scoring, vision_attention=None):
+            return scores_and_embeds(model, mapper, embeds, vision_attention, inputs, scoring, prune)
 
         return self._jit(("score", prune), run)
 

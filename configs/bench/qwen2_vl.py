@@ -42,9 +42,11 @@ def get_config(variant: str = "real") -> ConfigDict:
     config.keep_ratios = (0.5, 0.25, 0.111)
     config.scorer = "mapper"
     # Other scorers timed alone (keep 0.5's count of greedy steps for divprune and cdpruner): each one's share of
-    # the unpruned prefill
+    # the unpruned prefill (visionzip's with the extra cost of reading the vision tower's last block)
     config.cost_scorers = (
-        ("attention", "hawk", "divprune", "cdpruner") if variant in ("real", "device") else ("divprune",)
+        ("attention", "hawk", "visionzip", "divprune", "cdpruner")
+        if variant in ("real", "device")
+        else ("divprune", "visionzip")
     )
     config.decode_tokens = 16
     config.repeats = 5

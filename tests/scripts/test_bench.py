@@ -17,6 +17,7 @@ def test_bench_measures_every_step_on_the_same_weights_as_transformers(tmp_path,
     rows = {row["step"]: row for row in result["rows"]}
     assert {"prefill unpruned", "prefill keep 0.5", "prefill keep 0.25", "prefill keep 0.111"} <= set(rows)
     assert rows["scoring (divprune)"]["pct_of_unpruned"] > 0  # a cost_scorers row: its share of the prefill
+    assert "tower_extra_ms" in rows["scoring (visionzip)"]  # with what reading the tower's attention adds
     assert all(row["median_ms"] > 0 and row["xla_gflops"] > 0 for row in rows.values())
     # Pruning shortens the prefilled sequence, its analytic FLOPs and its KV cache, in order.
     lengths = [rows[f"prefill keep {k}"]["tokens"] for k in (0.5, 0.25, 0.111)]

@@ -1,7 +1,8 @@
 """Every family through every entry point, as the README's journey runs them: a tiny released-layout
 checkpoint (conversion.tiny) -> convert --verify (which carries the tokenizer and preprocessor
 files over) -> label.py on the user's own jsonl data -> train_mapper.py -> evaluate.py pruned by
-that mapper -> generate.py, all from the converted directory alone."""
+that mapper -> generate.py (unpruned, and pruned by VisionZip, which reads the vision tower and merges
+tokens), all from the converted directory alone."""
 
 from __future__ import annotations
 
@@ -85,3 +86,6 @@ def test_journey(family, tmp_path, run_absl_script, capsys):
                           "--scorer", "attention", "--keep", "1.0", "--max-new-tokens", "4")  # as configs/eval/jsonl.py  # fmt: skip
     assert report["visual_tokens_kept"] == report["visual_tokens_total"] == unpruned[0]["visual_tokens"]
     assert report["answer"] == unpruned[0]["reply"]
+    merged = run_generate("--model", str(model), "--image", str(data / "img/4.png"), "--prompt", PROMPT,
+                          "--scorer", "visionzip", "--keep", "0.5", "--max-new-tokens", "4")  # fmt: skip
+    assert merged["visual_tokens_kept"] == -(-report["visual_tokens_total"] // 2)
