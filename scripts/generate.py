@@ -11,8 +11,9 @@ Flags use underscores (the hyphen spelling works too); a mistake is one `error:`
 
 --keep 1.0 (the default) answers unpruned: no scorer or mapper is needed or read. Below 1.0 the
 --scorer keeps that fraction of the visual tokens: `mapper` (the trained mapper of --mapper, made for
-this model's family) or one that needs no training (attention, vision_attention, dart_input, stride,
-random; fastv, pdrop and dart prune inside the LLM and need a decoder deep enough for their layers).
+this model's family) or one that needs no training (attention, hawk, visionzip, vision_attention,
+divprune, cdpruner, dart_input, stride, random; fastv, pdrop and dart prune inside the LLM and need a
+decoder deep enough for their layers).
 
 Prints the answer, kept / total visual tokens and the jitted prefill time (pruned vs unpruned,
 median of 3 after a warm-up call), and can save a picture (--picture): the question, the answer, the
