@@ -75,6 +75,11 @@ _DATA_DIR = flags.DEFINE_string("data_dir", ".", "root of the benchmarks' local 
 _KEEP = flags.DEFINE_list("keep", ["0.5"], "keep ratios, comma-separated")
 _SCORER = flags.DEFINE_enum("scorer", "mapper", usable_without_labels(), "scorer")
 _LAYER = flags.DEFINE_integer("prune_layer", 2, "FastV and DART prune before this decoder layer")
+_BUDGET = flags.DEFINE_string(
+    "budget", "fixed",
+    "per-sample keep counts: fixed (ceil(keep * n) each) or mass:TAU[:MIN] (the fewest top tokens holding TAU of "
+    "the scorer's mass, at least MIN * n, at most keep * n: --keep sets the static slots)",
+)  # fmt: skip
 _OUT = flags.DEFINE_string("out", "outputs/eval", "results directory")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "devices per model copy (the mesh's model axis)")
 _MESH = flags.DEFINE_enum(
@@ -158,9 +163,18 @@ def summarise(name: str, metric: str, runs: dict[str, dict]) -> list[dict]:
             "benchmark": name, "run": run, "metric": metric, "samples": len(result["records"]),
             "score": score["score"], "retention": 100.0 * score["score"] / unpruned if unpruned else None,
             "flops_pct": float(np.mean([r["flops_pct"] for r in result["records"]])),
-            "wall_s": result["wall_s"], "details": score,
+            "keep_pct": visual_kept_pct(result["records"]), "wall_s": result["wall_s"], "details": score,
         })  # fmt: skip
     return rows
+
+
+def visual_kept_pct(records: list[dict]) -> float | None:
+    """The mean share of its visual tokens a sample kept, %; None without visual tokens (or for
+    records made before `visual_kept` was recorded)."""
+    shares = [
+        100.0 * r["visual_kept"] / r["visual_tokens"] for r in records if r.get("visual_tokens") and "visual_kept" in r
+    ]
+    return float(np.mean(shares)) if shares else None
 
 
 def figure(value: float | None, digits: int, missing: str = "n/a") -> str:
@@ -172,13 +186,13 @@ def markdown(rows: list[dict]) -> str:
     """The results table; retention is n/a where the unpruned score is 0, wall time where the run's
     records were all made earlier (reused) or only rescored."""
     lines = [
-        "| benchmark | run | metric | score | retention % | LLM prefill FLOPs % | samples | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| benchmark | run | metric | score | retention % | visual tokens kept % | LLM prefill FLOPs % | samples | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['benchmark']} | {r['run']} | {r['metric']} | {r['score']:.2f} | {figure(r['retention'], 1)} | "
-            f"{r['flops_pct']:.1f} | {r['samples']} | {figure(r['wall_s'], 0, 'reused')} |"
+            f"{figure(r.get('keep_pct'), 1)} | {r['flops_pct']:.1f} | {r['samples']} | {figure(r['wall_s'], 0, 'reused')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -322,7 +336,12 @@ def pruning_runs() -> dict[str, PruneConfig | None]:
             raise app.UsageError(f"--keep {err} (comma-separated for several)") from None
         if problem := cli.keep_ratio_problem(ratio):
             raise app.UsageError(f"--keep {keep}: {problem}")
-        runs[f"{_SCORER.value}@{keep}"] = PruneConfig(_SCORER.value, ratio, layer=_LAYER.value)
+        try:
+            prune = PruneConfig(_SCORER.value, ratio, layer=_LAYER.value, budget=_BUDGET.value)
+        except ValueError as err:
+            raise app.UsageError(f"--budget: {err}") from None
+        suffix = "" if prune.budget == "fixed" else f"+{prune.budget}"
+        runs[f"{_SCORER.value}@{keep}{suffix}"] = prune
     return runs
 
 

@@ -85,6 +85,12 @@ def main(argv=None) -> dict:
         "--scorer", choices=usable_without_labels(), help="what ranks the tokens when --keep < 1 (default: mapper)"
     )
     parser.add_argument("--layer", type=int, default=2, help="FastV and DART prune before this decoder layer")
+    parser.add_argument(
+        "--budget",
+        default="fixed",
+        help="keep count: fixed (ceil(keep * n)) or mass:TAU[:MIN] (the fewest top tokens holding TAU of the "
+        "scorer's mass, at most keep * n, at least MIN * n)",
+    )
     parser.add_argument("--mapper", help="trained mapper directory (WORKDIR/mapper of train_mapper.py; scorer mapper)")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="answer length limit in tokens")
     parser.add_argument("--max_prompt_tokens", type=int, default=4096, help="longer prompts are refused")
@@ -124,7 +130,12 @@ def main(argv=None) -> dict:
         )
     if args.head_weights and args.scorer != "hawk":
         raise SystemExit(f"--head_weights are HAWK's; use them with --scorer hawk (not {args.scorer})")
-    prune = PruneConfig(scorer=args.scorer, keep_ratio=args.keep, mode="gather", layer=args.layer) if pruned else None
+    if args.budget != "fixed" and not pruned:
+        raise SystemExit(f"--budget {args.budget} chooses counts below --keep's ceiling; give --keep below 1")
+    try:
+        prune = PruneConfig(args.scorer, args.keep, "gather", args.layer, budget=args.budget) if pruned else None
+    except ValueError as err:
+        raise SystemExit(f"--budget: {err}") from None
     if args.picture is not None:  # the flags first, then the media, then the model
         if not args.image and not args.video:
             raise SystemExit("--picture shows the kept tokens of the --image(s) and --video; give one")
@@ -198,7 +209,10 @@ def main(argv=None) -> dict:
         timing = {"prefill_s_pruned": round(pruned_s, 4), "prefill_s_unpruned": round(unpruned_s, 4)}
     report = {
         "answer": chat.decode(tokens),
-        "pruning": "none (--keep 1.0)" if prune is None else f"{prune.scorer} at keep {prune.keep_ratio}",
+        "pruning": "none (--keep 1.0)"
+        if prune is None
+        else f"{prune.scorer} at keep {prune.keep_ratio}"
+        + ("" if prune.budget == "fixed" else f", budget {prune.budget}"),
         "visual_tokens_kept": int(kept_slots.size),
         "visual_tokens_total": num_visual,
         **timing,

@@ -127,7 +127,7 @@ def evaluate(
         settings.prune.check_depth(config.text.num_hidden_layers)
     finished = results.finished_ids()
     todo = [sample for sample in samples if sample.sample_id not in finished]
-    run_name = "unpruned" if settings.prune is None else f"{settings.prune.scorer}@{settings.prune.keep_ratio:g}"
+    run_name = "unpruned" if settings.prune is None else settings.prune.run_name
     progress = tqdm(total=len(todo), desc=f"{samples[0].benchmark if samples else 'eval'} {run_name}", unit="sample")
     mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
     batches = prefetch(prepared_batches(config, todo, codec, settings, mapper_config))
@@ -163,8 +163,10 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
     prefilled = int(generation.prefill_length[row])  # by the last layer
     if prune is not None and prune.inside_llm:
         flops = prune.layer_pruning(config.text.num_hidden_layers).prefill_flops(config.text, length, visual)
+        visual_kept = None  # different at each stage
     else:
         flops = prefill_flops(config.text, prefilled)
+        visual_kept = visual - (length - prefilled)
     return {
         "sample_id": sample.sample_id,
         "benchmark": sample.benchmark,
@@ -176,5 +178,6 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
         "prefill_tokens": prefilled,
         "unpruned_tokens": length,
         "visual_tokens": visual,
+        **({} if visual_kept is None else {"visual_kept": visual_kept}),  # input-level pruning: this sample's count
         "flops_pct": 100.0 * flops / prefill_flops(config.text, length),
     }

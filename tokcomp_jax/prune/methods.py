@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 
 from tokcomp_jax.models.common.mllm import TowerAttention
-from tokcomp_jax.prune import diversity, hawk, in_llm, scorers, visionzip
+from tokcomp_jax.prune import budget, diversity, hawk, in_llm, scorers, visionzip
 
 NEEDS = ("mapper", "relevance", "rng", "vision_attention", "keep_ratio", "head_weights")
 
@@ -47,12 +47,15 @@ class Method:
     needs: frozenset[str] = frozenset()  # of NEEDS: what a caller must provide or compute
     score: Callable[[ScoringContext], jax.Array] | None = None  # input methods only
     merge: Callable[[ScoringContext, jax.Array], jax.Array] | None = None  # embeds [B, T, D] the kept tokens carry
+    mass: str | None = None  # its scores as a mass for per-sample budgets (prune/budget.py): "scores" or "softmax"
 
     def __post_init__(self):
         if self.where not in ("input", "llm") or (self.where == "input") != (self.score is not None):
             raise ValueError(f"method {self.name}: an input method has a score function, an in-LLM one none")
         if self.merge is not None and self.where != "input":
             raise ValueError(f"method {self.name}: only an input method merges tokens")
+        if self.mass is not None and (self.where != "input" or self.mass not in budget.MASS_KINDS):
+            raise ValueError(f"method {self.name}: a score mass is one of {budget.MASS_KINDS}, of an input method")
         if unknown := set(self.needs) - set(NEEDS):
             raise ValueError(f"method {self.name} needs unknown inputs {sorted(unknown)}; known: {NEEDS}")
 
@@ -66,14 +69,21 @@ def _mapper(context: ScoringContext) -> jax.Array:
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper),
-        Method("attention", "layer-1 attention", "input", score=lambda c: scorers.attention_scores(c.model, *c.args)),
+        Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper, mass="softmax"),
+        Method(
+            "attention",
+            "layer-1 attention",
+            "input",
+            score=lambda c: scorers.attention_scores(c.model, *c.args),
+            mass="scores",
+        ),
         Method(
             "hawk",
             "HAWK (head-weighted layer-1 attention)",
             "input",
             frozenset({"head_weights"}),  # optional: equal weights without them
             lambda c: hawk.hawk_scores(c.model, c.embeds, c.scoring.layout, c.head_weights),
+            mass="scores",
         ),
         Method(
             "vision_attention",
@@ -81,6 +91,7 @@ METHODS: dict[str, Method] = {
             "input",
             frozenset({"vision_attention"}),
             lambda c: scorers.vision_attention_scores(c.vision_attention, c.scoring),
+            mass="scores",
         ),
         Method(
             "visionzip",
@@ -133,6 +144,7 @@ METHODS: dict[str, Method] = {
             "input",
             frozenset({"relevance"}),
             lambda c: scorers.oracle_scores(c.scoring),
+            mass="scores",
         ),
     )  # fmt: skip
 }

@@ -18,10 +18,11 @@ from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.mapper.inputs import neighbour_table
 from tokcomp_jax.mapper.model import Mapper
 from tokcomp_jax.models import families
-from tokcomp_jax.models.layout import Buckets, check_keep_ratio
+from tokcomp_jax.models.layout import Buckets, check_keep_ratio, keep_count
 from tokcomp_jax.prune import in_llm, scorers
+from tokcomp_jax.prune.budget import Budget, budget_keep
 from tokcomp_jax.prune.methods import METHODS, ScoringContext, method
-from tokcomp_jax.prune.select import Selection, apply_selection, select_visual_tokens
+from tokcomp_jax.prune.select import Selection, apply_selection, select_count, select_visual_tokens
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,26 @@ class PruneConfig:
     mode: str = "gather"  # "gather": a physically shorter sequence; "mask": full length, pruned tokens masked
     layer: int = 2  # FastV and DART: prune before this layer (PyramidDrop: stages at L/4, L/2, 3L/4)
     head_weights: tuple[float, ...] | None = None  # HAWK: layer-0 head importance (read_head_weights); None: equal
+    budget: str = "fixed"  # per-sample keep counts (prune/budget.py): "fixed" or "mass:TAU[:MIN]"
 
     def __post_init__(self):
         check_field_types(self)
         method(self.scorer)  # raises on an unknown name
+        if Budget.parse(self.budget).rule != "fixed" and method(self.scorer).mass is None:
+            with_mass = [name for name, m in METHODS.items() if m.mass is not None]
+            raise ValueError(f"budget {self.budget!r} needs a score mass; the {self.scorer!r} scorer has none "
+                             f"(scorers with one: {with_mass})")  # fmt: skip
         if self.head_weights is not None and "head_weights" not in method(self.scorer).needs:
             raise ValueError(f"head weights are HAWK's; the {self.scorer!r} scorer reads none")
         if self.mode not in MODES:
             raise ValueError(f"unknown pruning mode {self.mode!r}; expected one of {MODES}")
         check_keep_ratio(self.keep_ratio)
+
+    @property
+    def run_name(self) -> str:
+        """How results files and tables name this setting: "scorer@keep", then "+budget" unless fixed."""
+        name = f"{self.scorer}@{self.keep_ratio:g}"
+        return name if self.budget == "fixed" else f"{name}+{self.budget}"
 
     @property
     def inside_llm(self) -> bool:
@@ -152,9 +164,18 @@ def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, con
     """prune_embeddings after the embedding: score and select given embeds [B, T, D] (and, for the
     methods that read it, the vision tower's TowerAttention)."""
     scores, embeds = scores_and_embeds(model, mapper, embeds, vision_attention, inputs, scoring, config)
-    selection = select_visual_tokens(scores, scoring.layout, inputs.attention_mask, config.keep_ratio)
+    selection = select_budget(scores, scoring.layout, inputs.attention_mask, config)
     num_slots = scoring.layout.visual_positions.shape[1]
     return *apply_selection(embeds, inputs.position_ids, selection, config.mode, num_slots), selection
+
+
+def select_budget(scores: jax.Array, layout, attention_mask: jax.Array, config: PruneConfig) -> Selection:
+    """The Selection of each sample's top tokens under the config's budget, in the keep ratio's static slots."""
+    budget = Budget.parse(config.budget)
+    if budget.rule == "fixed":
+        return select_visual_tokens(scores, layout, attention_mask, config.keep_ratio)
+    keep = budget_keep(scores, layout, config.keep_ratio, budget, method(config.scorer).mass)
+    return select_count(scores, layout, attention_mask, keep_count(config.keep_ratio, scores.shape[1]), keep)
 
 
 @nnx.jit(static_argnames="config")
