@@ -71,6 +71,19 @@ def test_evaluate_script_writes_scores_retention_and_flops(tmp_path, run_absl_sc
     assert (tmp_path / "out" / "test" / "unpruned.host0.jsonl").read_text() == unpruned_before  # made alike: kept
     assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][1]["samples"] == 4
 
+    # a per-sample budget: its own run name, each sample's kept count, the mean share kept and its FLOPs
+    budget = [*args[:-4], "--keep", "0.5", "--budget", "mass:0.3", "--out", str(tmp_path / "budget")]
+    run_absl_script("evaluate.py", *budget)
+    rows = {r["run"]: r for r in json.loads((tmp_path / "budget" / "results.json").read_text())["rows"]}
+    assert set(rows) == {"unpruned", "mapper@0.5+mass:0.3"}
+    records = [json.loads(line) for line in (tmp_path / "budget/test/mapper@0.5+mass:0.3.host0.jsonl").open()]
+    assert all(1 <= r["visual_kept"] <= -(-r["visual_tokens"] // 2) for r in records)
+    fixed = by_run["mapper@0.5"]
+    assert 0 < rows["mapper@0.5+mass:0.3"]["keep_pct"] <= 50.0 + 100.0 / records[0]["visual_tokens"]
+    assert rows["mapper@0.5+mass:0.3"]["flops_pct"] <= fixed["flops_pct"]
+    run_absl_script("evaluate.py", *budget[:-2], "--budget", "mass:2", "--out", str(tmp_path / "bad"), code=2)
+    assert "--budget: budget 'mass:2': expected 'fixed', 'mass:TAU' or 'mass:TAU:MIN'" in capsys.readouterr().err
+
 
 def test_evaluate_refuses_a_model_that_does_not_fit_before_loading_it(tmp_path, run_absl_script, capsys):
     config = miniature_config(width=32, layers=1, heads=2, kv_heads=1, mlp=64, vision_width=16, vision_depth=1,

@@ -37,6 +37,14 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
         "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--scan-layers", "--attention", "reference",
     ])  # fmt: skip
     assert scanned["answer"] == report["answer"]  # layout and attention kernel change the graph, not the reply
+    budget = module.main([
+        "--model", str(model_dir), "--image", str(tmp_path / "x.png"), "--prompt", "what colour is the square ?",
+        "--scorer", "attention", "--keep", "0.5", "--budget", "mass:0.01", "--max-new-tokens", "3",
+    ])  # fmt: skip
+    assert budget["visual_tokens_kept"] == 1 and budget["pruning"] == "attention at keep 0.5, budget mass:0.01"
+    with pytest.raises(SystemExit, match="needs a score mass; the 'random' scorer has none"):
+        module.main(["--model", str(model_dir), "--prompt", "hi", "--scorer", "random", "--keep", "0.5",
+                     "--budget", "mass:0.9"])  # fmt: skip
     long_prompt = " ".join(["what colour is the square ?"] * 400)  # 2000 words, a token each
     with pytest.raises(SystemExit, match=r"the prompt is \d+ text tokens, more than --max_prompt_tokens 1024"):
         module.main(["--model", str(model_dir), "--prompt", long_prompt, "--scorer", "attention",
