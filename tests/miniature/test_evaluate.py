@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,25 @@ def test_ground_truth_keeps_the_evidence_first(mini_model, mini_mapper, mini_spl
         assert kept.sum() == int(np.ceil(0.5 * record["visual_tokens"] - 1e-4))
         assert kept[evidence].sum() == min(evidence.sum(), kept.sum())
         assert set(record["correct"]) == {"unpruned"} | {f"{m}@{k}" for m in METHODS for k in SETTINGS.keep_ratios}
+
+
+def test_budgets_run_beside_the_fixed_keep_of_every_scorer_with_a_mass(mini_model, mini_mapper, mini_splits):
+    """Each budget is a row of its own ("method+budget"), whose samples keep at most the fixed count and
+    whose FLOPs count what they kept."""
+    examples = mini_splits["test"][:8]
+    oracle = {e["sample_id"]: np.ones(int(np.prod(e["image"].shape[:2])) // 28**2, np.float32) for e in examples}
+    settings = dataclasses.replace(SETTINGS, methods=("attention", "random"), budgets=("mass:0.3",))
+    records = evaluate_split(mini_model, mini_mapper, examples, oracle, settings)
+    for record in records:
+        for keep in settings.keep_ratios:
+            budgeted, fixed = record["kept"][f"attention+mass:0.3@{keep}"], record["kept"][f"attention@{keep}"]
+            assert 1 <= budgeted.sum() <= fixed.sum()
+        assert not any(key.startswith("random+") for key in record["kept"])  # random has no mass
+    summary = summarise(records, mini_model.config, settings)
+    for keep in ("0.5", "0.25"):
+        budget, fixed = summary["methods"]["attention+mass:0.3"][keep], summary["methods"]["attention"][keep]
+        assert budget["flops"] <= fixed["flops"] and budget["kept"] <= fixed["kept"]
+    assert summary["methods"]["attention+mass:0.3"]["0.5"]["kept"] < summary["methods"]["attention"]["0.5"]["kept"]
 
 
 def test_missing_oracle_labels_are_named(mini_model, mini_mapper, mini_splits):

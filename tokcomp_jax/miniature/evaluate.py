@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from tokcomp_jax.flops import prefill_flops
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
-from tokcomp_jax.models.layout import Buckets, keep_count
+from tokcomp_jax.models.layout import Buckets
 from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.methods import METHODS as REGISTERED
-from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, scores_and_embeds
-from tokcomp_jax.prune.select import apply_selection, select_visual_tokens
+from tokcomp_jax.prune.pruner import PruneConfig, prepare_pruning, scores_and_embeds, select_budget
+from tokcomp_jax.prune.select import apply_selection
 
 KEEP_RATIOS = (0.5, 0.25, 0.111)
 # Input-level methods: a prune.pruner scorer each, except ground_truth (the oracle scorer fed the
@@ -44,6 +44,9 @@ class EvalSettings:
     seed: int = 0
     methods: tuple[str, ...] = METHODS
     head_weights: tuple[float, ...] | None = None  # HAWK's (explain.head_importance); None: equal
+    # Per-sample budgets (prune/budget.py) besides the fixed one, for every method with a score mass:
+    # "method+budget@keep" (keep: the ceiling)
+    budgets: tuple[str, ...] = ()
 
 
 def last_token_answers(logits: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -80,10 +83,13 @@ def score_all(model, mapper, inputs, scoring, evidence, methods: tuple[str, ...]
     return embeds, answers, scores, merged
 
 
-@nnx.jit(static_argnames="keep_ratio")
-def answers_after_selection(model, embeds, inputs, layout, scores, keep_ratio: float):
-    """Select each sample's top tokens by `scores`, gather them, prefill: (answers [B], kept slots, valid)."""
-    selection = select_visual_tokens(scores, layout, inputs.attention_mask, keep_ratio)
+@nnx.jit(static_argnames=("keep_ratio", "budget", "mass"))
+def answers_after_selection(
+    model, embeds, inputs, layout, scores, keep_ratio: float, budget: str = "fixed", mass: str | None = None
+):
+    """Select each sample's top tokens by `scores` (under `budget`, its scores a `mass`: prune/budget.py),
+    gather them, prefill: (answers [B], kept slots, valid)."""
+    selection = select_budget(scores, layout, inputs.attention_mask, keep_ratio, budget, mass)
     kept = apply_selection(embeds, inputs.position_ids, selection, "gather", layout.visual_positions.shape[1])
     logits = model.forward_embeddings(*kept).logits
     return last_token_answers(logits, kept[2]), selection.kept_slots, selection.kept_valid
@@ -161,6 +167,13 @@ def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, 
                 out = answers_after_selection(model, merged.get(key, embeds), inputs, scoring.layout, scores[key], keep)
             answers, slots, valid = (np.asarray(x) for x in out)
             results[method, keep] = answers, _kept_masks(slots, valid, counts)
+        for budget in settings.budgets:
+            for method in (m for m in input_methods if m in REGISTERED and REGISTERED[m].mass is not None):
+                out = answers_after_selection(
+                    model, embeds, inputs, scoring.layout, scores[method], keep, budget, REGISTERED[method].mass
+                )
+                answers, slots, valid = (np.asarray(x) for x in out)
+                results[f"{method}+{budget}", keep] = answers, _kept_masks(slots, valid, counts)
     unpruned = np.asarray(unpruned)
     text_tokens = np.asarray(inputs.attention_mask).sum(-1) - counts
     records = []
@@ -241,6 +254,7 @@ def summarise(records: list[dict], config, settings: EvalSettings) -> dict:
                 "ground_truth_recall": float(np.mean(recall)) if recall else float("nan"),
                 "paired_coverage": paired_coverage(records, key),
                 "flops": float(np.mean([_relative_flops(r, key, method, config, settings) for r in records])),
+                "kept": float(np.mean([r["kept"][key].mean() for r in records if r["visual_tokens"]])),
             }
         summary["methods"][method] = rows
     for kind in sorted({r["kind"] for r in records}):
@@ -269,6 +283,6 @@ def _relative_flops(record: dict, key: str, method: str, config, settings: EvalS
         pruned = _layer_pruning(config, method, keep, settings).prefill_flops(
             config.text, length, record["visual_tokens"]
         )
-    else:
-        pruned = prefill_flops(config.text, length, record["text_tokens"] + keep_count(keep, record["visual_tokens"]))
+    else:  # an input method (under a budget or not): what this sample kept
+        pruned = prefill_flops(config.text, length, record["text_tokens"] + int(record["kept"][key].sum()))
     return 100.0 * pruned / prefill_flops(config.text, length)

@@ -164,18 +164,23 @@ def prune_embedded(model, mapper, embeds, vision_attention, inputs, scoring, con
     """prune_embeddings after the embedding: score and select given embeds [B, T, D] (and, for the
     methods that read it, the vision tower's TowerAttention)."""
     scores, embeds = scores_and_embeds(model, mapper, embeds, vision_attention, inputs, scoring, config)
-    selection = select_budget(scores, scoring.layout, inputs.attention_mask, config)
+    selection = select_budget(
+        scores, scoring.layout, inputs.attention_mask, config.keep_ratio, config.budget, method(config.scorer).mass
+    )
     num_slots = scoring.layout.visual_positions.shape[1]
     return *apply_selection(embeds, inputs.position_ids, selection, config.mode, num_slots), selection
 
 
-def select_budget(scores: jax.Array, layout, attention_mask: jax.Array, config: PruneConfig) -> Selection:
-    """The Selection of each sample's top tokens under the config's budget, in the keep ratio's static slots."""
-    budget = Budget.parse(config.budget)
-    if budget.rule == "fixed":
-        return select_visual_tokens(scores, layout, attention_mask, config.keep_ratio)
-    keep = budget_keep(scores, layout, config.keep_ratio, budget, method(config.scorer).mass)
-    return select_count(scores, layout, attention_mask, keep_count(config.keep_ratio, scores.shape[1]), keep)
+def select_budget(
+    scores: jax.Array, layout, attention_mask: jax.Array, keep_ratio: float, budget: str, mass: str | None
+) -> Selection:
+    """The Selection of each sample's top tokens under `budget` (prune/budget.py; `mass`: how the scores
+    are a mass), in the keep ratio's static slots."""
+    rule = Budget.parse(budget)
+    if rule.rule == "fixed":
+        return select_visual_tokens(scores, layout, attention_mask, keep_ratio)
+    keep = budget_keep(scores, layout, keep_ratio, rule, mass)
+    return select_count(scores, layout, attention_mask, keep_count(keep_ratio, scores.shape[1]), keep)
 
 
 @nnx.jit(static_argnames="config")
