@@ -67,6 +67,18 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     row = recall["hawk (raw logits, no RoPE, per-head L2, HAWK's head weights)"]
     assert f"{100 * hawk:.1f}" == row.split(" | ")[2], (hawk, row)
 
+    # per-sample budgets beside the fixed keeps: the fixed rows are the run's own, each budget keeps no more
+    command = [sys.executable, "scripts/budgets.py", "--run", str(tmp_path), "--config", "test",
+               "--out", str(tmp_path / "budgets.md")]  # fmt: skip
+    subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    budgets = json.loads((tmp_path / "budgets.json").read_text())
+    for scorer in ("mapper", "attention", "hawk"):
+        ours, run = (r["test_2x"]["methods"][scorer]["0.25"] for r in (budgets["results"], summary["results"]))
+        assert ours["retention"] == run["retention"] and ours["flops"] == run["flops"]
+        budget = budgets["results"]["test_2x"]["methods"][f"{scorer}+mass:0.5"]["0.25"]
+        assert budget["kept"] <= ours["kept"] and budget["flops"] <= ours["flops"]
+    assert "### Chosen on validation" in (tmp_path / "budgets.md").read_text()
+
 
 def test_demo_never_removes_a_directory_that_is_not_a_miniature_run(tmp_path, run_absl_script, capsys):
     (tmp_path / "notes.txt").write_text("a user's files")

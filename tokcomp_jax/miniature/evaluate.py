@@ -113,11 +113,17 @@ def _kept_masks(slots: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> lis
 
 
 def evaluate_split(
-    model, mapper, examples: Sequence[dict], oracle: dict[str, np.ndarray], settings: EvalSettings, desc: str = "eval"
+    model,
+    mapper,
+    examples: Sequence[dict],
+    oracle: dict[str, np.ndarray] | None,
+    settings: EvalSettings,
+    desc: str = "eval",
 ) -> list[dict]:
     """One record per sample: answers unpruned and per (method, keep ratio), and the kept tokens.
 
-    `oracle` maps sample_id -> relevance labels [n] (the explanation oracle); every sample needs one.
+    `oracle` maps sample_id -> relevance labels [n] (the explanation oracle); every sample needs one
+    (None: no labels, for methods other than the oracle).
     """
     samples = Samples(model.config, examples)
     records = []
@@ -133,13 +139,13 @@ def evaluate_split(
 
 def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, settings: EvalSettings) -> list[dict]:
     padded = chunk + [chunk[-1]] * (settings.batch_size - len(chunk))  # static batch shape
-    missing = [s["sample_id"] for s in padded if s["sample_id"] not in oracle]
+    missing = [s["sample_id"] for s in padded if oracle is not None and s["sample_id"] not in oracle]
     if missing:
         raise ValueError(f"no oracle relevance labels for samples {missing[:3]}")
+    relevance = None if oracle is None else [oracle[s["sample_id"]] for s in padded]
     inputs, scoring = prepare_pruning(
-        model.config, collate(padded), buckets, mapper=mapper,
-        relevance=[oracle[s["sample_id"]] for s in padded], seed=settings.seed,
-    )  # fmt: skip
+        model.config, collate(padded), buckets, mapper=mapper, relevance=relevance, seed=settings.seed
+    )
     evidence = np.zeros((len(padded), buckets.visual), np.float32)
     for row, sample in enumerate(padded):
         evidence[row, : sample["evidence"].size] = sample["evidence"]
