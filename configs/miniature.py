@@ -68,6 +68,8 @@ def get_config(variant: str = "demo") -> ml_collections.ConfigDict:
         {
             "mapper": {"model": {"layout": "sequence", "input_channels": "mean"}},  # the paper
             "mapper_grid": {"model": {"layout": "grid", "input_channels": "heads"}},
+            # the v2 (scorer mapper_v2): per-head input, layer-1 attention as its prior, a learned correction
+            "mapper_v2": {"model": {"layout": "sequence", "input_channels": "heads", "prior": "attention"}},
         }
     )
 

@@ -47,6 +47,7 @@ from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_o
 from tokcomp_jax.miniature.samples import Group, Samples, group_indices, token_grid
 from tokcomp_jax.miniature.shipped import read_manifest, write_manifest
 from tokcomp_jax.miniature.train import METRICS_FILE, MODEL_DIR, load_pretrained, train_mllm
+from tokcomp_jax.prune.methods import MAPPER_PRIORS
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parents[1] / "configs" / "miniature.py"), "miniature config (variant after ':')"
@@ -184,10 +185,11 @@ def main(argv) -> None:
         records[split] = renamed(
             evaluate_split(model, mapper, splits[split], oracle, settings, desc=split), "mapper", first
         )
-        for name, variant in others:  # the other variants: their own row only
-            variant_settings = dataclasses.replace(settings, methods=("mapper",))
+        for name, variant in others:  # the other variants: their own row only, by their mapper scorer
+            scorer = next(s for s, prior in MAPPER_PRIORS.items() if prior == variant.config.prior)
+            variant_settings = dataclasses.replace(settings, methods=(scorer,))
             extra = evaluate_split(model, variant, splits[split], oracle, variant_settings, desc=f"{split} {name}")
-            for record, more in zip(records[split], renamed(extra, "mapper", name), strict=True):
+            for record, more in zip(records[split], renamed(extra, scorer, name), strict=True):
                 record["correct"].update({k: v for k, v in more["correct"].items() if k != "unpruned"})
                 record["kept"].update(more["kept"])
         results[split] = summarise(records[split], model.config, settings)

@@ -61,7 +61,7 @@ from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_atten
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig
-from tokcomp_jax.prune.methods import usable_without_labels
+from tokcomp_jax.prune.methods import check_mapper_prior, reads_mapper, usable_without_labels
 from tokcomp_jax.runs import RunConflict, check_run_directory, claim, exclusive, model_digest
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -212,8 +212,10 @@ def check_model_and_mapper(runs: dict[str, PruneConfig | None]) -> None:
     """The model's and the mapper's configs, before any weight is read: a mapper of another family or
     of none, and an in-LLM method on a decoder too shallow for it, are refused."""
     family, model_config, _ = read_model_config(_MODEL.value)
-    if _SCORER.value == "mapper":
-        check_mapper_family(read_mapper_config(_MAPPER.value), family.name, _MAPPER.value, _MODEL.value)
+    if reads_mapper(_SCORER.value):
+        mapper_config = read_mapper_config(_MAPPER.value)
+        check_mapper_family(mapper_config, family.name, _MAPPER.value, _MODEL.value)
+        check_mapper_prior(_SCORER.value, mapper_config)
     for run, prune in runs.items():
         if prune is not None:
             try:
@@ -301,7 +303,7 @@ def _claim_run(results: ResultsFile, made_from: dict, benchmark, samples, prune:
     """Record what a run's results are made from, or check it on resume; results made from something
     else are refused (or, with --overwrite, removed so the run starts over)."""
     fingerprint = made_from | {
-        "mapper": made_from["mapper"] if prune is not None and prune.scorer == "mapper" else None,
+        "mapper": made_from["mapper"] if prune is not None and reads_mapper(prune.scorer) else None,
         "prune": dataclasses.asdict(prune) if prune is not None else None,
         "data": data_fingerprint(benchmark.adapter, Path(_DATA_DIR.value, benchmark.data_dir), samples),
     }
@@ -357,8 +359,8 @@ def main(argv) -> None:
     if not _CHECK_DATA.value:
         if not _MODEL.value and not _RESCORE.value:
             raise app.UsageError("--model is required (except with --check_data or --rescore)")
-        if _SCORER.value == "mapper" and not _MAPPER.value and not _RESCORE.value:
-            raise app.UsageError("--scorer mapper needs --mapper DIR (or choose a baseline scorer)")
+        if reads_mapper(_SCORER.value) and not _MAPPER.value and not _RESCORE.value:
+            raise app.UsageError(f"--scorer {_SCORER.value} needs --mapper DIR (or choose a baseline scorer)")
         try:
             check_run_directory(out)
         except RunConflict as err:
@@ -384,7 +386,7 @@ def main(argv) -> None:
             dtype=_DTYPE.value,
             sharding_of=None if mesh is None else functools.partial(param_sharding, mesh),
         )
-        mapper = load_mapper(_MAPPER.value) if _SCORER.value == "mapper" else None
+        mapper = load_mapper(_MAPPER.value) if reads_mapper(_SCORER.value) else None
     except (CheckpointError, FileNotFoundError, ValueError) as err:  # names the file, field or parameter at fault
         raise app.UsageError(str(err)) from None
     codec = make_codec(config, model)

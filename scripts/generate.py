@@ -50,7 +50,7 @@ from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.common.attention import IMPLEMENTATIONS, configure_attention
 from tokcomp_jax.models.common.config import PositionWarning
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
-from tokcomp_jax.prune.methods import usable_without_labels
+from tokcomp_jax.prune.methods import check_mapper_prior, reads_mapper, usable_without_labels
 from tokcomp_jax.visualize import media_panels, save_kept_figure
 
 
@@ -123,9 +123,9 @@ def main(argv=None) -> dict:
     if problem := cli.keep_ratio_problem(args.keep):
         raise SystemExit(f"--keep {args.keep}: {problem}")
     pruned = args.keep < 1.0  # 1.0 keeps every token: the unpruned model, no scorer
-    if pruned and args.scorer == "mapper" and not args.mapper:
+    if pruned and reads_mapper(args.scorer) and not args.mapper:
         raise SystemExit(
-            f"--keep {args.keep} with --scorer mapper needs --mapper DIR (train_mapper.py's WORKDIR/mapper), or choose "
+            f"--keep {args.keep} with --scorer {args.scorer} needs --mapper DIR (train_mapper.py's WORKDIR/mapper), or choose "
             "a scorer that needs no training (e.g. --scorer attention)"
         )
     if args.head_weights and args.scorer != "hawk":
@@ -155,9 +155,10 @@ def main(argv=None) -> dict:
         raise SystemExit(str(err)) from None
     try:  # the model's and the mapper's configs, before any weight: family and depth
         family, config, _ = read_model_config(args.model)
-        mapper_config = read_mapper_config(args.mapper) if prune is not None and args.scorer == "mapper" else None
+        mapper_config = read_mapper_config(args.mapper) if prune is not None and reads_mapper(args.scorer) else None
         if mapper_config is not None:
             check_mapper_family(mapper_config, family.name, args.mapper, args.model)
+            check_mapper_prior(args.scorer, mapper_config)
         if prune is not None:
             prune.check_depth(config.text.num_hidden_layers)
         if prune is not None and args.head_weights:

@@ -28,6 +28,7 @@ from tokcomp_jax.generate import Generator, check_positions
 from tokcomp_jax.mapper.checkpoint import check_mapper_family, read_mapper_config
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig, prepare_pruning
+from tokcomp_jax.prune.methods import reads_mapper
 
 DEFAULT_SCORER = "attention"  # raw layer-1 text-to-visual attention: training-free, strong (docs/results.md)
 
@@ -142,8 +143,8 @@ class Pipeline:
         if keep == 1.0 and scorer is None:
             return None
         scorer = scorer or ("mapper" if self.mapper is not None else DEFAULT_SCORER)
-        if scorer == "mapper" and self.mapper is None:
-            raise ValueError("scorer 'mapper' needs a mapper: Pipeline.from_pretrained(directory, mapper=DIR)")
+        if reads_mapper(scorer) and self.mapper is None:
+            raise ValueError(f"scorer {scorer!r} needs a mapper: Pipeline.from_pretrained(directory, mapper=DIR)")
         weights = self.head_weights if scorer == "hawk" else None
         return PruneConfig(scorer=scorer, keep_ratio=keep, layer=layer, head_weights=weights)
 
@@ -154,7 +155,7 @@ class Pipeline:
             batch_size=len(rows), text_buckets=powers_of_two(64, limit), visual_buckets=powers_of_two(64, limit),
             max_new_tokens=max_new_tokens, prune=prune,
         )  # fmt: skip
-        mapper = self.mapper if prune is not None and prune.scorer == "mapper" else None
+        mapper = self.mapper if prune is not None and reads_mapper(prune.scorer) else None
         answers: list[Answer | None] = [None] * len(rows)
         for buckets, indices in plan_batches(config, rows, settings):
             batch_rows = [rows[i] for i in indices]

@@ -3,8 +3,12 @@
 Paper version (arXiv:2506.01097): one input value per token (attention averaged over heads),
 five depthwise-separable 1-D convolutions with 32-64-128-256-512 channels, a pointwise
 convolution to one logit, softmax over the visual tokens. Variants by config: every head as
-an input channel (`input_channels="heads"`), and k x k convolutions over each image's token
-grid (`layout="grid"`). Fully convolutional, so it runs on more tokens than it was trained on.
+an input channel (`input_channels="heads"`), k x k convolutions over each image's token
+grid (`layout="grid"`), and the mapper v2's prior (`prior="attention"`): its logits are the log
+of the first-layer attention mixed over heads by learned weights (uniform at the start) plus the
+network's correction, whose last layer starts at zero, so an untrained v2 ranks tokens exactly as
+raw layer-1 attention does and training can only move it from there. Fully convolutional, so it
+runs on more tokens than it was trained on.
 
 Padding never reaches a real token: convolutions read neighbours through `neighbour_index`
 (padding is never listed), padded positions are zeroed after every layer, and the softmax
@@ -23,6 +27,7 @@ from tokcomp_jax.fields import check_field_types, from_fields
 from tokcomp_jax.mapper.inputs import LAYOUTS, MapperBatch
 
 INPUT_CHANNELS = ("mean", "heads")
+PRIORS = ("none", "attention")  # "attention": the mapper v2 (see above)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +38,7 @@ class MapperConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256, 512)
     kernel_size: int = 3
     family: str | None = None  # the MLLM family whose first-layer attention it was trained on
+    prior: str = "none"  # "none" (the paper) or "attention": the mapper v2
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(self.channels))  # JSON stores a list
@@ -41,6 +47,8 @@ class MapperConfig:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.input_channels not in INPUT_CHANNELS:
             raise ValueError(f"input_channels must be one of {INPUT_CHANNELS}, got {self.input_channels!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.kernel_size % 2 == 0 or self.kernel_size < 1:
             raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
 
@@ -101,7 +109,11 @@ class Mapper(nnx.Module):
         self.convs = nnx.List(
             [SeparableConv(i, o, config.num_taps, rngs=rngs) for i, o in zip(widths[:-1], widths[1:], strict=True)]
         )
-        self.head = nnx.Linear(widths[-1], 1, rngs=rngs)
+        if config.prior == "attention":  # the v2: attention mixed over heads, plus a correction that starts at 0
+            self.head = nnx.Linear(widths[-1], 1, kernel_init=nnx.initializers.zeros, rngs=rngs)
+            self.head_mix = nnx.Param(jnp.zeros((config.num_heads,)))
+        else:
+            self.head = nnx.Linear(widths[-1], 1, rngs=rngs)
 
     def input_channels(self, features: jax.Array) -> jax.Array:
         """Features [B, Hd, N] -> the network's input channels [B, Cin, N]."""
@@ -125,7 +137,15 @@ class Mapper(nnx.Module):
         for conv in self.convs:
             x = jnp.where(mask[..., None], conv(x, batch.neighbour_index), 0)
         logits = self.head(x)[..., 0]
+        if self.config.prior == "attention":
+            logits = logits + self.attention_prior(batch.features.astype(jnp.float32), mask)
         return jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+
+    def attention_prior(self, features: jax.Array, mask: jax.Array) -> jax.Array:
+        """The v2's prior: log of the features [B, Hd, N] mixed over heads by softmax(head_mix),
+        relative to the mean over real tokens: [B, N]."""
+        mixed = jnp.einsum("BHN,H->BN", features, jax.nn.softmax(self.head_mix[...]))
+        return normalise_features(mixed[:, None], mask)[:, 0]
 
 
 def log_probabilities(logits: jax.Array, mask: jax.Array) -> jax.Array:

@@ -29,9 +29,10 @@ from tokcomp_jax.prune.select import apply_selection
 KEEP_RATIOS = (0.5, 0.25, 0.111)
 # Input-level methods: a prune.pruner scorer each, except ground_truth (the oracle scorer fed the
 # evidence cells instead of relevance labels). FastV, PyramidDrop and DART prune inside the LLM.
-# Every registered method (prune/methods.py, in its order), then the ground-truth cells.
-METHODS = (*REGISTERED, "ground_truth")
-INPUT_METHODS = tuple(m for m in METHODS if m == "ground_truth" or REGISTERED[m].where == "input")
+# Every registered method (prune/methods.py, in its order), then the ground-truth cells; the mapper v2
+# reads a mapper of its own, so it runs where that mapper is given (the demo's mapper_v2 variant).
+METHODS = (*(m for m in REGISTERED if m != "mapper_v2"), "ground_truth")
+INPUT_METHODS = tuple(m for m in (*REGISTERED, "ground_truth") if m == "ground_truth" or REGISTERED[m].where == "input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +274,8 @@ def summarise(records: list[dict], config, settings: EvalSettings) -> dict:
 
 
 def _method_order(method: str) -> tuple[int, str]:
-    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+    known = (*REGISTERED, "ground_truth")
+    return (known.index(method) if method in known else len(known), method)
 
 
 def _layer_pruning(model_config_or_model, method: str, keep: float, settings: EvalSettings) -> in_llm.LayerPruning:

@@ -61,7 +61,9 @@ def retention_table(summary: dict, keep_ratios) -> str:
 
 
 def matched_flops_table(
-    summary: dict, keep_ratios, compared=("mapper", "attention", "hawk", "visionzip", "cdpruner", "divprune")
+    summary: dict,
+    keep_ratios,
+    compared=("mapper", "mapper_v2", "attention", "hawk", "visionzip", "cdpruner", "divprune"),
 ) -> str:
     """Each in-LLM (method, keep) beside the input-level keep ratio of nearest measured prefill FLOPs,
     and the `compared` input methods' retention there (the paper's tables compare at equal FLOPs)."""

@@ -60,16 +60,39 @@ class Method:
             raise ValueError(f"method {self.name} needs unknown inputs {sorted(unknown)}; known: {NEEDS}")
 
 
-def _mapper(context: ScoringContext) -> jax.Array:
-    if context.mapper is None:
-        raise ValueError("the mapper scorer needs a mapper (tokcomp_jax.mapper.load_mapper)")
-    return scorers.mapper_scores(context.model, context.mapper, *context.args)
+MAPPER_PRIORS = {"mapper": "none", "mapper_v2": "attention"}  # each mapper scorer's MapperConfig.prior
+
+
+def check_mapper_prior(scorer: str, mapper_config) -> None:
+    """Refuse a trained mapper made for the other mapper scorer (ValueError naming the one to use)."""
+    if mapper_config.prior != MAPPER_PRIORS[scorer]:
+        other = next(name for name, prior in MAPPER_PRIORS.items() if prior == mapper_config.prior)
+        raise ValueError(f"this mapper was trained for the {other} scorer (prior {mapper_config.prior!r}), "
+                         f"not the {scorer} scorer: use --scorer {other}")  # fmt: skip
+
+
+def _mapper(scorer: str) -> Callable[[ScoringContext], jax.Array]:
+    def score(context: ScoringContext) -> jax.Array:
+        if context.mapper is None:
+            raise ValueError(f"the {scorer} scorer needs a trained mapper (tokcomp_jax.mapper.load_mapper)")
+        check_mapper_prior(scorer, context.mapper.config)
+        return scorers.mapper_scores(context.model, context.mapper, *context.args)
+
+    return score
 
 
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper, mass="softmax"),
+        Method("mapper", "mapper (paper)", "input", frozenset({"mapper"}), _mapper("mapper"), mass="softmax"),
+        Method(
+            "mapper_v2",
+            "mapper v2 (attention prior + per-head CNN)",
+            "input",
+            frozenset({"mapper"}),
+            _mapper("mapper_v2"),
+            mass="softmax",
+        ),
         Method(
             "attention",
             "layer-1 attention",
@@ -155,6 +178,11 @@ def method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown scorer {name!r}; expected one of {tuple(METHODS)}")
     return METHODS[name]
+
+
+def reads_mapper(name: str) -> bool:
+    """Whether the method scores with a trained mapper (the paper's or the v2)."""
+    return name in MAPPER_PRIORS
 
 
 def usable_without_labels() -> list[str]:
