@@ -1,14 +1,15 @@
 """Mapper training: `python scripts/train_mapper.py --config configs/mapper/paper.py[:variant] --workdir W`.
 
 Variants (after the colon, comma-separated): `heads` (every head as an input channel), `grid`
-(3x3 convolutions on each image's token grid), `synthetic` (generate synthetic labels with a
+(3x3 convolutions on each image's token grid), `v2` (the mapper v2, scorer `mapper_v2`: every head as
+an input channel and layer-1 attention as its prior, tokcomp_jax/mapper/model.py), `synthetic` (generate synthetic labels with a
 known local rule into the workdir instead of reading config.data.dir), `runlocal` (a few
 hundred steps, for tests and laptops). Example: `--config configs/mapper/paper.py:grid,synthetic`.
 """
 
 import ml_collections
 
-VARIANTS = ("heads", "grid", "synthetic", "runlocal")
+VARIANTS = ("heads", "grid", "v2", "synthetic", "runlocal")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -38,7 +39,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.layout = "grid" if "grid" in variants else "sequence"
-    config.model.input_channels = "heads" if "heads" in variants else "mean"
+    config.model.input_channels = "heads" if variants & {"heads", "v2"} else "mean"
+    config.model.prior = "attention" if "v2" in variants else "none"
     config.model.channels = (32, 64, 128, 256, 512)
     config.model.kernel_size = 3
 

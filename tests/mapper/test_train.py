@@ -53,6 +53,17 @@ def test_learns_a_known_local_rule(label_dir, tmp_path):
     assert results["validation"]["spearman"] > 0.8, results
 
 
+def test_the_v2_variant_trains_a_v2_mapper(label_dir, tmp_path):
+    """configs/mapper/paper.py:v2 saves a mapper the mapper_v2 scorer reads: per-head input, the
+    attention prior, a head mix moved from uniform by training."""
+    config = small_config(label_dir, "v2")
+    config.data.eval_splits = ()
+    train(config, tmp_path)
+    mapper = load_mapper(tmp_path / "mapper")
+    assert (mapper.config.prior, mapper.config.input_channels) == ("attention", "heads")
+    assert np.abs(np.asarray(mapper.head_mix[...])).max() > 0
+
+
 def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(label_dir, tmp_path):
     config = small_config(label_dir)
     train(config, tmp_path / "straight")

@@ -100,6 +100,7 @@ def mapper_config(config: ml_collections.ConfigDict, num_heads: int) -> MapperCo
         channels=tuple(config.model.channels),
         kernel_size=config.model.kernel_size,
         family=config.data.family or None,
+        prior=config.model.prior,
     )
 
 
