@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.miniature.evaluate import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,11 +20,12 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     summary = json.loads((tmp_path / "retention.json").read_text())
     assert set(summary["results"]) == {"test", "test_2x", "test_clips"}
     for split in summary["results"].values():
-        assert set(split["methods"]) == {*METHODS, "mapper_grid"}  # both mapper variants, on the same labels
+        assert set(split["methods"]) == {*METHODS, "mapper_grid", "mapper_v2"}  # the mapper variants, same labels
         for rows in split["methods"].values():
             assert set(rows) == {"0.5", "0.25", "0.111"}
             assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
             assert all(0.0 <= row["paired_coverage"] <= 1.0 for row in rows.values())
+    assert load_mapper(tmp_path / "mappers" / "mapper_v2" / "mapper").config.prior == "attention"  # its own scorer
     assert set(summary["seconds"]) == {"data", "mllm", "labels", "heads", "mapper", "evaluation"}
     weights = summary["hawk_head_weights"]["weights"]  # measured on the training samples, used by the hawk rows
     assert len(weights) == summary["config"]["mllm"]["model"]["heads"] and abs(sum(weights) - 1) < 1e-5
