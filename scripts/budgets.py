@@ -21,9 +21,8 @@ import numpy as np
 from configs.miniature import get_config
 from tokcomp_jax import cli
 from tokcomp_jax.mapper.checkpoint import load_mapper
-from tokcomp_jax.miniature.datasets import load_splits
 from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, summarise
-from tokcomp_jax.miniature.train import load_pretrained
+from tokcomp_jax.miniature.finished import read_finished_run
 
 SCORERS = ("mapper", "attention", "hawk")
 KEEP_RATIOS = (0.5, 0.25, 0.111)
@@ -81,18 +80,14 @@ def main(argv=None) -> str:
     parser.add_argument("--config", default="demo", help="the run's configs/miniature.py variant (demo, full)")
     parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
     args = parser.parse_args(argv)
-    summary_path = args.run / "retention.json"
-    if not summary_path.is_file():
-        raise SystemExit(f"--run {args.run} holds no retention.json: not a finished miniature run")
-    summary = json.loads(summary_path.read_text())
     config = get_config(args.config)
-    model = load_pretrained(config.mllm.pretrained or args.run / "mllm" / "model", config.mllm.model)
+    run = read_finished_run(args.run, config)
+    model, splits = run.model, run.splits
     mapper = load_mapper(args.run / "mappers" / next(iter(config.mapper_variants)) / "mapper")
-    splits = load_splits(config.data.builders, config.data.config, args.run / "data", seed=config.seed)
     settings = EvalSettings(
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
         batch_size=config.eval.batch_size, keep_ratios=KEEP_RATIOS, seed=config.seed, methods=SCORERS,
-        head_weights=tuple(summary["hawk_head_weights"]["weights"]), budgets=tuple(f"mass:{t}" for t in TAUS),
+        head_weights=run.head_weights, budgets=tuple(f"mass:{t}" for t in TAUS),
     )  # fmt: skip
     results = {}
     for name in (s for s in (*VALIDATION, *TEST) if s in splits):

@@ -12,7 +12,6 @@ head alone. Recall, not accuracy: no pruned forward runs, so a split takes secon
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -22,9 +21,8 @@ from flax import nnx
 
 from configs.miniature import get_config
 from tokcomp_jax import cli
-from tokcomp_jax.miniature.datasets import load_splits
+from tokcomp_jax.miniature.finished import read_finished_run
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
-from tokcomp_jax.miniature.train import load_pretrained
 from tokcomp_jax.models.common.decoder import unpack_deepstack
 from tokcomp_jax.prune import prepare_pruning
 from tokcomp_jax.prune.features import attention_to_visual
@@ -123,18 +121,11 @@ def main(argv=None) -> str:
     parser.add_argument("--split", action="append", help="repeat for several (default: every test split)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
-    summary_path = args.run / "retention.json"
-    if not summary_path.is_file():
-        raise SystemExit(f"--run {args.run} holds no retention.json: not a finished miniature run")
-    summary = json.loads(summary_path.read_text())
-    if "hawk_head_weights" not in summary:
-        raise SystemExit(f"{summary_path} has no HAWK head weights (a run from before the demo measured them)")
-    head_weights = tuple(summary["hawk_head_weights"]["weights"])
     config = get_config(args.config)
-    model = load_pretrained(config.mllm.pretrained or args.run / "mllm" / "model", config.mllm.model)
-    splits = load_splits(config.data.builders, config.data.config, args.run / "data", seed=config.seed)
-    names = args.split or [name for name in summary["results"] if name in splits]
-    results = {name: split_recalls(model, splits[name], config, head_weights) for name in names}
+    run = read_finished_run(args.run, config)
+    model, splits = run.model, run.splits
+    names = args.split or [name for name in run.summary["results"] if name in splits]
+    results = {name: split_recalls(model, splits[name], config, run.head_weights) for name in names}
     table = markdown(results, {name: len(splits[name]) for name in names})
     print(table)
     if args.out:
