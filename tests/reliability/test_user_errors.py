@@ -323,7 +323,7 @@ def test_a_config_file_that_is_missing_or_refuses_its_variant(tmp_path, monkeypa
     line = absl_command_line("train_mapper.py", "--config", "configs/mapper/paper.py:bogus", "--workdir",
                              str(tmp_path / "workdir"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
     assert line == ("error: flag --config=configs/mapper/paper.py:bogus: unknown mapper config variants ['bogus']; "
-                    "known: ('heads', 'grid', 'synthetic', 'runlocal')")  # fmt: skip
+                    "known: ('heads', 'grid', 'v2', 'synthetic', 'runlocal')")  # fmt: skip
 
 
 def test_head_weights_for_another_scorer_or_model_before_the_model_loads(weightless, qwen, data, tmp_path,

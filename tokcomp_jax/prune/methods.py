@@ -74,7 +74,7 @@ def check_mapper_prior(scorer: str, mapper_config) -> None:
 def _mapper(scorer: str) -> Callable[[ScoringContext], jax.Array]:
     def score(context: ScoringContext) -> jax.Array:
         if context.mapper is None:
-            raise ValueError(f"the {scorer} scorer needs a trained mapper (tokcomp_jax.mapper.load_mapper)")
+            raise ValueError(f"the {scorer} scorer needs a mapper (a trained one: tokcomp_jax.mapper.load_mapper)")
         check_mapper_prior(scorer, context.mapper.config)
         return scorers.mapper_scores(context.model, context.mapper, *context.args)
 
