@@ -96,6 +96,21 @@ def test_resume_refuses_another_config_or_data(label_dir, tmp_path):
         train(config, tmp_path)
 
 
+def test_a_run_recorded_before_a_field_was_added_resumes_at_its_old_value(label_dir, tmp_path):
+    """A workdir from before `model.prior` existed resumes as the paper's mapper, and only as that."""
+    config = small_config(label_dir)
+    train(config, tmp_path, stop_at_step=4)
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    del recorded["model"]["prior"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    train(config, tmp_path)  # resumes to the end
+    assert load_mapper(tmp_path / "mapper").config.prior == "none"
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    config.model.prior = "attention"
+    with pytest.raises(ValueError, match="another config"):
+        train(config, tmp_path)
+
+
 def test_script_trains_on_synthetic_labels(tmp_path):
     command = [
         sys.executable,

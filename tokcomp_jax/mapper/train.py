@@ -115,11 +115,20 @@ def _batches(config, examples) -> LabelBatches:
     )
 
 
+# Config fields added after runs were recorded, with the value a run recorded without them had.
+ADDED_FIELDS = {("model", "prior"): "none"}
+
+
 def _check_same_config(path: Path, config: ml_collections.ConfigDict) -> None:
-    """Record the run's config; refuse to resume a run that was started with a different one."""
+    """Record the run's config; refuse to resume a run that was started with a different one (a field
+    added since the run was recorded counts as its old value)."""
     current = json.loads(config.to_json())
-    if path.exists() and json.loads(path.read_text()) != current:
-        raise ValueError(f"{path.parent} holds a run with another config ({path}); use a fresh workdir")
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        for (section, field), value in ADDED_FIELDS.items():
+            recorded.get(section, {}).setdefault(field, value)
+        if recorded != current:
+            raise ValueError(f"{path.parent} holds a run with another config ({path}); use a fresh workdir")
     path.write_text(json.dumps(current, indent=2) + "\n")
 
 
