@@ -22,7 +22,7 @@ from tokcomp_jax.models.layout import Buckets, check_keep_ratio, keep_count
 from tokcomp_jax.prune import in_llm, scorers
 from tokcomp_jax.prune.budget import Budget, budget_keep
 from tokcomp_jax.prune.methods import METHODS, ScoringContext, method
-from tokcomp_jax.prune.select import Selection, apply_selection, select_count, select_visual_tokens
+from tokcomp_jax.prune.select import Selection, apply_selection, select_count
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,7 @@ def select_budget(
 ) -> Selection:
     """The Selection of each sample's top tokens under `budget` (prune/budget.py; `mass`: how the scores
     are a mass), in the keep ratio's static slots."""
-    rule = Budget.parse(budget)
-    if rule.rule == "fixed":
-        return select_visual_tokens(scores, layout, attention_mask, keep_ratio)
-    keep = budget_keep(scores, layout, keep_ratio, rule, mass)
+    keep = budget_keep(scores, layout, keep_ratio, Budget.parse(budget), mass)  # fixed: ceil(keep_ratio * n)
     return select_count(scores, layout, attention_mask, keep_count(keep_ratio, scores.shape[1]), keep)
 
 
