@@ -23,7 +23,7 @@ from flax import nnx
 
 from tokcomp_jax.generate import decode, prefill
 from tokcomp_jax.models.common import attention
-from tokcomp_jax.models.common.decoder import causal_mask
+from tokcomp_jax.models.common.masks import CausalMask, SegmentMask
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.prune.pruner import PruneConfig, prune_embedded, scores_and_embeds
 
@@ -248,9 +248,9 @@ def attention_kernels(
 def attention_checks(
     config: Qwen2VLConfig, dtype, implementation: str, sequence: int, patches: int, seed: int = 0
 ) -> dict[str, dict]:
-    """`attend` by `implementation` against the reference on random operands in `dtype` at two sites:
-    an LLM prefill of `sequence` tokens (causal, as SelfAttention calls it) and a vision block (at
-    most CHECK_MAX_PATCHES of `patches`). Per site: the kernel, the largest difference, or the error
+    """`attention_output` by `implementation` against the reference on random operands in `dtype` at
+    two sites, with the masks the model gives them: an LLM prefill of `sequence` tokens (a CausalMask)
+    and a vision block (a SegmentMask, at most CHECK_MAX_PATCHES of `patches`). Per site: the kernel, the largest difference, or the error
     that stopped it (on a GPU: whether cuDNN runs and agrees). Errors are caught, so that a kernel
     failing on a lent device leaves the caller free to go on with another."""
     text, vision = config.text, config.vision
@@ -263,10 +263,11 @@ def attention_checks(
         keys = jax.random.split(jax.random.key(seed), 3)
         query = jax.random.normal(keys[0], (1, length, heads, head_dim), dtype)
         key, value = (jax.random.normal(k, (1, length, kv_heads, head_dim), dtype) for k in keys[1:])
-        mask = causal_mask(jnp.ones((1, length), bool)) if causal else jnp.ones((1, length, length), bool)
+        mask = CausalMask(jnp.ones((1, length), bool)) if causal else SegmentMask(jnp.zeros((1, length), jnp.int32))
         checks[site] = {"kernel": attention.attention_kernel(query, key, implementation), "tokens": length}
         try:
-            got = jax.jit(attention.attend, static_argnums=(4, 5))(query, key, value, mask, implementation, causal)
+            output = jax.jit(attention.attention_output, static_argnums=(4, 5))
+            got = output(query, key, value, mask, implementation, False)[0]
             expected = jax.jit(lambda *operands: attention.dot_product_attention(*operands)[0])(query, key, value, mask)
             difference = jnp.abs(got.astype(jnp.float32) - expected.astype(jnp.float32)).max()
             checks[site]["max_abs_diff"] = float(difference)

@@ -62,7 +62,7 @@ def _segments_mask(length: int) -> jax.Array:
 
 
 MASKS = {
-    "causal with padding": lambda n: causal_mask(jnp.asarray(np.arange(n)[None] < np.array([[n], [n - 7]]))),
+    "causal with padding": lambda n: causal_mask(jnp.asarray(np.arange(n)[None] < np.array([[n], [n - 7]]))).dense(),
     "segments": _segments_mask,
     "full": lambda n: jnp.ones((2, n, n), bool),
 }

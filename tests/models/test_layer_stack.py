@@ -148,7 +148,7 @@ def test_stacked_caches_cover_their_range():
     decoder, args = _decoder()
     cache = decoder.init_cache(2, 12, jnp.float32, layers=slice(1, 3))
     assert cache.key.shape == (2, 2, 12, 2, 8)
-    out = decoder.layers(*args[:3], jnp.pad(args[3], ((0, 0), (0, 0), (0, 3))), layers=slice(1, 3), cache=cache)
+    out = decoder.layers(*args[:3], jnp.pad(args[3].dense(), ((0, 0), (0, 0), (0, 3))), layers=slice(1, 3), cache=cache)
     assert out.cache.key.shape == cache.key.shape and bool((out.cache.key[:, :, :9] != 0).any())
     with pytest.raises(ValueError, match="cache covers 2 layers, the range 4"):
         decoder.layers(*args, cache=cache)

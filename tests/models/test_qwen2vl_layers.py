@@ -118,7 +118,7 @@ def test_one_decoder_layer_with_padding(tiny_qwen2vl, mixed_batch):
     hidden = np.random.default_rng(3).standard_normal((batch, length, text.hidden_size)).astype(np.float32)
     ids = np.broadcast_to(np.arange(length), (3, batch, length))
     cos, sin = multimodal_rope(jnp.asarray(ids), text.head_dim, text.rope_theta, text.mrope_section, jnp.float32)
-    allowed = np.asarray(causal_mask(jnp.asarray(mask)))
+    allowed = np.asarray(causal_mask(jnp.asarray(mask)).dense())
     ours, ours_probs, _ = model.language_model.layers[0](jnp.asarray(hidden), cos, sin, jnp.asarray(allowed))
     additive = torch.where(_t(allowed)[:, None], 0.0, torch.finfo(torch.float32).min)
     layer = ref.model.language_model.layers[0]

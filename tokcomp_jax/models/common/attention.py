@@ -4,6 +4,7 @@ Two kinds of call: `dot_product_attention`, the reference (eager: probabilities 
 can replace them), for the layers whose probabilities are read (the first LLM layer's map, the
 relevance probes, a vision tower's last-block attention); and `attend`, output only, for every
 other layer, by one of IMPLEMENTATIONS (set per model with `configure_attention`).
+`attention_output` chooses between them for a layer; its mask may keep its structure (masks.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from tokcomp_jax.models.common.layers import RMSNorm, linear
+from tokcomp_jax.models.common.masks import CausalMask, SegmentMask, WindowMask, dense_mask
 from tokcomp_jax.models.common.rope import apply_rotary
+from tokcomp_jax.models.common.splash import splash_attention
 
 ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused", "xla")
+IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused", "xla", "splash")
 """How `attend` computes attention where no probabilities are read:
 - "reference": dot_product_attention, its probabilities dropped (transformers' eager attention);
 - "tiled": one key head and up to QUERY_TILE queries at a time against every key, normalised
@@ -32,7 +35,10 @@ IMPLEMENTATIONS = ("auto", "reference", "tiled", "fused", "xla")
   CUDA GPU, bfloat16 / float16: attention_kernel), else by XLA's (the scores materialised).
   jax.nn.dot_product_attention's own default is XLA's on every backend, so the choice is made here;
 - "xla": jax.nn.dot_product_attention by XLA's kernel on any backend (where cuDNN is not wanted);
-- "auto": "tiled" on CPU, "fused" on accelerators."""
+- "splash": the Pallas splash kernel (splash.py; TPU, interpret mode elsewhere) wherever the mask
+  keeps its structure (a CausalMask, SegmentMask or WindowMask: the LLM prefill, every vision
+  block); a dense mask (a decode step's) attends by XLA's kernel;
+- "auto": "tiled" on CPU, "splash" on TPU, "fused" on GPUs."""
 
 # Queries per tile of "tiled": a [256, S] float32 score row block per head fits in cache for the
 # vision towers' S of a few thousand; fewer queries than this attend by the reference in one piece.
@@ -53,21 +59,22 @@ def dot_product_attention(
     query: jax.Array,
     key: jax.Array,
     value: jax.Array,
-    mask: jax.Array,
+    mask: jax.Array | CausalMask | SegmentMask,
     hook: ProbsHook | None = None,
     probe: jax.Array | None = None,
     query_chunk: int = QUERY_CHUNK,
 ) -> tuple[jax.Array, jax.Array]:
     """Softmax attention with grouped key/value heads.
 
-    query [B, T, N, H], key/value [B, S, K, H] with N a multiple of K, mask [B, T, S] (True = attend)
+    query [B, T, N, H], key/value [B, S, K, H] with N a multiple of K, mask [B, T, S] (True = attend;
+    a structured mask is made dense)
     -> output [B, T, N, H], probabilities [B, N, T, S]. Scores are softmaxed in float32 and cast
     back to the query dtype, as transformers' eager attention does; query head n reads key head
     n // (N // K). `hook(probs, probe)` (identity in value, e.g. a custom_vjp) replaces the
     probabilities the values are mixed with; explanations read gradients through it. Without a
     hook, more than `query_chunk` queries are attended `query_chunk` at a time (same values).
     """
-    length = query.shape[1]
+    length, mask = query.shape[1], dense_mask(mask)
     key, value = jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2)  # heads-major [B, K, S, H]
     if hook is not None or length <= query_chunk:
         return _attention(query, key, value, mask, hook, probe)
@@ -93,9 +100,11 @@ def attend(
     in dot_product_attention), mask [B, T, S] -> output [B, T, N, H], by one of IMPLEMENTATIONS.
     `causal` promises that the mask admits no key after its query (T = S, a causal LM's prefill):
     "tiled" and cuDNN then skip those keys. Every implementation equals the reference within
-    float32 rounding (tests/models/test_attention.py)."""
+    float32 rounding (tests/models/test_attention.py). A dense mask has no structure for "splash":
+    it attends by XLA's kernel."""
     kernel = attention_kernel(query, key, implementation)
-    if kernel in ("cudnn", "xla"):
+    if kernel in ("cudnn", "xla", "splash"):
+        kernel = "xla" if kernel == "splash" else kernel
         return jax.nn.dot_product_attention(
             query, key, value, mask=mask[:, None], is_causal=causal, implementation=kernel
         )
@@ -108,32 +117,36 @@ def attention_output(
     query: jax.Array,
     key: jax.Array,
     value: jax.Array,
-    mask: jax.Array,
+    mask: jax.Array | CausalMask | SegmentMask,
     implementation: str,
     return_probs: bool,
     hook: ProbsHook | None = None,
     probe: jax.Array | None = None,
-    causal: bool = False,
 ) -> tuple[jax.Array, jax.Array | None]:
     """An attention layer's one call: the reference with its probabilities [B, N, T, S] where they
-    are read (`return_probs`, or a hook), else `attend` by `implementation` (`causal` as there) and
-    None. `mask` may be a WindowMask: sequences longer than 3 windows then attend window by window
-    (query tiles against the keys around them: a loop under "tiled", one batch of small attentions
-    under "fused" and "xla"); the reference and the probabilities take it as the dense mask."""
-    windowed = isinstance(mask, WindowMask) and not return_probs and hook is None and query.shape[1] > 3 * mask.size
-    if windowed and _resolved(implementation) == "tiled":
-        return _windowed_attention(query, key, value, mask), None
-    if windowed and _resolved(implementation) in ("fused", "xla"):
-        return _banded_attention(query, key, value, mask, implementation), None
-    mask = dense_mask(mask)
+    are read (`return_probs`, or a hook), else the output by `implementation` and None. `mask` is a
+    dense [B, T, S] or a structured self-attention mask (masks.py): "splash" takes the structure as
+    it is; a WindowMask longer than 3 windows attends window by window otherwise (query tiles against
+    the keys around them: a loop under "tiled", one batch of small attentions under "fused" and
+    "xla"); every other kernel takes the dense mask (attend, `causal` for a CausalMask)."""
     if return_probs or hook is not None:
         return dot_product_attention(query, key, value, mask, hook, probe)
-    return attend(query, key, value, mask, implementation, causal), None
+    kernel = _resolved(implementation)
+    if kernel == "splash" and isinstance(mask, CausalMask | SegmentMask):
+        return splash_attention(query, key, value, mask), None
+    if isinstance(mask, WindowMask) and query.shape[1] > 3 * mask.size:
+        if kernel == "tiled":
+            return _windowed_attention(query, key, value, mask), None
+        if kernel in ("fused", "xla"):
+            return _banded_attention(query, key, value, mask, implementation), None
+    return attend(query, key, value, dense_mask(mask), implementation, isinstance(mask, CausalMask)), None
 
 
 def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "auto") -> str:
     """The kernel `attend` runs on query [B, T, N, H] and key [B, S, K, H] (arrays or shapes) by
-    `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); "xla"; or
+    `implementation`: "reference"; "tiled" (the reference below QUERY_TILE + 1 queries); "xla";
+    "splash" for a self-attention (T = S; attention_output gives it the structured mask), "xla" for
+    a decode step; or
     for "fused", "cudnn" (cuDNN's flash attention) on one CUDA GPU for bfloat16 / float16 operands with
     a head dim that is a multiple of 8 up to 128 and even T and S, else "xla" (XLA's attention, the
     scores materialised). The cuDNN conditions are those JAX checks as it traces a cuDNN call
@@ -143,6 +156,8 @@ def attention_kernel(query: jax.Array, key: jax.Array, implementation: str = "au
     alike, which tensor parallelism over fewer key/value heads than the model axis breaks; several
     GPUs are untested here, so they attend by XLA's kernel."""
     implementation = _resolved(implementation)
+    if implementation == "splash":
+        return "splash" if query.shape[1] == key.shape[1] else "xla"
     if implementation == "xla":
         return "xla"
     if implementation == "fused":
@@ -176,32 +191,8 @@ def _resolved(implementation: str) -> str:
     """A checked IMPLEMENTATIONS name, "auto" resolved for the default backend."""
     _check_implementation(implementation)
     if implementation == "auto":
-        return "tiled" if jax.default_backend() == "cpu" else "fused"
+        return {"cpu": "tiled", "tpu": "splash"}.get(jax.default_backend(), "fused")
     return implementation
-
-
-def same_segment(ids: jax.Array) -> jax.Array:
-    """[F, P] segment (or window) ids -> [F, P, P] mask: True where two positions share one."""
-    return ids[..., :, None] == ids[..., None, :]
-
-
-def dense_mask(mask: jax.Array | WindowMask) -> jax.Array:
-    """A boolean mask [B, T, S] as it is, or a WindowMask as one."""
-    return mask.dense() if isinstance(mask, WindowMask) else mask
-
-
-@struct.dataclass
-class WindowMask:
-    """Attention within "same window" over contiguous windows of at most `size` positions (Qwen2.5-VL's
-    windowed vision blocks): `ids` [B, T] gives each position's window. Under "tiled", positions in
-    a longer run of one id (padding) attend only the part of the run within their band."""
-
-    ids: jax.Array
-    size: int = struct.field(pytree_node=False)
-
-    def dense(self) -> jax.Array:
-        """The same mask as [B, T, T] booleans (True = same window)."""
-        return same_segment(self.ids)
 
 
 def _tiled_attention(query, key, value, mask) -> jax.Array:
@@ -410,7 +401,7 @@ class SelfAttention(nnx.Module):
         x: jax.Array,
         cos: jax.Array,
         sin: jax.Array,
-        mask: jax.Array,
+        mask: jax.Array | CausalMask,
         cache: LayerCache | None = None,
         cache_index: jax.Array | int = 0,
         hook: ProbsHook | None = None,
@@ -419,12 +410,11 @@ class SelfAttention(nnx.Module):
     ) -> tuple[jax.Array, jax.Array | None, LayerCache | None]:
         """x [B, T, D], rope tables [B, T, H] -> output [B, T, D], probabilities [B, N, T, S], updated cache.
 
-        Without a cache, or with one and mask [B, T, T] (prefill), queries attend to the T fresh
-        keys; that mask must admit no key after its query (causal_mask's), which attend's `causal`
-        relies on. With a cache and mask [B, T, S] (decode), the fresh keys/values are written at
+        Without a cache, or with one and mask [B, T, T] (prefill: a CausalMask, causal_mask's),
+        queries attend to the T fresh keys. With a cache and mask [B, T, S] (decode), the fresh keys/values are written at
         slot cache_index first and queries attend to all S slots (mask says which are filled).
         Without `return_probs` and a hook, probabilities come back None and the layer attends by
-        its `attention_implementation` (see attend).
+        its `attention_implementation` (see attention_output).
         """
         batch, length, _ = x.shape
         query, key = self.rotated_query_key(x, cos, sin)
@@ -437,8 +427,7 @@ class SelfAttention(nnx.Module):
             )
             if mask.shape[-1] == cache.key.shape[1] != length:
                 key, value = cache.key, cache.value
-        prefill = key.shape[1] == length
         output, probs = attention_output(
-            query, key, value, mask, self.attention_implementation, return_probs, hook, probe, causal=prefill
+            query, key, value, mask, self.attention_implementation, return_probs, hook, probe
         )
         return self.o_proj(output.reshape(batch, length, -1)), probs, cache

@@ -9,6 +9,7 @@ from flax import nnx, struct
 from tokcomp_jax.models.common.attention import LayerCache, SelfAttention
 from tokcomp_jax.models.common.config import DecoderConfig
 from tokcomp_jax.models.common.layers import GatedMLP, RMSNorm, linear
+from tokcomp_jax.models.common.masks import CausalMask
 
 
 def pack_deepstack(embeds: jax.Array, deepstack: jax.Array) -> jax.Array:
@@ -31,11 +32,9 @@ def unpack_deepstack(x: jax.Array, hidden_size: int) -> tuple[jax.Array, jax.Arr
     return parts[..., 0, :], jnp.moveaxis(parts[..., 1:, :], -2, 0)
 
 
-def causal_mask(attention_mask: jax.Array) -> jax.Array:
-    """Padding mask [B, T] (1 = real token) -> bool [B, T, T]: query t sees real keys s <= t."""
-    length = attention_mask.shape[-1]
-    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
-    return causal[None] & attention_mask[:, None, :].astype(bool)
+def causal_mask(attention_mask: jax.Array) -> CausalMask:
+    """Padding mask [B, T] (1 = real token) -> the prefill's mask [B, T, T]: query t sees real keys s <= t."""
+    return CausalMask(attention_mask.astype(bool))
 
 
 class DecoderLayer(nnx.Module):

@@ -18,6 +18,7 @@ from flax import nnx
 from tokcomp_jax.models.common.attention import attention_output
 from tokcomp_jax.models.common.config import SiglipVisionConfig
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.masks import SegmentMask
 from tokcomp_jax.models.common.mllm import TowerAttention, last_block_keys
 
 
@@ -70,7 +71,7 @@ class SiglipAttention(nnx.Module):
         """[B, N, D] -> output [B, N, D], probabilities [B, heads, N, N] (None without return_probs)."""
         batch, length, dim = x.shape
         heads = [proj(x).reshape(batch, length, self.num_heads, -1) for proj in (self.q_proj, self.k_proj, self.v_proj)]
-        mask = jnp.ones((batch, length, length), bool)
+        mask = SegmentMask(jnp.zeros((batch, length), jnp.int32))  # one segment: full attention
         output, probs = attention_output(*heads, mask, self.attention_implementation, return_probs)
         return self.out_proj(output.reshape(batch, length, dim)), probs
 

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import WindowMask, same_segment
 from tokcomp_jax.models.common.layers import GatedMLP, RMSNorm
+from tokcomp_jax.models.common.masks import SegmentMask, WindowMask
 from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VisionConfig
 from tokcomp_jax.models.qwen2_vl.vision import (
     VISION_NORM_EPS,
@@ -49,10 +49,10 @@ class Qwen25VisionTransformer(Qwen2VisionTransformer):
         self.blocks = nnx.List([Qwen25VisionBlock(config, dtype=dtype, rngs=rngs) for _ in range(config.depth)])
         self.merger = PatchMerger(config, dtype=dtype, rngs=rngs, norm=RMSNorm)
 
-    def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[jax.Array | WindowMask]:
-        """Same image / frame in the full-attention blocks ([F, P, P]), same window in the others (a
-        WindowMask: outside the reference, each query attends only the keys near it)."""
+    def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[SegmentMask]:
+        """Same image / frame in the full-attention blocks, same window in the others (a WindowMask:
+        outside the reference, each query attends only the keys near it); each [F, P, P]."""
         if window_ids is None:
             raise ValueError("Qwen2.5-VL's vision tower needs the patches' window ids (prepare_inputs gives them)")
-        full, windowed = same_segment(segment_ids), WindowMask(window_ids, self.config.window_patches)
+        full, windowed = SegmentMask(segment_ids), WindowMask(window_ids, self.config.window_patches)
         return [full if index in self.config.fullatt_block_indexes else windowed for index in range(len(self.blocks))]

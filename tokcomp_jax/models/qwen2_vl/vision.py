@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import attention_output, dense_mask, same_segment
+from tokcomp_jax.models.common.attention import attention_output
 from tokcomp_jax.models.common.layers import MLP, LayerNorm, linear
+from tokcomp_jax.models.common.masks import SegmentMask, dense_mask
 from tokcomp_jax.models.common.mllm import TowerAttention, last_block_keys
 from tokcomp_jax.models.common.rope import apply_rotary, vision_rope
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VisionConfig
@@ -43,7 +44,7 @@ class VisionAttention(nnx.Module):
         self.attention_implementation = "auto"  # without return_probs (attention.configure_attention)
 
     def __call__(self, x, cos, sin, mask, return_probs: bool = True) -> tuple[jax.Array, jax.Array | None]:
-        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] (or a WindowMask) -> [F, P, E],
+        """x [F, P, E], float32 rope tables [F, P, H], mask [F, P, P] (a SegmentMask or WindowMask) -> [F, P, E],
         probabilities [F, N, P, P] (None without return_probs)."""
         blocks, num_patches = x.shape[:2]
         output, probs = attention_output(*self.project(x, cos, sin), mask, self.attention_implementation, return_probs)
@@ -98,10 +99,10 @@ class Qwen2VisionTransformer(nnx.Module):
         self.blocks = nnx.List([VisionBlock(config, dtype=dtype, rngs=rngs) for _ in range(config.depth)])
         self.merger = PatchMerger(config, dtype=dtype, rngs=rngs)
 
-    def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[jax.Array]:
+    def block_masks(self, segment_ids: jax.Array, window_ids: jax.Array | None) -> list[SegmentMask]:
         """The attention mask [F, P, P] of each block: every block attends within an image / frame."""
         del window_ids
-        return [same_segment(segment_ids)] * len(self.blocks)
+        return [SegmentMask(segment_ids)] * len(self.blocks)
 
     def __call__(
         self,

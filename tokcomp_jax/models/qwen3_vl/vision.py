@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tokcomp_jax.models.common.attention import same_segment
 from tokcomp_jax.models.common.layers import MLP, LayerNorm
+from tokcomp_jax.models.common.masks import SegmentMask
 from tokcomp_jax.models.common.rope import vision_rope
 from tokcomp_jax.models.qwen2_vl.vision import (
     VISION_NORM_EPS,
@@ -101,7 +101,7 @@ class Qwen3VisionTransformer(nnx.Module):
         position = (self.pos_embed(table_index) * table_weight[..., None].astype(x.dtype)).sum(-2)
         x = x + position.astype(x.dtype)
         cos, sin = vision_rope(patch_positions, self.config.head_dim, self.config.rope_theta)
-        mask = same_segment(segment_ids)
+        mask = SegmentMask(segment_ids)
         features = []
         for index, block in enumerate(self.blocks):
             last = return_attention and index == len(self.blocks) - 1
@@ -114,4 +114,4 @@ class Qwen3VisionTransformer(nnx.Module):
         tokens = tokens.reshape(-1, tokens.shape[-1])
         if not return_attention:
             return tokens
-        return tokens, last_block_attention(probs, mask, keys, self.config.spatial_merge_size**2)
+        return tokens, last_block_attention(probs, mask.dense(), keys, self.config.spatial_merge_size**2)
