@@ -30,6 +30,7 @@ exit status 2 (--debug: the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -46,7 +47,7 @@ import tokcomp_jax
 from tokcomp_jax import cli
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.codecs import ChatCodec, MiniatureCodec
-from tokcomp_jax.eval.memory import memory_plan
+from tokcomp_jax.eval.memory import image_patches, memory_plan, plan_kernel
 from tokcomp_jax.eval.metrics import benchmark_score
 from tokcomp_jax.eval.results import HostZeroResults, ResultsFile, data_fingerprint
 from tokcomp_jax.eval.runner import RunSettings, evaluate
@@ -91,7 +92,8 @@ _SCAN_LAYERS = flags.DEFINE_bool(
 )
 _ATTENTION = flags.DEFINE_enum(
     "attention", "auto", IMPLEMENTATIONS,
-    "where no probabilities are read (auto: tiled on CPU, fused on accelerators: cuDNN's flash attention where it applies)",
+    "where no probabilities are read (auto: tiled on CPU, splash on TPU, fused on GPUs: cuDNN's flash attention "
+    "where it applies)",
 )  # fmt: skip
 _DTYPE = flags.DEFINE_enum(
     "dtype", None, sorted(DTYPES),
@@ -120,8 +122,9 @@ def make_codec(config, model):
 
 
 def check_memory_plan(config) -> None:
-    """Refuse, before any weight loads, a model whose weights + KV cache per device exceed the device
-    memory (--device_memory_gib, or what the device reports; CPUs report none: nothing checked)."""
+    """Refuse, before any weight loads, a model whose weights + KV cache + attention working set per
+    device (tokcomp_jax.eval.memory) exceed the device memory (--device_memory_gib, or what the device
+    reports; CPUs report none: nothing checked)."""
     _, model_config, stored_dtype = read_model_config(_MODEL.value)
     limit = (
         _DEVICE_GIB.value * 2**30
@@ -132,12 +135,16 @@ def check_memory_plan(config) -> None:
         return
     sequence = max(config.text_buckets) + max(config.visual_buckets) + config.max_new_tokens
     model_axis, devices = _MESH_MODEL.value, len(mesh_devices())
-    plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis,
-                       _DTYPE.value or stored_dtype or "float32", config.batch_size, sequence)  # fmt: skip
+    dtype = _DTYPE.value or stored_dtype or "float32"
+    kernel = plan_kernel(model_config, _ATTENTION.value, dtype, sequence)
+    patches = image_patches(model_config, max(config.visual_buckets))
+    plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis, dtype, config.batch_size, sequence,
+                       kernel, patches)  # fmt: skip
     if not plan.fits(limit):
         raise app.UsageError(
-            f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens; "
-            "use a larger --mesh_model, a smaller --config.batch_size or a bfloat16 conversion"
+            f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens, vision blocks of "
+            f"{patches} patches; use a larger --mesh_model, a smaller --config.batch_size, a bfloat16 conversion or "
+            "another --attention"
         )
 
 
@@ -404,8 +411,10 @@ def main(argv) -> None:
     model.language_model.layers.configure(scan=_SCAN_LAYERS.value)  # after the digest, which names stacked weights
     configure_attention(model, _ATTENTION.value)
     completed, metrics = {}, {}
+    # on a mesh, kernels that GSPMD cannot split (splash) run under shard_map over it (models/common/splash.py)
+    on_mesh = contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
     try:
-        with exclusive(out, f".lock.host{host}"):
+        with exclusive(out, f".lock.host{host}"), on_mesh:
             for benchmark in config.benchmarks:
                 samples = all_samples[benchmark.name]
                 metrics[benchmark.name], samples = samples[0].metric, samples[host % splits :: splits]

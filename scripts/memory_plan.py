@@ -1,11 +1,17 @@
-"""Per-device bytes of weights + KV cache of a model on a mesh, before anything loads.
+"""Per-device bytes of weights + KV cache + attention working set of a model on a mesh, before
+anything loads.
 
     python scripts/memory_plan.py --preset qwen2_vl:7b --mesh 4x8 --batch 8 --sequence 4096 --device-gib 16
+    python scripts/memory_plan.py --preset qwen2_vl:7b --mesh 1x2 --batch 1 --sequence 4176 --patches 16384 \
+        --attention splash --device-gib 16
     python scripts/memory_plan.py --model /path/to/converted --mesh 1x8
 
 `--preset FAMILY:VARIANT` names a configs/models/<family>.py preset; `--model` reads a converted or
-HF directory's config (no weights). Exits 1 when `--device-gib` is given and the plan does not fit.
-The same check runs at the start of `scripts/evaluate.py`.
+HF directory's config (no weights). The attention working set is that of the largest attention call
+(an LLM prefill of `--sequence` tokens, its first layer's probabilities, a vision block of
+`--patches` patches) under `--attention`'s kernel; a table gives it under every kernel. Exits 1 when
+`--device-gib` is given and the plan does not fit. The same check runs at the start of
+`scripts/evaluate.py`, with the kernel its `--attention` gives.
 
 With `--keep`, also the measured memory of one sample's LLM prefill at each keep ratio: XLA's
 memory analysis of the compiled prefill (abstract weights, layers scanned) of `--text` tokens plus
@@ -23,7 +29,7 @@ import json
 
 import jax
 
-from tokcomp_jax.eval.memory import memory_plan, prefill_memory
+from tokcomp_jax.eval.memory import KERNELS, memory_plan, prefill_memory
 from tokcomp_jax.models.checkpoint import DTYPES, read_model_config
 from tokcomp_jax.models.layout import keep_count
 
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sequence", type=int, default=4096, help="KV cache slots per row (prompt + new tokens)")
+    parser.add_argument("--patches", type=int, default=0, help="patches per image a vision block attends (0: none)")
+    parser.add_argument("--attention", choices=KERNELS, default="xla", help="the attention kernel the plan counts")
     parser.add_argument("--device-gib", type=float, help="memory per device; exit 1 when the plan does not fit")
     parser.add_argument("--keep", help="comma-separated keep ratios: measure one sample's prefill at each")
     parser.add_argument("--visual", type=int, default=4096, help="with --keep: visual tokens before pruning")
@@ -59,13 +67,14 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError:
         raise SystemExit(f"--mesh {args.mesh!r}: expected DATAxMODEL, e.g. 4x8") from None
     config = preset_config(args.preset) if args.preset else read_model_config(args.model)[1]
-    plan = memory_plan(config, data, model, args.dtype, args.batch, args.sequence)
+    plan = memory_plan(config, data, model, args.dtype, args.batch, args.sequence, args.attention, args.patches)
     limit = args.device_gib * 2**30 if args.device_gib else None
-    report = {"weights_bytes": plan.weights, "kv_cache_bytes": plan.kv_cache, "total_bytes": plan.total,
-              "summary": plan.report(limit)}  # fmt: skip
+    report = {"weights_bytes": plan.weights, "kv_cache_bytes": plan.kv_cache, "attention_kernel": plan.kernel,
+              "attention_bytes": plan.attention, "total_bytes": plan.total, "summary": plan.report(limit)}  # fmt: skip
     if args.keep:
         report["prefill_per_sample"] = measured_prefills(config, args)
     print(json.dumps(report, indent=2))
+    print(kernel_table(args.preset or args.model, args, plan, limit))
     if args.keep:
         print(prefill_table(args.preset or args.model, args, report["prefill_per_sample"]))
     if limit is not None and not plan.fits(limit):
@@ -87,6 +96,23 @@ def measured_prefills(config, args) -> list[dict]:
         {"keep_ratio": ratio, **dataclasses.asdict(prefill_memory(config, args.dtype, tokens, args.new_tokens))}
         for ratio, tokens in lengths.items()
     ]
+
+
+def kernel_table(name: str, args, plan, limit: float | None) -> str:
+    """The plan under every attention kernel, as markdown in GiB."""
+    gib = lambda size: f"{size / 2**30:.2f}"  # noqa: E731
+    lines = [
+        f"{name}, {args.dtype}, mesh {args.mesh} (data x model), batch {args.batch}, {args.sequence} tokens, "
+        f"vision blocks of {args.patches} patches: per device",
+        "",
+        "| attention kernel | weights GiB | KV cache GiB | attention GiB | total GiB |" + (" fits |" if limit else ""),
+        "|---|---|---|---|---|" + ("---|" if limit else ""),
+    ]
+    for kernel, size in plan.attention.items():
+        total = plan.weights + plan.kv_cache + size
+        fits = f" {'yes' if total <= limit else 'no'} |" if limit else ""
+        lines.append(f"| {kernel} | {gib(plan.weights)} | {gib(plan.kv_cache)} | {gib(size)} | {gib(total)} |{fits}")
+    return "\n".join(lines)
 
 
 def prefill_table(name: str, args, rows: list[dict]) -> str:

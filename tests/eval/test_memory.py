@@ -1,5 +1,5 @@
-"""The memory plan: weights and KV cache per device, checked against what a model really allocates
-and the released sizes (evaluate.py's refusal: tests/scripts/test_evaluate_script.py)."""
+"""The memory plan: weights, KV cache and attention working set per device, checked against what a
+model (and XLA's attention) really allocates and the released sizes (evaluate.py's refusal: tests/scripts/test_evaluate_script.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from flax import nnx
 
 from configs.models import llava_onevision, qwen3_vl
-from tokcomp_jax.eval.memory import bytes_of, memory_plan, prefill_memory
+from tokcomp_jax.eval.memory import attention_bytes, bytes_of, memory_plan, prefill_memory
 from tokcomp_jax.models import Qwen2VL, Qwen2VLConfig
+from tokcomp_jax.models.common.attention import attention_output
+from tokcomp_jax.models.common.masks import SegmentMask
 from tokcomp_jax.models.families import FAMILIES
 
 
@@ -56,3 +58,33 @@ def test_a_compiled_prefill_holds_the_planned_cache_and_shrinks_with_pruning(fam
     assert pruned.temporaries <= full.temporaries
     with pytest.raises(ValueError, match="tokens 0"):
         prefill_memory(config, "bfloat16", 0, max_new_tokens=4)
+
+
+def test_the_planned_xla_scores_are_what_xla_allocates():
+    """XLA's memory analysis of one compiled attention (float32 on CPU, where XLA keeps every dtype
+    as asked) against attention_bytes("xla"): its temporaries are the scores and probabilities."""
+    query = jax.ShapeDtypeStruct((1, 1024, 4, 64), jnp.float32)
+    mask = SegmentMask(jax.ShapeDtypeStruct((1, 1024), jnp.int32))
+    attend = jax.jit(lambda q, k, v, m: attention_output(q, k, v, m, "xla", False)[0])
+    allocated = attend.lower(query, query, query, mask).compile().memory_analysis().temp_size_in_bytes
+    planned = attention_bytes("xla", 1, 4, 4, 1024, 64, 4)
+    assert 0.9 * planned < allocated < 1.1 * planned, (allocated, planned)
+
+
+def test_a_16384_patch_image_does_not_fit_a_16_gib_chip_under_xla_and_does_under_splash():
+    """Qwen2-VL-7B, one image of 16384 patches (its released max_pixels) over a 1 x 2 mesh: XLA's
+    vision block holds 8 heads x 16384^2 float32 scores + bfloat16 probabilities (12 GiB) beside
+    7.8 GiB of weights; splash holds padded operand copies, and the largest site becomes the first
+    LLM layer, whose probabilities are read (the reference, under every kernel)."""
+    config = Qwen2VLConfig.qwen2_vl_7b()
+    plan = memory_plan(config, 1, 2, "bfloat16", batch_size=1, sequence=4176, kernel="xla", patches=16384)
+    scores = 8 * 16384**2 * (4 + 2) + 16384**2
+    assert plan.attention["xla"] == scores
+    reference = 14 * 4176 * (512 * 6 + 4176 * 2) + 4176**2
+    assert plan.attention["splash"] == plan.attention["cudnn"] == reference
+    assert not plan.fits(16 * 2**30) and plan.total == plan.weights + plan.kv_cache + scores
+    assert plan.fitting_kernels(16 * 2**30) == ["reference", "tiled", "splash", "cudnn"]
+    assert "does NOT fit; it would with reference or tiled or splash or cudnn attention" in plan.report(16 * 2**30)
+    assert memory_plan(config, 1, 2, "bfloat16", 1, 4176, kernel="splash", patches=16384).fits(16 * 2**30)
+    with pytest.raises(ValueError, match="unknown attention kernel 'flash'"):
+        memory_plan(config, 1, 2, "bfloat16", 1, 4176, kernel="flash")

@@ -1,14 +1,16 @@
 """Per-device memory of a model on a (data, model) mesh, planned before anything loads.
 
-    plan = memory_plan(config, data=4, model=8, dtype="bfloat16", batch_size=8, sequence=4096)
+    plan = memory_plan(config, data=4, model=8, dtype="bfloat16", batch_size=8, sequence=4096,
+                       kernel="splash", patches=16384)
     plan.fits(16 * 2**30) or print(plan.report(16 * 2**30))
 
 Weights: every parameter of the abstract model (`jax.eval_shape`, nothing allocated) divided by the
 mesh axes the sharding rules (tokcomp_jax.eval.sharding) split it over. KV cache: keys and values of
 every decoder layer for `ceil(batch / data)` rows of `sequence` slots, split over `model` when it
 divides kv_heads x head_dim, as the k/v projections' output columns are split (the cache follows
-them under GSPMD). Activations are not counted: at
-inference they are a few layers' worth, small beside the cache at long sequences, so leave headroom.
+them under GSPMD). Attention: the working set of the largest attention call (attention_sites), which
+for XLA's kernel is the materialised scores. Other activations are not counted: at inference they
+are a few layers' worth, small beside the cache and the scores, so leave headroom.
 """
 
 from __future__ import annotations
@@ -25,40 +27,132 @@ from flax import nnx
 from tokcomp_jax.eval.sharding import param_spec
 from tokcomp_jax.generate import prefill
 from tokcomp_jax.models.checkpoint import jax_dtype
+from tokcomp_jax.models.common.attention import QUERY_CHUNK, QUERY_TILE, attention_kernel
+from tokcomp_jax.models.common.splash import BLOCKS
 from tokcomp_jax.models.families import family_of
+
+# The attention kernels a plan knows (attention.attention_kernel's names), by the memory each holds
+# beyond its operands and output, per call of `rows` sequences of T queries and keys, `heads` heads
+# (G query heads per key head) of width H on the device, scores s = 4 + itemsize bytes (float32
+# scores, probabilities in the compute dtype):
+# - "xla": XLA's attention, every score materialised: rows x heads x T x T x s, and the dense mask
+#   (rows x T x T booleans);
+# - "reference": the same, QUERY_CHUNK queries at a time; it is what a layer whose probabilities are
+#   read runs, and those come back whole (rows x heads x T x T in the compute dtype);
+# - "tiled": the dense mask and its copy padded to whole tiles, and one tile's float32 scores, masked
+#   scores and weights, G x QUERY_TILE x T x 12;
+# - "splash": heads-major copies of query, key, value and output padded to whole blocks; its score
+#   blocks live in the TPU core's own memory (VMEM), not in HBM;
+# - "cudnn": flash attention in place: nothing counted.
+KERNELS = ("xla", "reference", "tiled", "splash", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
 class MemoryPlan:
-    """Bytes per device."""
+    """Bytes per device. `attention`: each kernel's working set at its largest site (attention_sites);
+    the plan's total counts `kernel`'s."""
 
     weights: int
     kv_cache: int
     mesh: tuple[int, int]  # (data, model)
+    kernel: str = "xla"
+    attention: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache
+        return self.weights + self.kv_cache + self.attention.get(self.kernel, 0)
 
     def fits(self, device_bytes: int) -> bool:
         return self.total <= device_bytes
+
+    def fitting_kernels(self, device_bytes: int) -> list[str]:
+        """The kernels under which the plan would fit."""
+        return [
+            kernel for kernel, size in self.attention.items() if self.weights + self.kv_cache + size <= device_bytes
+        ]
 
     def report(self, device_bytes: int | None = None) -> str:
         gib = 2**30
         line = (
             f"per device on a {self.mesh[0]} x {self.mesh[1]} (data x model) mesh: weights {self.weights / gib:.2f} GiB"
-            f" + KV cache {self.kv_cache / gib:.2f} GiB = {self.total / gib:.2f} GiB"
+            f" + KV cache {self.kv_cache / gib:.2f} GiB"
         )
+        if self.attention:
+            line += f" + attention ({self.kernel}) {self.attention[self.kernel] / gib:.2f} GiB"
+        line += f" = {self.total / gib:.2f} GiB"
         if device_bytes is not None:
             line += f" of {device_bytes / gib:.2f} GiB: " + ("fits" if self.fits(device_bytes) else "does NOT fit")
+            if not self.fits(device_bytes) and self.attention:
+                fitting = self.fitting_kernels(device_bytes)
+                line += (
+                    f"; it would with {' or '.join(fitting)} attention" if fitting else " under any attention kernel"
+                )
         return line
 
 
-def memory_plan(config, data: int, model: int, dtype: str, batch_size: int, sequence: int) -> MemoryPlan:
-    """The plan of `config`'s model (any family) with parameters and cache in `dtype`."""
+def attention_bytes(
+    kernel: str, rows: int, heads: int, kv_heads: int, length: int, head_dim: int, itemsize: int
+) -> int:
+    """What one attention call of `kernel` holds beyond its operands and output (KERNELS says what)."""
+    scores, mask = 4 + itemsize, rows * length * length
+    if kernel == "xla":
+        return rows * heads * length * length * scores + mask
+    if kernel == "reference":
+        return rows * heads * length * (min(length, QUERY_CHUNK) * scores + length * itemsize) + mask
+    if kernel == "tiled":
+        return (heads // kv_heads) * min(length, QUERY_TILE) * length * 12 + 2 * mask
+    if kernel == "splash":
+        padded = -(-length // BLOCKS[-1]) * BLOCKS[-1]
+        return rows * (2 * heads + 2 * kv_heads) * padded * head_dim * itemsize
+    if kernel == "cudnn":
+        return 0
+    raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
+
+
+def attention_sites(config, data: int, model: int, batch_size: int, sequence: int, patches: int) -> dict:
+    """Each attention site of one device's share of a batch: {site: (rows, heads, kv heads, T, H)}.
+    The LLM prefill of `sequence` tokens, its first layer (whose probabilities are read: always the
+    reference), and a vision block over `patches` patches per image (0: no vision site), one image per
+    row attending alone (blocked by image, as the families' vision inputs are). Heads divide over
+    `model` where the sharding rules split them (where `model` divides them)."""
+    rows, text, vision = math.ceil(batch_size / data), config.text, config.vision
+    split = lambda heads, kv_heads: (heads // model, kv_heads // model) if kv_heads % model == 0 else (heads, kv_heads)  # noqa: E731
+    llm = (rows, *split(text.num_attention_heads, text.num_key_value_heads), sequence, text.head_dim)
+    sites = {"LLM prefill": llm, "LLM layer 1 (read)": llm}
+    if patches:
+        heads = getattr(vision, "num_heads", None) or vision.num_attention_heads
+        sites["vision block"] = (rows, *split(heads, heads), patches, vision.head_dim)
+    return sites
+
+
+def plan_kernel(config, implementation: str, dtype: str, sequence: int) -> str:
+    """The kernel (KERNELS) `implementation` (attention.IMPLEMENTATIONS) gives an LLM prefill of
+    `sequence` tokens in `dtype` on this machine's backend."""
+    text, dtype = config.text, jax_dtype(dtype)
+    query = jax.ShapeDtypeStruct((1, sequence, text.num_attention_heads, text.head_dim), dtype)
+    key = jax.ShapeDtypeStruct((1, sequence, text.num_key_value_heads, text.head_dim), dtype)
+    return attention_kernel(query, key, implementation)
+
+
+def image_patches(config, visual_tokens: int) -> int:
+    """The patches of one vision block's attention segment for `visual_tokens` visual tokens: the
+    Qwen families' image (merge x merge patches per token), SigLIP's tile (image_size / patch_size squared)."""
+    vision = config.vision
+    if hasattr(vision, "spatial_merge_size"):
+        return visual_tokens * vision.spatial_merge_size**2
+    return (vision.image_size // vision.patch_size) ** 2
+
+
+def memory_plan(
+    config, data: int, model: int, dtype: str, batch_size: int, sequence: int, kernel: str = "xla", patches: int = 0
+) -> MemoryPlan:
+    """The plan of `config`'s model (any family) with parameters and cache in `dtype`, attention by
+    `kernel` (KERNELS) over LLM prefills of `sequence` tokens and vision blocks of `patches` patches."""
     dtype = jax_dtype(dtype)
     if min(data, model, batch_size, sequence) < 1:
         raise ValueError(f"data {data}, model {model}, batch_size {batch_size}, sequence {sequence} must be >= 1")
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
     mesh = types.SimpleNamespace(shape={"data": data, "model": model})  # param_spec reads only the axis sizes
     abstract = nnx.eval_shape(family_of(config).builder(config, dtype))
     weights = 0
@@ -72,7 +166,16 @@ def memory_plan(config, data: int, model: int, dtype: str, batch_size: int, sequ
     columns = columns // model if columns % model == 0 else columns
     rows = math.ceil(batch_size / data)
     kv_cache = 2 * text.num_hidden_layers * rows * sequence * columns * jnp.dtype(dtype).itemsize
-    return MemoryPlan(weights=weights, kv_cache=kv_cache, mesh=(data, model))
+    sites = attention_sites(config, data, model, batch_size, sequence, patches)
+    itemsize = jnp.dtype(dtype).itemsize
+    attention = {
+        name: max(
+            attention_bytes("reference" if site == "LLM layer 1 (read)" else name, *shape, itemsize)
+            for site, shape in sites.items()
+        )
+        for name in KERNELS
+    }
+    return MemoryPlan(weights=weights, kv_cache=kv_cache, mesh=(data, model), kernel=kernel, attention=attention)
 
 
 @dataclasses.dataclass(frozen=True)
