@@ -121,9 +121,10 @@ def make_codec(config, model):
     return ChatCodec(model.config, tokenizer, _PROCESSOR.value or _MODEL.value)
 
 
-def check_memory_plan(config) -> None:
+def check_memory_plan(config, pruned: bool) -> None:
     """Refuse, before any weight loads, a model whose weights + KV cache + attention working set per
-    device (tokcomp_jax.eval.memory) exceed the device memory (--device_memory_gib, or what the device
+    device (tokcomp_jax.eval.memory; the first layer's read probabilities counted when a run is
+    `pruned`: a pruning method may read them) exceed the device memory (--device_memory_gib, or what the device
     reports; CPUs report none: nothing checked)."""
     _, model_config, stored_dtype = read_model_config(_MODEL.value)
     limit = (
@@ -139,7 +140,7 @@ def check_memory_plan(config) -> None:
     kernel = plan_kernel(model_config, _ATTENTION.value, dtype, sequence)
     patches = image_patches(model_config, max(config.visual_buckets))
     plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis, dtype, config.batch_size, sequence,
-                       kernel, patches)  # fmt: skip
+                       kernel, patches, reads_first_layer=pruned)  # fmt: skip
     if not plan.fits(limit):
         raise app.UsageError(
             f"{_MODEL.value}: {plan.report(limit)} at batch {config.batch_size} x {sequence} tokens, vision blocks of "
@@ -385,7 +386,7 @@ def main(argv) -> None:
     try:
         runs = weigh_heads(runs)
         check_model_and_mapper(runs)
-        check_memory_plan(config)
+        check_memory_plan(config, pruned=any(prune is not None for prune in runs.values()))
         mesh = make_mesh(model=_MESH_MODEL.value, devices=mesh_devices()) if len(mesh_devices()) > 1 else None
         # straight into the mesh: no device ever holds the whole model, and on a global mesh each host reads its shards
         model = tokcomp_jax.load(

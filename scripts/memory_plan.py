@@ -8,8 +8,8 @@ anything loads.
 
 `--preset FAMILY:VARIANT` names a configs/models/<family>.py preset; `--model` reads a converted or
 HF directory's config (no weights). The attention working set is that of the largest attention call
-(an LLM prefill of `--sequence` tokens, its first layer's probabilities, a vision block of
-`--patches` patches) under `--attention`'s kernel; a table gives it under every kernel. Exits 1 when
+(an LLM prefill of `--sequence` tokens, the first layer's probabilities a pruning method reads, a
+vision block of `--patches` patches) under `--attention`'s kernel; a table gives it under every kernel. Exits 1 when
 `--device-gib` is given and the plan does not fit. The same check runs at the start of
 `scripts/evaluate.py`, with the kernel its `--attention` gives.
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sequence", type=int, default=4096, help="KV cache slots per row (prompt + new tokens)")
     parser.add_argument("--patches", type=int, default=0, help="patches per image a vision block attends (0: none)")
     parser.add_argument("--attention", choices=KERNELS, default="xla", help="the attention kernel the plan counts")
+    parser.add_argument("--reads-first-layer", action=argparse.BooleanOptionalAction, default=True,
+                        help="a pruning method reads the first LLM layer's probabilities (--no-...: unpruned runs)")  # fmt: skip
     parser.add_argument("--device-gib", type=float, help="memory per device; exit 1 when the plan does not fit")
     parser.add_argument("--keep", help="comma-separated keep ratios: measure one sample's prefill at each")
     parser.add_argument("--visual", type=int, default=4096, help="with --keep: visual tokens before pruning")
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError:
         raise SystemExit(f"--mesh {args.mesh!r}: expected DATAxMODEL, e.g. 4x8") from None
     config = preset_config(args.preset) if args.preset else read_model_config(args.model)[1]
-    plan = memory_plan(config, data, model, args.dtype, args.batch, args.sequence, args.attention, args.patches)
+    plan = memory_plan(config, data, model, args.dtype, args.batch, args.sequence, args.attention, args.patches,
+                       args.reads_first_layer)  # fmt: skip
     limit = args.device_gib * 2**30 if args.device_gib else None
     report = {"weights_bytes": plan.weights, "kv_cache_bytes": plan.kv_cache, "attention_kernel": plan.kernel,
               "attention_bytes": plan.attention, "total_bytes": plan.total, "summary": plan.report(limit)}  # fmt: skip

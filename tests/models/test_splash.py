@@ -177,3 +177,9 @@ def test_splash_under_shard_map_equals_one_device():
 def test_every_family_under_shard_map_equals_one_device():
     families = sorted(FAMILY_CASES)
     _check_sharded(_sharded(families), families)
+
+
+def test_splash_off_a_tpu_warns_that_it_runs_in_interpret_mode(caplog):
+    model = FAMILIES["qwen2_vl"].model(FAMILY_CASES["qwen2_vl"][0](), rngs=nnx.Rngs(0))
+    configure_attention(model, "splash")
+    assert "interpret mode" in caplog.text

@@ -91,37 +91,40 @@ class MemoryPlan:
 
 
 def attention_bytes(
-    kernel: str, rows: int, heads: int, kv_heads: int, length: int, head_dim: int, itemsize: int
+    kernel: str, rows: int, heads: int, kv_heads: int, length: int, head_dim: int, itemsize: int, model: int = 1
 ) -> int:
-    """What one attention call of `kernel` holds beyond its operands and output (KERNELS says what)."""
+    """What one attention call of `kernel` holds beyond its operands and output (KERNELS says what),
+    its heads split over `model` devices as the kernel splits them: the scores' query heads where
+    `model` divides them (GSPMD); splash's heads where it divides both counts (splash.py)."""
     scores, mask = 4 + itemsize, rows * length * length
+    query_heads = heads // model if heads % model == 0 else heads
     if kernel == "xla":
-        return rows * heads * length * length * scores + mask
+        return rows * query_heads * length * length * scores + mask
     if kernel == "reference":
-        return rows * heads * length * (min(length, QUERY_CHUNK) * scores + length * itemsize) + mask
+        return rows * query_heads * length * (min(length, QUERY_CHUNK) * scores + length * itemsize) + mask
     if kernel == "tiled":
         return (heads // kv_heads) * min(length, QUERY_TILE) * length * 12 + 2 * mask
     if kernel == "splash":
+        split = model if heads % model == 0 and kv_heads % model == 0 else 1
         padded = -(-length // BLOCKS[-1]) * BLOCKS[-1]
-        return rows * (2 * heads + 2 * kv_heads) * padded * head_dim * itemsize
+        return rows * (2 * heads + 2 * kv_heads) // split * padded * head_dim * itemsize
     if kernel == "cudnn":
         return 0
     raise ValueError(f"unknown attention kernel {kernel!r}; choose one of {KERNELS}")
 
 
-def attention_sites(config, data: int, model: int, batch_size: int, sequence: int, patches: int) -> dict:
-    """Each attention site of one device's share of a batch: {site: (rows, heads, kv heads, T, H)}.
-    The LLM prefill of `sequence` tokens, its first layer (whose probabilities are read: always the
-    reference), and a vision block over `patches` patches per image (0: no vision site), one image per
-    row attending alone (blocked by image, as the families' vision inputs are). Heads divide over
-    `model` where the sharding rules split them (where `model` divides them)."""
-    rows, text, vision = math.ceil(batch_size / data), config.text, config.vision
-    split = lambda heads, kv_heads: (heads // model, kv_heads // model) if kv_heads % model == 0 else (heads, kv_heads)  # noqa: E731
-    llm = (rows, *split(text.num_attention_heads, text.num_key_value_heads), sequence, text.head_dim)
-    sites = {"LLM prefill": llm, "LLM layer 1 (read)": llm}
+def attention_sites(config, batch_rows: int, sequence: int, patches: int, reads_first_layer: bool) -> dict:
+    """The attention sites of `batch_rows` rows, {site: (rows, heads, kv heads, T, H)}: the LLM
+    prefill of `sequence` tokens; with `reads_first_layer` (a pruning method reading its attention),
+    the first layer, which returns its probabilities (the reference, under every kernel); and with
+    `patches`, a vision block of that many patches per image, one image per row attending alone
+    (blocked by image, as the families' vision inputs are)."""
+    text, vision = config.text, config.vision
+    llm = (batch_rows, text.num_attention_heads, text.num_key_value_heads, sequence, text.head_dim)
+    sites = {"LLM prefill": llm} | ({"LLM layer 1 (read)": llm} if reads_first_layer else {})
     if patches:
         heads = getattr(vision, "num_heads", None) or vision.num_attention_heads
-        sites["vision block"] = (rows, *split(heads, heads), patches, vision.head_dim)
+        sites["vision block"] = (batch_rows, heads, heads, patches, vision.head_dim)
     return sites
 
 
@@ -144,10 +147,18 @@ def image_patches(config, visual_tokens: int) -> int:
 
 
 def memory_plan(
-    config, data: int, model: int, dtype: str, batch_size: int, sequence: int, kernel: str = "xla", patches: int = 0
+    config,
+    data: int,
+    model: int,
+    dtype: str,
+    batch_size: int,
+    sequence: int,
+    kernel: str = "xla",
+    patches: int = 0,
+    reads_first_layer: bool = True,
 ) -> MemoryPlan:
     """The plan of `config`'s model (any family) with parameters and cache in `dtype`, attention by
-    `kernel` (KERNELS) over LLM prefills of `sequence` tokens and vision blocks of `patches` patches."""
+    `kernel` (KERNELS) at the sites attention_sites names."""
     dtype = jax_dtype(dtype)
     if min(data, model, batch_size, sequence) < 1:
         raise ValueError(f"data {data}, model {model}, batch_size {batch_size}, sequence {sequence} must be >= 1")
@@ -166,11 +177,11 @@ def memory_plan(
     columns = columns // model if columns % model == 0 else columns
     rows = math.ceil(batch_size / data)
     kv_cache = 2 * text.num_hidden_layers * rows * sequence * columns * jnp.dtype(dtype).itemsize
-    sites = attention_sites(config, data, model, batch_size, sequence, patches)
+    sites = attention_sites(config, rows, sequence, patches, reads_first_layer)
     itemsize = jnp.dtype(dtype).itemsize
     attention = {
         name: max(
-            attention_bytes("reference" if site == "LLM layer 1 (read)" else name, *shape, itemsize)
+            attention_bytes("reference" if site == "LLM layer 1 (read)" else name, *shape, itemsize, model)
             for site, shape in sites.items()
         )
         for name in KERNELS

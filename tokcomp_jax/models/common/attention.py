@@ -9,6 +9,7 @@ other layer, by one of IMPLEMENTATIONS (set per model with `configure_attention`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import jax
@@ -20,6 +21,8 @@ from tokcomp_jax.models.common.layers import RMSNorm, linear
 from tokcomp_jax.models.common.masks import CausalMask, SegmentMask, WindowMask, dense_mask
 from tokcomp_jax.models.common.rope import apply_rotary
 from tokcomp_jax.models.common.splash import splash_attention
+
+log = logging.getLogger(__name__)
 
 ProbsHook = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -299,6 +302,8 @@ def configure_attention(model: nnx.Module, implementation: str) -> nnx.Module:
     """Set how every attention layer of `model` that nothing reads probabilities from computes
     (IMPLEMENTATIONS); changes the compiled graph only. Returns the model."""
     _check_implementation(implementation)
+    if implementation == "splash" and jax.default_backend() != "tpu":
+        log.warning("splash attention off a TPU runs in Pallas' interpret mode: a check of the kernel, far slower")
     for _, module in nnx.iter_graph(model):
         if hasattr(module, "attention_implementation"):
             module.attention_implementation = implementation
