@@ -33,7 +33,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out outputs/bench
 
-# Qwen2-VL-7B shapes at full depth in bfloat16 on the first accelerator, transformers beside it (~8 min on one GPU).
+# Qwen2-VL-7B shapes at full depth in bfloat16 on the first accelerator, transformers beside it on a GPU
+# (~8 min on one GPU); on a TPU, JAX alone, its attention by splash.
 bench-device: $(STAMP)
 	$(PY) scripts/bench.py --config configs/bench/qwen2_vl.py:device --out outputs/bench-device
 

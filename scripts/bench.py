@@ -88,6 +88,9 @@ def build_models(config, model_cfg):
 
     from conversion.tiny import hf_config_of
 
+    if config.torch_device == "cuda" and not torch.cuda.is_available():  # e.g. a TPU VM: no device for torch
+        print("bench: transformers runs on CUDA here (config.torch_device) and this machine has none: JAX alone")
+        return Qwen2VL(model_cfg, dtype=dtype, rngs=nnx.Rngs(config.seed)), None
     torch.manual_seed(config.seed)
     with torch.device(config.torch_device):
         torch_model = Qwen2VLForConditionalGeneration._from_config(

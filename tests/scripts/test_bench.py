@@ -87,3 +87,25 @@ def test_the_device_bench_runs_in_bfloat16_and_reports_mfu(tmp_path, run_absl_sc
     assert report["environment"]["attention"] == "xla" and result["attention_kernels"]["LLM prefill"] == "xla"
     markdown = (tmp_path / "bench.md").read_text()
     assert "bfloat16" in markdown and "failed: NotImplementedError" in markdown
+
+
+def test_the_device_bench_times_jax_alone_where_torch_has_no_cuda_device(monkeypatch, capsys):
+    """On a TPU VM (`make bench-device`: config.torch_device = "cuda") transformers has no device:
+    the bench builds the JAX model alone and says so, instead of failing on the missing GPU."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from configs.bench.qwen2_vl import get_config
+    from tokcomp_jax.models import Qwen2VLConfig
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[2] / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = get_config("test")
+    config.torch_device = "cuda"
+    model, torch_model = bench.build_models(config, Qwen2VLConfig.tiny())
+    assert torch_model is None and model.config == Qwen2VLConfig.tiny()  # the JAX model, built
+    assert "JAX alone" in capsys.readouterr().out
