@@ -16,7 +16,7 @@ FORBIDDEN = {
         "prune", "explain", "mapper", "eval", "miniature", "pipeline"
     ),  # it offers masks, positions, hooks
     "mapper": INSIDE("models", "prune", "explain", "eval", "miniature"),  # trained without an MLLM: the paper's point
-    "": {"conversion", "scripts", "torch"},  # the runtime package
+    "": {"conversion", "scripts", "torch", "lmms_eval", "tokcomp_lmms"},  # the runtime package
 }
 
 

@@ -20,7 +20,9 @@ MAX_LISTED = 10  # problems of one kind listed per benchmark before "and N more"
 
 
 def _image_problem(source: ImageSource) -> str | None:
-    """None if the image opens (header and data checked, not decoded into pixels)."""
+    """None if the image opens (header and data checked, not decoded into pixels); a PIL image is open."""
+    if isinstance(source, Image.Image):
+        return None
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.verify()

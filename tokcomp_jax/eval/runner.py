@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from tokcomp_jax.eval.metrics import score_reply
 from tokcomp_jax.eval.results import ResultsFile
-from tokcomp_jax.eval.samples import EvalSample
+from tokcomp_jax.eval.samples import EvalSample, Prompt
 from tokcomp_jax.eval.sharding import fetch
 from tokcomp_jax.fields import check_field_types
 from tokcomp_jax.flops import prefill_flops
@@ -104,6 +104,38 @@ def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
         yield item
 
 
+def generate_records(
+    model, samples: Sequence[EvalSample | Prompt], codec, settings: RunSettings, *, mapper=None, place=None
+) -> Iterator[list[tuple[EvalSample | Prompt, dict]]]:
+    """Generate a reply to every sample, a batch at a time: per batch, (sample, generation record)
+    pairs in the batch's order (the reply, and the prefill's tokens, visual tokens kept and FLOPs:
+    generation_record). `place(inputs, scoring)` puts a batch on devices (tokcomp_jax.eval.sharding)."""
+    config = model.config
+    if settings.prune is not None:  # an in-LLM method on a decoder too shallow for it: refused before compiling
+        settings.prune.check_depth(config.text.num_hidden_layers)
+    mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
+    run = Generator(model, mapper if settings.prune is not None else None)
+    for batch_samples, inputs, scoring in prefetch(prepared_batches(config, samples, codec, settings, mapper_config)):
+        real_lengths = np.asarray(inputs.attention_mask).sum(-1)
+        visual_counts = np.asarray(scoring.layout.visual_count)
+        if place is not None:
+            inputs, scoring = place(inputs, scoring)
+        generation = run(
+            inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id, scoring=scoring,
+            prune=settings.prune,
+        )  # fmt: skip
+        generation = fetch(generation)
+        yield [
+            (
+                sample,
+                generation_record(
+                    config, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]), settings.prune
+                ),
+            )  # fmt: skip
+            for row, sample in enumerate(batch_samples)
+        ]
+
+
 def evaluate(
     model,
     samples: Sequence[EvalSample],
@@ -116,40 +148,21 @@ def evaluate(
     stop_after_batches: int | None = None,
 ) -> list[dict]:
     """Replies and scores for every sample not yet in `results`; returns all records of the file
-    that belong to `samples`, in sample order. `place(inputs, scoring)` puts a batch on devices
-    (tokcomp_jax.eval.sharding); `stop_after_batches` ends early, as a killed run would. Sample ids
-    must be unique (results are kept by id): repeated ones are refused, as the CLIs refuse them."""
+    that belong to `samples`, in sample order. `place` as in generate_records; `stop_after_batches`
+    ends early, as a killed run would. Sample ids must be unique (results are kept by id): repeated
+    ones are refused, as the CLIs refuse them."""
     repeated = sorted(sample_id for sample_id, count in Counter(s.sample_id for s in samples).items() if count > 1)
     if repeated:
         raise ValueError(f"sample ids must be unique; repeated: {repeated[:10]}")
-    config = model.config
-    if settings.prune is not None:  # an in-LLM method on a decoder too shallow for it: refused before compiling
-        settings.prune.check_depth(config.text.num_hidden_layers)
     finished = results.finished_ids()
     todo = [sample for sample in samples if sample.sample_id not in finished]
     run_name = "unpruned" if settings.prune is None else settings.prune.run_name
     progress = tqdm(total=len(todo), desc=f"{samples[0].benchmark if samples else 'eval'} {run_name}", unit="sample")
-    mapper_config = None if mapper is None else mapper.config  # the thread reads the config, never the module
-    batches = prefetch(prepared_batches(config, todo, codec, settings, mapper_config))
-    run = Generator(model, mapper if settings.prune is not None else None)
-    for number, (batch_samples, inputs, scoring) in enumerate(batches):
+    batches = generate_records(model, todo, codec, settings, mapper=mapper, place=place)
+    for number, pairs in enumerate(batches):
         if stop_after_batches is not None and number >= stop_after_batches:
             break
-        real_lengths = np.asarray(inputs.attention_mask).sum(-1)
-        visual_counts = np.asarray(scoring.layout.visual_count)
-        if place is not None:
-            inputs, scoring = place(inputs, scoring)
-        generation = run(
-            inputs, max_new_tokens=settings.max_new_tokens, eos_token_id=codec.eos_token_id, scoring=scoring,
-            prune=settings.prune,
-        )  # fmt: skip
-        generation = fetch(generation)
-        records = [
-            _record(
-                config, sample, codec, generation, row, int(real_lengths[row]), int(visual_counts[row]), settings.prune
-            )
-            for row, sample in enumerate(batch_samples)
-        ]
+        records = [_scored(sample, record) for sample, record in pairs]
         results.append(records)
         progress.update(len(records))
     progress.close()
@@ -157,9 +170,10 @@ def evaluate(
     return sorted((r for r in results.read() if r["sample_id"] in order), key=lambda r: order[r["sample_id"]])
 
 
-def _record(config, sample: EvalSample, codec, generation, row: int, length: int, visual: int, prune) -> dict:
+def generation_record(config, codec, generation, row: int, length: int, visual: int, prune) -> dict:
+    """Row `row` of a generation: the reply and what its prefill cost (tokens, visual tokens kept by
+    an input-level method, FLOPs as a share of the unpruned prefill's)."""
     tokens = np.asarray(generation.tokens[row, : int(generation.lengths[row])])
-    reply = codec.decode(tokens)
     prefilled = int(generation.prefill_length[row])  # by the last layer
     if prune is not None and prune.inside_llm:
         flops = prune.layer_pruning(config.text.num_hidden_layers).prefill_flops(config.text, length, visual)
@@ -168,16 +182,24 @@ def _record(config, sample: EvalSample, codec, generation, row: int, length: int
         flops = prefill_flops(config.text, prefilled)
         visual_kept = visual - (length - prefilled)
     return {
-        "sample_id": sample.sample_id,
-        "benchmark": sample.benchmark,
-        "reply": reply,
-        "score": score_reply(sample.metric, reply, sample.answers, dict(sample.options)),
-        "answers": list(sample.answers),
-        "category": sample.category,
-        "group": sample.group,
+        "reply": codec.decode(tokens),
         "prefill_tokens": prefilled,
         "unpruned_tokens": length,
         "visual_tokens": visual,
         **({} if visual_kept is None else {"visual_kept": visual_kept}),  # input-level pruning: this sample's count
         "flops_pct": 100.0 * flops / prefill_flops(config.text, length),
+    }
+
+
+def _scored(sample: EvalSample, record: dict) -> dict:
+    """A results-file record: the sample's identity and references, its generation record, the reply's score."""
+    return {
+        "sample_id": sample.sample_id,
+        "benchmark": sample.benchmark,
+        "reply": record["reply"],
+        "score": score_reply(sample.metric, record["reply"], sample.answers, dict(sample.options)),
+        "answers": list(sample.answers),
+        "category": sample.category,
+        "group": sample.group,
+        **{key: value for key, value in record.items() if key != "reply"},
     }

@@ -18,7 +18,7 @@ METRICS = ("vqa", "exact", "gqa", "choice", "mcq", "circular", "scienceqa", "mvb
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 LETTER_ANSWER = "Answer with the option's letter from the given choices directly."
 
-ImageSource = Path | bytes
+ImageSource = Path | bytes | Image.Image  # a file, its encoded bytes, or a decoded PIL image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,21 @@ class EvalSample:
             raise ValueError(f"{self.benchmark} sample {self.sample_id}: no reference answer")
 
 
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """A user turn to answer with no reference to score against (another harness scores the reply,
+    e.g. lmms-eval): what the runner's `generate_records` reads of an EvalSample."""
+
+    sample_id: str
+    prompt: str
+    images: tuple[ImageSource, ...] = ()
+    video: VideoClip | None = None
+
+    def __post_init__(self):
+        if not self.prompt.strip():
+            raise ValueError(f"sample {self.sample_id}: empty prompt")
+
+
 def choice_prompt(question: str, options: list[tuple[str, str]], hint: str = "") -> str:
     """LLaVA's multiple-choice prompt: hint, question, one "X. option" line each, the letter instruction."""
     lines = ([hint.strip()] if hint and hint.strip() else []) + [question.strip()]
@@ -69,7 +84,9 @@ def choice_prompt(question: str, options: list[tuple[str, str]], hint: str = "")
 
 
 def load_image(source: ImageSource) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from a path or encoded bytes; a clear error names what cannot be read."""
+    """RGB uint8 [H, W, 3] from a path, encoded bytes or a PIL image; a clear error names what cannot be read."""
+    if isinstance(source, Image.Image):
+        return rgb8(source)
     where = "embedded image bytes" if isinstance(source, bytes) else str(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
