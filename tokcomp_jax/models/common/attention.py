@@ -106,8 +106,8 @@ def attend(
     float32 rounding (tests/models/test_attention.py). A dense mask has no structure for "splash":
     it attends by XLA's kernel."""
     kernel = attention_kernel(query, key, implementation)
-    if kernel in ("cudnn", "xla", "splash"):
-        kernel = "xla" if kernel == "splash" else kernel
+    kernel = "xla" if kernel == "splash" else kernel  # splash needs the mask's structure: attention_output
+    if kernel in ("cudnn", "xla"):
         return jax.nn.dot_product_attention(
             query, key, value, mask=mask[:, None], is_causal=causal, implementation=kernel
         )
