@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench bench-device released-sizes clean
+.PHONY: install test test-slow test-lmms lint demo bench bench-device released-sizes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ lint: $(STAMP)
 # thread, so on 2 cores the suite runs ~1.35x faster than in one process.
 test: $(STAMP) lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# lmms-eval beside the project, in a venv of its own (~7 GB, a few minutes the first time): its
+# pins (av<16, its ruff) differ from the main venv's. TOKCOMP_REQUIRE_LMMS: no skip when it is missing.
+LMMS_VENV := .venv-lmms
+LMMS_PY := $(LMMS_VENV)/bin/python
+LMMS_STAMP := $(LMMS_VENV)/.installed
+
+$(LMMS_STAMP): pyproject.toml
+	test -x $(LMMS_PY) || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_PY) -m pip install -q --upgrade pip
+	$(LMMS_PY) -m pip install -q -e '.[lmms,dev]'
+	touch $(LMMS_STAMP)
+
+test-lmms: $(LMMS_STAMP)
+	TOKCOMP_REQUIRE_LMMS=1 $(LMMS_PY) -m pytest -q tests/lmms
 
 # One process: several slow tests start multi-process runs of their own.
 test-slow: $(STAMP)
@@ -44,4 +59,4 @@ released-sizes: $(STAMP)
 	$(PY) scripts/released_sizes.py --out outputs/released-sizes
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LMMS_VENV) outputs .pytest_cache .ruff_cache
