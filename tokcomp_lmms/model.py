@@ -120,7 +120,8 @@ class TokcompJax(lmms):
             prune=self.prune,
         )  # fmt: skip
         self.frames = int(frames)
-        self.mesh = make_mesh(model=int(mesh_model)) if jax.local_device_count() > 1 else None
+        devices = jax.local_devices()  # this host's: one process, one model copy per `mesh_model` devices
+        self.mesh = make_mesh(model=int(mesh_model), devices=devices) if len(devices) > 1 else None
         self.place = None if self.mesh is None else functools.partial(place_batch, self.mesh)
         if self.mesh is not None:
             shard_model(self.jax_model, self.mesh)

@@ -149,7 +149,12 @@ def test_multiple_choice_log_likelihoods_equal_the_projects_own(setup):
 
 
 def test_the_cli_finds_tokcomp_jax_and_prints_lmms_evals_table(setup, tmp_path):
-    model, tasks, images = setup
+    """On a converted checkpoint (orbax, with the tokenizer and processor files convert carries over)."""
+    from conversion.convert import main as convert
+
+    hf, tasks, images = setup
+    model = tmp_path / "converted"
+    assert convert(["--src", str(hf), "--dst", str(model)]) == 0
     write_records(tasks / "yesno.jsonl", images, ["yes", "no"] * 3)
     command = [str(Path(sys.executable).parent / "lmms-eval"), "--model", "tokcomp_jax", "--model_args",
                f"pretrained={model},{BUCKETS},scorer=attention,keep=0.25", "--tasks", "tokcomp_yesno",
@@ -160,3 +165,4 @@ def test_the_cli_finds_tokcomp_jax_and_prints_lmms_evals_table(setup, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert any("tokcomp_yesno" in line and "exact_match" in line for line in table), done.stdout[-3000:]
+    assert "scorer=attention,keep=0.25" in done.stdout  # the table's heading names the pruned run
