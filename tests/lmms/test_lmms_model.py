@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,20 +38,28 @@ BUCKETS = "text_buckets=64-128-256,visual_buckets=64-256-1024"  # configs/eval/j
 QUESTION = "is the square red ?"
 
 
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "vila"]
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """(tiny HF checkpoint, a copy of tests/lmms/tasks, image paths); lmms-eval's caches under tmp."""
+def root(tmp_path_factory):
+    """A directory for the module, six images of three sizes; lmms-eval's caches under it."""
     root = tmp_path_factory.mktemp("lmms")
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(root / "hf_home"))
-    save_tiny_checkpoint("qwen2_vl", root / "model")
-    tasks = Path(shutil.copytree(Path(__file__).with_name("tasks"), root / "tasks"))
     rng = np.random.default_rng(0)
-    images = []
     for i in range(6):
         size = [(56, 84), (84, 84), (70, 112)][i % 3]
-        images.append(root / f"img{i}.png")
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(images[-1])
-    return root / "model", tasks, images
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / f"img{i}.png")
+    return root
+
+
+def family_setup(root: Path, family: str = "qwen2_vl") -> tuple[Path, Path, list[Path]]:
+    """(the family's tiny HF checkpoint, its own copy of tests/lmms/tasks, the image paths), made once."""
+    model, tasks = root / family / "model", root / family / "tasks"
+    if not model.exists():
+        save_tiny_checkpoint(family, model)
+        shutil.copytree(Path(__file__).with_name("tasks"), tasks)
+    return model, tasks, [root / f"img{i}.png" for i in range(6)]
 
 
 def write_records(path: Path, images: list[Path], answers: list[str], **extra) -> None:
@@ -85,12 +94,18 @@ def lmms_run(model: Path, tasks: Path, task: str, **model_args) -> dict:
                            task_manager=TaskManager(include_path=str(tasks)))  # fmt: skip
 
 
-def test_yes_no_scores_and_replies_equal_evaluate_py_unpruned_and_pruned(setup, tmp_path):
-    model, tasks, images = setup
+@pytest.mark.parametrize("family", FAMILIES)
+def test_yes_no_scores_and_replies_equal_evaluate_py_unpruned_and_pruned(root, tmp_path, family):
+    model, tasks, images = family_setup(root, family)
     data = tasks / "yesno.jsonl"
     write_records(data, images, ["yes", "no"] * 3)
     first = evaluate_py(model, data, tmp_path / "first", "--scorer", "attention", "--keep", "0.5")["unpruned"][1]
-    answers = [first[f"q{i}"]["reply"] if i % 2 == 0 else "no" for i in range(6)]  # half: its own reply
+    replies = [first[f"q{i}"]["reply"] for i in range(6)]
+    # half the answers are its own replies, the other half a yes or a no it did not give
+    answers = [
+        reply if i % 2 == 0 else "yes" if re.sub(r"\W", "", reply.lower()) == "no" else "no"
+        for i, reply in enumerate(replies)
+    ]
     write_records(data, images, answers)
     ours = evaluate_py(model, data, tmp_path / "ours", "--scorer", "attention", "--keep", "0.5")
     assert ours["unpruned"][0] == 50.0
@@ -129,9 +144,9 @@ def own_log_likelihoods(model_dir: Path, images: list[Path], options: list[str])
     return values
 
 
-def test_multiple_choice_log_likelihoods_equal_the_projects_own(setup):
+def test_multiple_choice_log_likelihoods_equal_the_projects_own(root):
     """Tolerance 1e-4 nats: float32, the plugin's batches of 2 against one row here."""
-    model, tasks, images = setup
+    model, tasks, images = family_setup(root)
     options = ["red", "a green square", "blue or black"]  # several tokens each: a sum is no mean
     write_records(tasks / "choice.jsonl", images, ["red"] * 6, options=options)
     lines = [
@@ -148,11 +163,11 @@ def test_multiple_choice_log_likelihoods_equal_the_projects_own(setup):
     assert results["results"]["tokcomp_choice"]["acc,none"] == pytest.approx(accuracy)
 
 
-def test_the_cli_finds_tokcomp_jax_and_prints_lmms_evals_table(setup, tmp_path):
+def test_the_cli_finds_tokcomp_jax_and_prints_lmms_evals_table(root, tmp_path):
     """On a converted checkpoint (orbax, with the tokenizer and processor files convert carries over)."""
     from conversion.convert import main as convert
 
-    hf, tasks, images = setup
+    hf, tasks, images = family_setup(root)
     model = tmp_path / "converted"
     assert convert(["--src", str(hf), "--dst", str(model)]) == 0
     write_records(tasks / "yesno.jsonl", images, ["yes", "no"] * 3)
