@@ -181,3 +181,39 @@ def test_the_cli_finds_tokcomp_jax_and_prints_lmms_evals_table(root, tmp_path):
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert any("tokcomp_yesno" in line and "exact_match" in line for line in table), done.stdout[-3000:]
     assert "scorer=attention,keep=0.25" in done.stdout  # the table's heading names the pruned run
+
+
+def test_a_video_path_from_the_task_gives_the_projects_own_reply(root, tmp_path):
+    """lmms-eval hands a video task's path: the model samples `frames` frames of it, as the project's
+    runner does for the same VideoClip, and replies the same."""
+    import av
+
+    import tokcomp_jax
+    from tokcomp_jax.eval.codecs import ChatCodec
+    from tokcomp_jax.eval.runner import RunSettings, generate_records
+    from tokcomp_jax.eval.samples import Prompt, VideoClip
+    from tokcomp_jax.models.families import family_of
+
+    model_dir, tasks, _ = family_setup(root)
+    videos = []
+    for i in range(2):
+        videos.append(tmp_path / f"clip{i}.mp4")
+        with av.open(str(videos[-1]), "w") as container:
+            stream = container.add_stream("libx264", rate=4)
+            stream.width, stream.height, stream.pix_fmt = 84, 56, "yuv420p"
+            for level in range(8):
+                frame = np.full((56, 84, 3), 30 * level + 40 * i, np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    lines = [json.dumps({"question": "what happens ?", "answer": "no", "video": str(v)}) for v in videos]
+    (tasks / "video.jsonl").write_text("\n".join(lines) + "\n")
+    results = lmms_run(model_dir, tasks, "tokcomp_video", frames=4)
+    model = tokcomp_jax.load(model_dir)
+    codec = ChatCodec(model.config, family_of(model.config).load_tokenizer(model_dir), model_dir)
+    prompts = [Prompt(str(i), "what happens ?", video=VideoClip(v, num_frames=4)) for i, v in enumerate(videos)]
+    settings = RunSettings(batch_size=2, text_buckets=(64, 128, 256), visual_buckets=(64, 256, 1024), max_new_tokens=4)
+    own = {p.sample_id: r for pairs in generate_records(model, prompts, codec, settings) for p, r in pairs}
+    for sample in results["samples"]["tokcomp_video"]:
+        record = own[str(sample["doc_id"])]
+        assert sample["resps"][0][0] == record["reply"]
+        assert sample["token_counts"][0]["visual_tokens"] == record["visual_tokens"] > 0

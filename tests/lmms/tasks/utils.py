@@ -1,4 +1,4 @@
-"""The record fields as lmms-eval's task functions read them (images as absolute paths)."""
+"""The record fields as lmms-eval's task functions read them (images and videos as absolute paths)."""
 
 from PIL import Image
 
@@ -13,3 +13,7 @@ def doc_to_text(doc):
 
 def doc_to_choice(doc):
     return doc["options"]
+
+
+def doc_to_video(doc):
+    return [doc["video"]]
