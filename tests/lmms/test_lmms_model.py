@@ -217,3 +217,26 @@ def test_a_video_path_from_the_task_gives_the_projects_own_reply(root, tmp_path)
         record = own[str(sample["doc_id"])]
         assert sample["resps"][0][0] == record["reply"]
         assert sample["token_counts"][0]["visual_tokens"] == record["visual_tokens"] > 0
+
+
+SHARDED_RUN = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from tests.lmms.test_lmms_model import lmms_run
+from pathlib import Path
+results = lmms_run(Path({model!r}), Path({tasks!r}), "tokcomp_yesno", scorer="attention", keep=0.5, mesh_model=2)
+print(json.dumps({{s["doc_id"]: s["resps"][0][0] for s in results["samples"]["tokcomp_yesno"]}}))
+"""
+
+
+def test_a_model_sharded_over_this_hosts_devices_replies_as_one_device(root):
+    """4 fake CPU devices, mesh_model=2: a 2 x 2 (data x model) mesh; pruned replies equal one device's."""
+    model, tasks, images = family_setup(root)
+    write_records(tasks / "yesno.jsonl", images, ["yes", "no"] * 3)
+    single = lmms_run(model, tasks, "tokcomp_yesno", scorer="attention", keep=0.5)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    script = SHARDED_RUN.format(repo=str(REPO), model=str(model), tasks=str(tasks))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sharded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {str(s["doc_id"]): s["resps"][0][0] for s in single["samples"]["tokcomp_yesno"]} == sharded
