@@ -121,8 +121,8 @@ def test_auto_chooses_splash_on_a_tpu(monkeypatch):
 @pytest.mark.parametrize("family", sorted(FAMILY_CASES))
 def test_every_family_gives_the_reference_logits_under_splash(monkeypatch, family):
     """Every vision block (segments; Qwen2.5-VL's windows) and every LLM layer but the first (whose
-    attention is read) under splash, a padded batch of two samples, unpruned and pruned by layer-1
-    attention to half its visual tokens."""
+    attention is read) under splash, a padded batch of two samples: unpruned, pruned at the LLM input by
+    layer-1 attention to half its visual tokens, and by FastV inside the LLM (after layer 1)."""
     masks = []
     real_splash = attention.splash_attention
     monkeypatch.setattr(attention, "splash_attention", lambda *args: masks.append(type(args[3])) or real_splash(*args))
@@ -130,18 +130,22 @@ def test_every_family_gives_the_reference_logits_under_splash(monkeypatch, famil
     config = make_config()
     model = FAMILIES[family].model(config, rngs=nnx.Rngs(0))
     inputs, scoring = prepare_pruning(config, make_batch(config), buckets)
-    prune = PruneConfig("attention", 0.5)
-    run = nnx.jit(lambda model, inputs, scoring: (model(inputs), pruned_forward(model, None, inputs, scoring, prune)))
+    input_level, in_llm = PruneConfig("attention", 0.5), PruneConfig("fastv", 0.5, layer=1)
+
+    def run(model, inputs, scoring):
+        return (model(inputs), *(pruned_forward(model, None, inputs, scoring, p) for p in (input_level, in_llm)))
+
     outputs = {}
     for implementation in ("reference", "splash"):
-        outputs[implementation] = run(configure_attention(model, implementation), inputs, scoring)
+        outputs[implementation] = nnx.jit(run)(configure_attention(model, implementation), inputs, scoring)
     assert set(masks) == {CausalMask, SegmentMask} | ({WindowMask} if family == "qwen2_5_vl" else set())
-    (full, pruned), (splash_full, splash_pruned) = outputs["reference"], outputs["splash"]
+    (full, *pruned), (splash_full, *splash_pruned) = outputs["reference"], outputs["splash"]
     real = np.asarray(inputs.attention_mask).astype(bool)
     np.testing.assert_allclose(np.asarray(splash_full.logits)[real], np.asarray(full.logits)[real], atol=1e-5)
-    kept = np.asarray(pruned.attention_mask).astype(bool)
-    assert kept.sum() < real.sum()
-    np.testing.assert_allclose(np.asarray(splash_pruned.logits)[kept], np.asarray(pruned.logits)[kept], atol=1e-5)
+    for expected, got in zip(pruned, splash_pruned, strict=True):  # at the LLM input; inside it, FastV after layer 1
+        kept = np.asarray(expected.attention_mask).astype(bool)
+        assert kept.sum() < real.sum()
+        np.testing.assert_allclose(np.asarray(got.logits)[kept], np.asarray(expected.logits)[kept], atol=1e-5)
 
 
 def _sharded(families: list[str]) -> list[dict]:
