@@ -50,7 +50,7 @@ from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.common.attention import configure_attention
 from tokcomp_jax.models.families import family_of
 from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
-from tokcomp_jax.prune.methods import reads_mapper
+from tokcomp_jax.prune.methods import method, reads_mapper
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class TokcompJax(lmms):
         super().__init__()
         if unused:
             log.warning("tokcomp_jax ignores the model args %s", sorted(unused))
+        check_pruning_args(scorer, keep, mapper)  # before anything loads
         self.jax_model = tokcomp_jax.load(pretrained, dtype=dtype)
         configure_attention(self.jax_model, attention)
         config = self.jax_model.config
@@ -133,11 +134,7 @@ class TokcompJax(lmms):
 
     def _prune_config(self, scorer: str, keep, budget: str, head_weights) -> PruneConfig | None:
         if scorer == "none":
-            if keep is not None:
-                raise ValueError("keep is a pruning ratio: give a scorer with it (scorer=mapper, attention, ...)")
             return None
-        if keep is None:
-            raise ValueError(f"scorer={scorer} needs keep=RATIO (the share of visual tokens kept, in (0, 1])")
         weights = None
         if head_weights is not None:
             config = self.jax_model.config
@@ -252,6 +249,19 @@ class TokcompJax(lmms):
 
     def clean(self):
         """lmms-eval's clean-up drops torch modules; this model holds none, and keeps its compiled graphs."""
+
+
+def check_pruning_args(scorer: str, keep, mapper) -> None:
+    """Refuse model args that cannot make a run, naming the one to add or drop."""
+    if scorer == "none":
+        if keep is not None:
+            raise ValueError("keep is a pruning ratio: give a scorer with it (scorer=mapper, attention, ...)")
+        return
+    method(scorer)  # an unknown name: refused, naming the registered ones
+    if keep is None:
+        raise ValueError(f"scorer={scorer} needs keep=RATIO (the share of visual tokens kept, in (0, 1])")
+    if reads_mapper(scorer) and mapper is None:
+        raise ValueError(f"scorer={scorer} needs mapper=DIR (a trained mapper), or choose a baseline scorer")
 
 
 def _logits(model, mapper, inputs, scoring, prune: PruneConfig | None):

@@ -240,3 +240,17 @@ def test_a_model_sharded_over_this_hosts_devices_replies_as_one_device(root):
     assert done.returncode == 0, done.stderr[-3000:]
     sharded = json.loads(done.stdout.strip().splitlines()[-1])
     assert {str(s["doc_id"]): s["resps"][0][0] for s in single["samples"]["tokcomp_yesno"]} == sharded
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [({"scorer": "mapper", "keep": 0.5}, "scorer=mapper needs mapper=DIR"),
+     ({"scorer": "attention"}, "scorer=attention needs keep=RATIO"),
+     ({"keep": 0.5}, "keep is a pruning ratio: give a scorer"),
+     ({"scorer": "nonsense", "keep": 0.5}, "unknown")],
+)  # fmt: skip
+def test_model_args_that_cannot_make_a_run_are_refused_by_name(args, message):
+    from tokcomp_lmms.model import TokcompJax
+
+    with pytest.raises(ValueError, match=message):
+        TokcompJax(pretrained="/no/such/checkpoint", **args)
