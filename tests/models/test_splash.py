@@ -72,6 +72,17 @@ def test_splash_equals_the_reference_at_every_real_query(length, heads):
         np.testing.assert_allclose(np.asarray(got)[real], np.asarray(expected)[real], atol=1e-6, err_msg=name)
 
 
+def test_splash_in_bfloat16_stays_within_bfloat16_rounding_of_the_reference():
+    """The TPU's dtype: bfloat16 operands, the kernel's float32 scores and softmax, a bfloat16 output."""
+    query, key, value = (x.astype(jnp.bfloat16) for x in _operands(300, 4, 2))
+    for name, (mask, real) in _masks(300).items():
+        expected = dot_product_attention(query, key, value, mask)[0].astype(jnp.float32)
+        got = attention_output(query, key, value, mask, "splash", False)[0]
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(got.astype(jnp.float32))[real], np.asarray(expected)[real], atol=2e-2,
+                                   err_msg=name)  # fmt: skip
+
+
 def test_splash_gradients_equal_the_reference():
     """The kernel's own backward pass (its dq and dkv kernels) under a causal mask with padding."""
     query, key, value = _operands(200, 4, 2)
