@@ -138,6 +138,7 @@ def check_memory_plan(config, pruned: bool) -> None:
     model_axis, devices = _MESH_MODEL.value, len(mesh_devices())
     dtype = _DTYPE.value or stored_dtype or "float32"
     kernel = plan_kernel(model_config, _ATTENTION.value, dtype, sequence)
+    # one segment as large as the largest visual bucket: an upper bound for samples of several images or frames
     patches = image_patches(model_config, max(config.visual_buckets))
     plan = memory_plan(model_config, max(devices // model_axis, 1), model_axis, dtype, config.batch_size, sequence,
                        kernel, patches, reads_first_layer=pruned)  # fmt: skip

@@ -72,7 +72,7 @@ def test_the_planned_xla_scores_are_what_xla_allocates():
 
 
 def test_a_16384_patch_image_does_not_fit_a_16_gib_chip_under_xla_and_does_under_splash():
-    """Qwen2-VL-7B, one image of 16384 patches (its released max_pixels) over a 1 x 2 mesh: XLA's
+    """Qwen2-VL-7B, one image of 16384 patches (1792 x 1792, 4096 tokens) over a 1 x 2 mesh: XLA's
     vision block holds 8 heads x 16384^2 float32 scores + bfloat16 probabilities (12 GiB) beside
     7.8 GiB of weights; splash holds padded operand copies, and the largest site becomes the first
     LLM layer, whose probabilities are read (the reference, under every kernel)."""
