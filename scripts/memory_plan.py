@@ -112,7 +112,7 @@ def kernel_table(name: str, args, plan, limit: float | None) -> str:
         "|---|---|---|---|---|" + ("---|" if limit else ""),
     ]
     for kernel, size in plan.attention.items():
-        total = plan.weights + plan.kv_cache + size
+        total = plan.total_under(kernel)
         fits = f" {'yes' if total <= limit else 'no'} |" if limit else ""
         lines.append(f"| {kernel} | {gib(plan.weights)} | {gib(plan.kv_cache)} | {gib(size)} | {gib(total)} |{fits}")
     return "\n".join(lines)

@@ -60,16 +60,18 @@ class MemoryPlan:
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.attention.get(self.kernel, 0)
+        return self.total_under(self.kernel)
+
+    def total_under(self, kernel: str) -> int:
+        """Weights + KV cache + `kernel`'s attention working set."""
+        return self.weights + self.kv_cache + self.attention.get(kernel, 0)
 
     def fits(self, device_bytes: int) -> bool:
         return self.total <= device_bytes
 
     def fitting_kernels(self, device_bytes: int) -> list[str]:
         """The kernels under which the plan would fit."""
-        return [
-            kernel for kernel, size in self.attention.items() if self.weights + self.kv_cache + size <= device_bytes
-        ]
+        return [kernel for kernel in self.attention if self.total_under(kernel) <= device_bytes]
 
     def report(self, device_bytes: int | None = None) -> str:
         gib = 2**30
@@ -114,17 +116,17 @@ def attention_bytes(
 
 
 def attention_sites(config, batch_rows: int, sequence: int, patches: int, reads_first_layer: bool) -> dict:
-    """The attention sites of `batch_rows` rows, {site: (rows, heads, kv heads, T, H)}: the LLM
-    prefill of `sequence` tokens; with `reads_first_layer` (a pruning method reading its attention),
-    the first layer, which returns its probabilities (the reference, under every kernel); and with
-    `patches`, a vision block of that many patches per image, one image per row attending alone
-    (blocked by image, as the families' vision inputs are)."""
+    """The attention sites of `batch_rows` rows, {site: (its kernel, or None for the plan's; (rows,
+    heads, kv heads, T, H))}: the LLM prefill of `sequence` tokens; with `reads_first_layer` (a
+    pruning method reading its attention), the first layer, which returns its probabilities (the
+    reference, under every kernel); and with `patches`, a vision block of that many patches per image,
+    one image per row attending alone (blocked by image, as the families' vision inputs are)."""
     text, vision = config.text, config.vision
     llm = (batch_rows, text.num_attention_heads, text.num_key_value_heads, sequence, text.head_dim)
-    sites = {"LLM prefill": llm} | ({"LLM layer 1 (read)": llm} if reads_first_layer else {})
+    sites = {"LLM prefill": (None, llm)} | ({"LLM layer 1 (read)": ("reference", llm)} if reads_first_layer else {})
     if patches:
         heads = getattr(vision, "num_heads", None) or vision.num_attention_heads
-        sites["vision block"] = (batch_rows, heads, heads, patches, vision.head_dim)
+        sites["vision block"] = (None, (batch_rows, heads, heads, patches, vision.head_dim))
     return sites
 
 
@@ -180,10 +182,7 @@ def memory_plan(
     sites = attention_sites(config, rows, sequence, patches, reads_first_layer)
     itemsize = jnp.dtype(dtype).itemsize
     attention = {
-        name: max(
-            attention_bytes("reference" if site == "LLM layer 1 (read)" else name, *shape, itemsize, model)
-            for site, shape in sites.items()
-        )
+        name: max(attention_bytes(fixed or name, *shape, itemsize, model) for fixed, shape in sites.values())
         for name in KERNELS
     }
     return MemoryPlan(weights=weights, kv_cache=kv_cache, mesh=(data, model), kernel=kernel, attention=attention)
