@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 import tokcomp_jax
 from tokcomp_jax.eval.codecs import ChatCodec
-from tokcomp_jax.eval.runner import RunSettings, generate_records, plan_batches
+from tokcomp_jax.eval.runner import RunSettings, generate_records, prepared_batches
 from tokcomp_jax.eval.samples import Prompt, VideoClip
 from tokcomp_jax.eval.sharding import make_mesh, place_batch, shard_model
 from tokcomp_jax.explain.head_importance import read_head_weights
@@ -49,7 +49,7 @@ from tokcomp_jax.explain.relevance import answer_log_probs, append_answers
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.models.common.attention import configure_attention
 from tokcomp_jax.models.families import family_of
-from tokcomp_jax.prune import PruneConfig, prepare_pruning, pruned_forward
+from tokcomp_jax.prune import PruneConfig, pruned_forward
 from tokcomp_jax.prune.methods import method, reads_mapper
 
 log = logging.getLogger(__name__)
@@ -203,37 +203,36 @@ class TokcompJax(lmms):
     def loglikelihood(self, requests) -> list[GenerationResult]:
         """Per request (negative log-likelihood of its continuation, whether it is the greedy one),
         wrapped as lmms-eval 0.7.3 passes a GenerationResult's text through untouched (a bare tuple
-        it would turn into a string)."""
-        rows, spans = [], []
+        it would turn into a string). Batched by the runner's prepared_batches, as generation is."""
+        prompts, continuations = [], {}
         for index, request in enumerate(requests):
             prompt, continuation = self._request(request, index)
-            row = self.codec.encode(prompt)
             ids = self.tokenizer.encode(continuation, add_special_tokens=False)
             if not ids:
                 raise ValueError(f"request {index}: the continuation {continuation!r} encodes to no token")
-            extended, positions = append_answers(row, [ids])
-            rows.append(extended)
-            spans.append(positions[0])
-        results = [None] * len(requests)
-        config, size = self.jax_model.config, self.settings.batch_size
-        progress = tqdm(total=len(requests), desc="tokcomp_jax loglikelihood", disable=self.rank != 0)
+            prompts.append(prompt)
+            continuations[prompt.sample_id] = ids
+        forced = TeacherForced(self.codec, continuations)
+        settings = dataclasses.replace(self.settings, max_new_tokens=1)  # positions checked as for one more token
         mapper_config = None if self.mapper is None else self.mapper.config
-        for buckets, indices in plan_batches(config, rows, self.settings):
-            padded = indices + [indices[-1]] * (size - len(indices))  # a full batch: one compile per bucket
-            inputs, scoring = prepare_pruning(config, self.family.collate([rows[i] for i in padded]), buckets,
-                                              mapper=mapper_config)  # fmt: skip
-            positions = np.full((size, max(len(spans[i]) for i in padded)), -1, np.int32)
-            for row, i in enumerate(padded):
-                positions[row, : len(spans[i])] = spans[i]
+        results = [None] * len(requests)
+        progress = tqdm(total=len(requests), desc="tokcomp_jax loglikelihood", disable=self.rank != 0)
+        for batch, inputs, scoring in prepared_batches(self.jax_model.config, prompts, forced, settings, mapper_config):
+            spans = [forced.spans[prompt.sample_id] for prompt in batch]
+            positions = np.full((inputs.input_ids.shape[0], max(map(len, spans))), -1, np.int32)  # padding rows: none
+            for row, span in enumerate(spans):
+                positions[row, : len(span)] = span
             if self.place is not None:
                 inputs, scoring = self.place(inputs, scoring)
             with self._on_mesh():
                 logits = self._logits(self.jax_model, self.mapper, inputs, scoring)
             log_probs = np.asarray(answer_log_probs(logits, inputs.input_ids, positions))
             greedy = np.asarray(is_greedy(logits, inputs.input_ids, positions))
-            for row, i in enumerate(indices):
-                results[i] = GenerationResult(text=(-float(log_probs[row].sum()), bool(greedy[row])))
-            progress.update(len(indices))
+            for row, prompt in enumerate(batch):
+                results[int(prompt.sample_id)] = GenerationResult(
+                    text=(-float(log_probs[row].sum()), bool(greedy[row]))
+                )
+            progress.update(len(batch))
         progress.close()
         return results
 
@@ -249,6 +248,21 @@ class TokcompJax(lmms):
 
     def clean(self):
         """lmms-eval's clean-up drops torch modules; this model holds none, and keeps its compiled graphs."""
+
+
+@dataclasses.dataclass
+class TeacherForced:
+    """A codec whose rows carry each prompt's continuation after it (append_answers), for the runner's
+    prepared_batches; `spans` collects each encoded prompt's continuation positions, by sample id."""
+
+    codec: ChatCodec
+    continuations: dict[str, list[int]]
+    spans: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def encode(self, prompt: Prompt) -> dict[str, np.ndarray]:
+        row, positions = append_answers(self.codec.encode(prompt), [self.continuations[prompt.sample_id]])
+        self.spans[prompt.sample_id] = positions[0]
+        return row
 
 
 def check_pruning_args(scorer: str, keep, mapper) -> None:
