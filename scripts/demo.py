@@ -8,7 +8,9 @@
    assets/miniature-mllm);
 3. relevance labels on small training images, and on the held-out splits (the explanation oracle);
    HAWK's layer-0 head weights on the same training images (explain.head_importance);
-4. train each mapper variant (the paper's; heads + grid) on the same training labels;
+4. train each mapper variant (the paper's; heads + grid; the v2) on the training labels of its
+   method (config.labels.method unless the variant names its own `labels`: the v2's are the
+   input-gradient labels, the best measured here);
 5. evaluate the mappers and every baseline at each keep ratio, at training image size (test), at
    2x and 4x the tokens per side (test_2x, test_4x) and on clips (test_clips): OUT/retention.json,
    OUT/retention.md, OUT/pictures/ (both questions of paired images), and the image test splits
@@ -61,19 +63,26 @@ HELD_OUT_SPLITS = ("validation", "validation_2x", "validation_clips")  # the lea
 log = logging.getLogger(__name__)
 
 
-def label_settings(config, group: Group, split: str) -> LabelSettings:
+def label_settings(config, group: Group, split: str, method: str | None = None) -> LabelSettings:
     return LabelSettings(
         buckets=group.buckets(config.mllm.text_bucket), batch_size=config.labels.batch_size, shard_size=config.labels.shard_size,
-        method=config.labels.method, max_new_tokens=2, eos_token_id=vqa.EOS_ID, split=split,
+        method=method or config.labels.method, max_new_tokens=2, eos_token_id=vqa.EOS_ID, split=split,
     )  # fmt: skip
 
 
-def write_split_labels(model, config, examples: list[dict], out: Path, split: str) -> list[Path]:
+def variant_labels(config) -> dict[str, str]:
+    """Each mapper variant's training-label method: its own `labels` entry, else config.labels.method."""
+    return {name: overrides.get("labels", config.labels.method) for name, overrides in config.mapper_variants.items()}
+
+
+def write_split_labels(
+    model, config, examples: list[dict], out: Path, split: str, method: str | None = None
+) -> list[Path]:
     """Relevance labels for examples, one label dataset per group (labels are bucket-padded)."""
     directories = []
     for group, indices in group_indices(examples, config.mllm.visual_buckets).items():
         chosen = [examples[i] for i in indices]
-        settings = label_settings(config, group, split)
+        settings = label_settings(config, group, split, method)
         name = f"{split}-{group.visual}" + (f"x{group.frames}f" if group.frames > 1 else "")
         directories.append(write_labels(model, Samples(model.config, chosen), out / name, settings))
     return directories
@@ -95,7 +104,7 @@ def mapper_variant(config, name: str, overrides, labels: Path, family: str, work
     settings.data.family = family
     settings.data.eval_splits = ()
     settings.update(config.mapper)
-    settings.update(overrides)
+    settings.update({key: value for key, value in overrides.items() if key != "labels"})
     log.info("mapper %s: layout %s, input channels %s", name, settings.model.layout, settings.model.input_channels)
     train_mapper(settings, workdir / name)
     return load_mapper(workdir / name / "mapper")
@@ -150,7 +159,9 @@ def main(argv) -> None:
     small = [e for e in splits["train"] if token_grid(e)[0] == 1 and low <= np.prod(token_grid(e)) <= high]
     order = np.random.default_rng(config.seed).permutation(len(small))  # every dataset and question kind
     small = [small[i] for i in np.sort(order[: config.labels.train_count])]
-    (train_labels,) = write_split_labels(model, config, small, out / "labels", "train")
+    train_labels = {config.labels.method: write_split_labels(model, config, small, out / "labels", "train")[0]}
+    for method in sorted(set(variant_labels(config).values()) - {config.labels.method}):  # e.g. the v2's
+        (train_labels[method],) = write_split_labels(model, config, small, out / f"labels-{method}", "train", method)
     oracle = {}
     for split in eval_splits:
         for directory in write_split_labels(model, config, splits[split], out / "labels", split):
@@ -167,8 +178,11 @@ def main(argv) -> None:
     seconds["heads"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    labels_of = variant_labels(config)
     mappers = {
-        name: mapper_variant(config, name, overrides, train_labels, model.config.family, out / "mappers")
+        name: mapper_variant(
+            config, name, overrides, train_labels[labels_of[name]], model.config.family, out / "mappers"
+        )
         for name, overrides in config.mapper_variants.items()
     }
     seconds["mapper"] = time.perf_counter() - start
@@ -213,7 +227,7 @@ def main(argv) -> None:
         "config": config.to_dict(),
         "results": results,
         "mllm": manifest,
-        "mapper_labels": {"train_samples_labelled": len(small)},
+        "mapper_labels": {"train_samples_labelled": len(small), "methods": labels_of},
         "hawk_head_weights": {"weights": list(weights), "mean_drop": drops.mean(0).tolist()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "settings": dataclasses.asdict(settings),

@@ -20,12 +20,17 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     summary = json.loads((tmp_path / "retention.json").read_text())
     assert set(summary["results"]) == {"test", "test_2x", "test_clips"}
     for split in summary["results"].values():
-        assert set(split["methods"]) == {*METHODS, "mapper_grid", "mapper_v2"}  # the mapper variants, same labels
+        assert set(split["methods"]) == {*METHODS, "mapper_grid", "mapper_v2"}  # the mapper variants
         for rows in split["methods"].values():
             assert set(rows) == {"0.5", "0.25", "0.111"}
             assert all(0.0 <= row["ground_truth_recall"] <= 1.0 and 0 < row["flops"] < 100 for row in rows.values())
             assert all(0.0 <= row["paired_coverage"] <= 1.0 for row in rows.values())
     assert load_mapper(tmp_path / "mappers" / "mapper_v2" / "mapper").config.prior == "attention"  # its own scorer
+    labels = {"mapper": "gradient", "mapper_grid": "gradient", "mapper_v2": "input_gradient"}  # the v2's own labels
+    assert summary["mapper_labels"]["methods"] == labels
+    (v2_labels,) = (tmp_path / "labels-input_gradient").iterdir()
+    v2_data = json.loads((tmp_path / "mappers" / "mapper_v2" / "config.json").read_text())["data"]
+    assert Path(v2_data["dir"]).is_relative_to(v2_labels) and v2_labels.name.startswith("train-")
     assert set(summary["seconds"]) == {"data", "mllm", "labels", "heads", "mapper", "evaluation"}
     weights = summary["hawk_head_weights"]["weights"]  # measured on the training samples, used by the hawk rows
     assert len(weights) == summary["config"]["mllm"]["model"]["heads"] and abs(sum(weights) - 1) < 1e-5
