@@ -2,8 +2,8 @@
 
     python scripts/budgets.py --run outputs/miniature-demo [--config demo] [--out budgets.md]
 
-Reads a finished `make demo` / scripts/demo.py run (its data, MLLM, first mapper and HAWK's head weights)
-and evaluates the paper's mapper, layer-1 attention and HAWK at keep 0.5 / 0.25 / 0.111, each fixed
+Reads a finished `make demo` / scripts/demo.py run (its data, MLLM, mappers and HAWK's head weights)
+and evaluates the paper's mapper, the mapper v2, layer-1 attention and HAWK at keep 0.5 / 0.25 / 0.111, each fixed
 (ceil(keep * n) tokens a sample) and under mass budgets (prune/budget.py: the fewest top tokens holding
 TAU of the scorer's mass, the keep ratio the ceiling). Chosen on the validation splits, reported on the
 test splits: per scorer, the budget with the best validation retention whose mean FLOPs are at most the
@@ -13,6 +13,7 @@ chosen budgets against fixed 0.111.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,10 +22,10 @@ import numpy as np
 from configs.miniature import get_config
 from tokcomp_jax import cli
 from tokcomp_jax.mapper.checkpoint import load_mapper
-from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, summarise
+from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, merge_records, summarise
 from tokcomp_jax.miniature.finished import read_finished_run
 
-SCORERS = ("mapper", "attention", "hawk")
+SCORERS = ("mapper", "mapper_v2", "attention", "hawk")  # mapper_v2 where the run trained one
 KEEP_RATIOS = (0.5, 0.25, 0.111)
 TAUS = (0.3, 0.5, 0.7, 0.8, 0.9)
 MATCHED = "0.111"  # the fixed keep whose FLOPs a budget must not exceed
@@ -37,7 +38,7 @@ def settings_rows(summary: dict) -> dict[str, dict]:
     return {f"{method}@{keep}": row for method, rows in summary["methods"].items() for keep, row in rows.items()}
 
 
-def choose(validation: list[dict]) -> dict[str, str]:
+def choose(validation: list[dict], scorers: tuple[str, ...]) -> dict[str, str]:
     """Per scorer, the budgeted setting with the best mean validation retention at mean FLOPs no more
     than its fixed keep 0.111's (over the validation splits, each weighed by its samples)."""
 
@@ -46,7 +47,7 @@ def choose(validation: list[dict]) -> dict[str, str]:
         return np.average([settings_rows(s)[key][field] for s in validation], weights=weights)
 
     chosen = {}
-    for scorer in SCORERS:
+    for scorer in scorers:
         ceiling = mean(f"{scorer}@{MATCHED}", "flops")
         candidates = [k for k in settings_rows(validation[0]) if k.startswith(f"{scorer}+")]
         within = [k for k in candidates if mean(k, "flops") <= ceiling + 1e-9]
@@ -83,17 +84,24 @@ def main(argv=None) -> str:
     config = get_config(args.config)
     run = read_finished_run(args.run, config)
     model, splits = run.model, run.splits
-    mapper = load_mapper(args.run / "mappers" / next(iter(config.mapper_variants)) / "mapper")
+    mappers = {scorer: args.run / "mappers" / scorer / "mapper" for scorer in ("mapper", "mapper_v2")}
+    mappers = {scorer: load_mapper(path) for scorer, path in mappers.items() if path.is_dir()}
+    scorers = tuple(s for s in SCORERS if s in mappers or not s.startswith("mapper"))
     settings = EvalSettings(
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
-        batch_size=config.eval.batch_size, keep_ratios=KEEP_RATIOS, seed=config.seed, methods=SCORERS,
-        head_weights=run.head_weights, budgets=tuple(f"mass:{t}" for t in TAUS),
+        batch_size=config.eval.batch_size, keep_ratios=KEEP_RATIOS, seed=config.seed,
+        methods=tuple(s for s in scorers if s != "mapper_v2"), head_weights=run.head_weights,
+        budgets=tuple(f"mass:{t}" for t in TAUS),
     )  # fmt: skip
     results = {}
     for name in (s for s in (*VALIDATION, *TEST) if s in splits):
-        records = evaluate_split(model, mapper, splits[name], None, settings, desc=name)  # no oracle scorer
+        records = evaluate_split(model, mappers["mapper"], splits[name], None, settings, desc=name)  # no oracle
+        if "mapper_v2" in mappers:  # its own mapper, in a second pass
+            v2_settings = dataclasses.replace(settings, methods=("mapper_v2",))
+            extra = evaluate_split(model, mappers["mapper_v2"], splits[name], None, v2_settings, desc=f"{name} v2")
+            merge_records(records, extra)
         results[name] = summarise(records, model.config, settings)
-    chosen = choose([results[s] for s in VALIDATION if s in results])
+    chosen = choose([results[s] for s in VALIDATION if s in results], scorers)
     table = markdown(results, chosen)
     print(table)
     if args.out:

@@ -45,7 +45,14 @@ from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.mapper.train import train as train_mapper
 from tokcomp_jax.miniature import report
 from tokcomp_jax.miniature.datasets import load_splits
-from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, image_of, records_by_image, summarise
+from tokcomp_jax.miniature.evaluate import (
+    EvalSettings,
+    evaluate_split,
+    image_of,
+    merge_records,
+    records_by_image,
+    summarise,
+)
 from tokcomp_jax.miniature.samples import Group, Samples, group_indices, token_grid
 from tokcomp_jax.miniature.shipped import read_manifest, write_manifest
 from tokcomp_jax.miniature.train import METRICS_FILE, MODEL_DIR, load_pretrained, train_mllm
@@ -203,9 +210,7 @@ def main(argv) -> None:
             scorer = next(s for s, prior in MAPPER_PRIORS.items() if prior == variant.config.prior)
             variant_settings = dataclasses.replace(settings, methods=(scorer,))
             extra = evaluate_split(model, variant, splits[split], oracle, variant_settings, desc=f"{split} {name}")
-            for record, more in zip(records[split], renamed(extra, scorer, name), strict=True):
-                record["correct"].update({k: v for k, v in more["correct"].items() if k != "unpruned"})
-                record["kept"].update(more["kept"])
+            merge_records(records[split], renamed(extra, scorer, name))
         results[split] = summarise(records[split], model.config, settings)
     seconds["evaluation"] = time.perf_counter() - start
 

@@ -6,8 +6,8 @@ Reads a finished `make demo` / scripts/demo.py run (its data, its MLLM and HAWK'
 retention.json) and, per split, the recall of the ground-truth evidence cells among each sample's top
 ceil(keep * n) tokens for scorers that differ from the `attention` scorer (layer-0 softmax attention
 with the rotary embedding, mean over heads and instruction tokens) in one part at a time: the
-rotary embedding, softmax against raw logits with HAWK's per-head L2, the head weighting, and each
-head alone. Recall, not accuracy: no pruned forward runs, so a split takes seconds.
+rotary embedding, softmax against raw logits with HAWK's per-head L2, the head weighting, each head
+alone, and the average over instruction tokens (the last one alone, or the maximum over them). Recall, not accuracy: no pruned forward runs, so a split takes seconds.
 """
 
 from __future__ import annotations
@@ -34,19 +34,29 @@ KEEP_RATIOS = (0.5, 0.25, 0.111)
 
 @nnx.jit
 def per_head_parts(model, inputs, layout) -> dict[str, jax.Array]:
-    """Layer 0's per-head maps [B, Hd, N]: softmax probabilities with and without RoPE, raw logits likewise."""
+    """Layer 0's per-head maps [B, Hd, N]: softmax probabilities with and without RoPE (with RoPE also from the
+    last instruction token alone, and the maximum over instruction tokens), raw logits with and without RoPE."""
     embeds = model.embed(inputs)
     tables = model.rope(inputs.position_ids, embeds.dtype)
     identity = (jnp.ones_like(tables[0]), jnp.zeros_like(tables[1]))
     tokens, _ = unpack_deepstack(embeds, model.language_model.layers.hidden_size)
     layer = model.language_model.layers[0]
+    queries = layout.query_positions
     softmax = {
-        rope: attention_to_visual(layer, tokens, *t, inputs.attention_mask, layout.query_positions, layout)
+        rope: attention_to_visual(layer, tokens, *t, inputs.attention_mask, queries, layout)
         for rope, t in (("rope", tables), ("no_rope", identity))
     }
+    one_query = [  # each instruction token alone (zero where a sample has fewer)
+        attention_to_visual(layer, tokens, *tables, inputs.attention_mask, queries[:, q : q + 1], layout)
+        for q in range(queries.shape[1])
+    ]
     return {
         "softmax_rope": softmax["rope"],
         "softmax_no_rope": softmax["no_rope"],
+        "softmax_rope_last_query": attention_to_visual(
+            layer, tokens, *tables, inputs.attention_mask, queries.max(1, keepdims=True), layout
+        ),
+        "softmax_rope_max_query": jnp.stack(one_query).max(0),
         "logits_rope": logits_to_visual(model, embeds, layout, tables),
         "logits_no_rope": logits_to_visual(model, embeds, layout),
     }
@@ -59,6 +69,8 @@ def variants(parts: dict[str, jax.Array], head_weights) -> dict[str, jax.Array]:
         "attention (softmax, RoPE, mean over heads)": parts["softmax_rope"].mean(1),
         "softmax, no RoPE, mean over heads": parts["softmax_no_rope"].mean(1),
         "softmax, RoPE, HAWK's head weights": weighted_heads(parts["softmax_rope"], head_weights),
+        "softmax, RoPE, mean over heads, last instruction token only": parts["softmax_rope_last_query"].mean(1),
+        "softmax, RoPE, mean over heads, max over instruction tokens": parts["softmax_rope_max_query"].mean(1),
         "raw logits, RoPE, per-head L2, equal heads": weighted_heads(l2_per_head(parts["logits_rope"])),
         "raw logits, no RoPE, per-head L2, equal heads": weighted_heads(l2_per_head(parts["logits_no_rope"])),
         "hawk (raw logits, no RoPE, per-head L2, HAWK's head weights)": weighted_heads(

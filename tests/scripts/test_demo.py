@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
+from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.miniature.evaluate import METHODS
 
@@ -56,6 +58,25 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
         same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN == NaN)
         assert same(again[split]["methods"], results["methods"])
 
+    # retention by slice, from the records: every question with evidence falls in exactly one slice
+    command = [sys.executable, "scripts/retention_by.py", "--run", str(tmp_path), "--split", "test_2x",
+               "--by", "position", "--methods", "mapper,attention", "--keep", "0.25"]  # fmt: skip
+    table = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600).stdout
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and "third" in line]
+    assert sum(int(row[1]) for row in rows) == sum(bool(r["evidence"]) for r in records)
+
+    # the training labels again, with the evidence cells as relevance: the same samples and features
+    command = [sys.executable, "scripts/evidence_labels.py", "--run", str(tmp_path), "--config", "test",
+               "--out", str(tmp_path / "evidence-labels")]  # fmt: skip
+    subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    (train_labels,) = (tmp_path / "labels").glob("train-*")
+    ours = read_split(tmp_path / "evidence-labels", "train")
+    assert [e["sample_id"] for e in read_split(train_labels / "tfds", "train")] == [e["sample_id"] for e in ours]
+    for label in ours:
+        relevance = label["relevance"]
+        assert abs(relevance.sum() - 1) < 1e-6 and np.count_nonzero(relevance) >= 1
+        assert np.ptp(relevance[relevance > 0]) == 0  # uniform over the evidence cells
+
     # which part of the attention scorer finds the evidence: its recall equals the run's own record of it
     # (a subprocess: the demo's run above removed the absl flags that TFDS's grain defined at import)
     command = [
@@ -79,7 +100,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
                "--out", str(tmp_path / "budgets.md")]  # fmt: skip
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
     budgets = json.loads((tmp_path / "budgets.json").read_text())
-    for scorer in ("mapper", "attention", "hawk"):
+    for scorer in ("mapper", "mapper_v2", "attention", "hawk"):
         ours, run = (r["test_2x"]["methods"][scorer]["0.25"] for r in (budgets["results"], summary["results"]))
         assert ours["retention"] == run["retention"] and ours["flops"] == run["flops"]
         budget = budgets["results"]["test_2x"]["methods"][f"{scorer}+mass:0.5"]["0.25"]

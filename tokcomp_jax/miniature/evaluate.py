@@ -138,6 +138,17 @@ def evaluate_split(
     return records
 
 
+def merge_records(records: list[dict], extra: list[dict]) -> list[dict]:
+    """Records (in place) with the pruned answers and kept tokens of `extra`, another evaluation of the
+    same samples in the same order (other methods); their unpruned answers must agree."""
+    for record, more in zip(records, extra, strict=True):
+        if record["sample_id"] != more["sample_id"] or record["correct"]["unpruned"] != more["correct"]["unpruned"]:
+            raise ValueError(f"records of {record['sample_id']} and {more['sample_id']} do not describe one run")
+        record["correct"].update({k: v for k, v in more["correct"].items() if k != "unpruned"})
+        record["kept"].update(more["kept"])
+    return records
+
+
 def _evaluate_batch(model, mapper, chunk: list[dict], oracle, buckets: Buckets, settings: EvalSettings) -> list[dict]:
     padded = chunk + [chunk[-1]] * (settings.batch_size - len(chunk))  # static batch shape
     missing = [s["sample_id"] for s in padded if oracle is not None and s["sample_id"] not in oracle]
