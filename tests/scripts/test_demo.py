@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.mapper import load_mapper
 from tokcomp_jax.miniature.evaluate import METHODS
 
@@ -70,10 +69,17 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
                "--out", str(tmp_path / "evidence-labels")]  # fmt: skip
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
     (train_labels,) = (tmp_path / "labels").glob("train-*")
-    ours = read_split(tmp_path / "evidence-labels", "train")
-    assert [e["sample_id"] for e in read_split(train_labels / "tfds", "train")] == [e["sample_id"] for e in ours]
-    for label in ours:
-        relevance = label["relevance"]
+    read_both = (  # in a subprocess, as TFDS's data sources need the flags the demo's run removed
+        "import json, sys, numpy as np; from tokcomp_jax.data.labels import read_split; "
+        "pairs = zip(*(read_split(d, 'train') for d in sys.argv[1:]), strict=True); "
+        "print(json.dumps([[a['sample_id'] == b['sample_id'], bool(np.array_equal(a['features'], b['features'])), "
+        "b['relevance'].tolist()] for a, b in pairs]))"
+    )
+    command = [sys.executable, "-c", read_both, str(train_labels / "tfds"), str(tmp_path / "evidence-labels")]
+    pairs = json.loads(subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout)
+    assert pairs and all(same_sample and same_features for same_sample, same_features, _ in pairs)
+    for *_, relevance in pairs:
+        relevance = np.array(relevance)
         assert abs(relevance.sum() - 1) < 1e-6 and np.count_nonzero(relevance) >= 1
         assert np.ptp(relevance[relevance > 0]) == 0  # uniform over the evidence cells
 
