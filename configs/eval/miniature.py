@@ -10,11 +10,12 @@
 from ml_collections import ConfigDict
 
 
-def get_config() -> ConfigDict:
+def get_config(splits: str = "test,test_2x") -> ConfigDict:
+    """`splits`: the exported splits to evaluate, comma-separated (`configs/eval/miniature.py:test` for test alone)."""
     config = ConfigDict()
     config.codec = "miniature"
     config.benchmarks = [
-        ConfigDict(dict(name=split, adapter="jsonl", data_dir=f"{split}.jsonl")) for split in ("test", "test_2x")
+        ConfigDict(dict(name=split, adapter="jsonl", data_dir=f"{split}.jsonl")) for split in splits.split(",")
     ]
     config.batch_size = 16
     config.text_buckets = (32,)
