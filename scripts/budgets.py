@@ -102,12 +102,9 @@ def main(argv=None) -> str:
             merge_records(records, extra)
         results[name] = summarise(records, model.config, settings)
     chosen = choose([results[s] for s in VALIDATION if s in results], scorers)
-    table = markdown(results, chosen)
-    print(table)
     if args.out:
-        args.out.write_text(table)
         args.out.with_suffix(".json").write_text(json.dumps({"chosen": chosen, "results": results}, indent=1))
-    return table
+    return cli.print_table(markdown(results, chosen), args.out)
 
 
 if __name__ == "__main__":

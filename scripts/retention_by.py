@@ -52,11 +52,7 @@ def main(argv=None) -> str:
         for name in by:
             rows = slice_rows(records, slicers[name], methods, keeps)
             tables.append(slice_markdown(rows, methods, keeps, f"{split}, by {SLICES[name]}"))
-    text = "\n".join(tables)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return text
+    return cli.print_table("\n".join(tables), args.out)
 
 
 if __name__ == "__main__":

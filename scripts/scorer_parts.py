@@ -138,11 +138,7 @@ def main(argv=None) -> str:
     model, splits = run.model, run.splits
     names = args.split or [name for name in run.summary["results"] if name in splits]
     results = {name: split_recalls(model, splits[name], config, run.head_weights) for name in names}
-    table = markdown(results, {name: len(splits[name]) for name in names})
-    print(table)
-    if args.out:
-        args.out.write_text(table)
-    return table
+    return cli.print_table(markdown(results, {name: len(splits[name]) for name in names}), args.out)
 
 
 if __name__ == "__main__":

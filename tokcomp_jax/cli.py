@@ -169,6 +169,14 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(f"{message} (--help lists the flags)")
 
 
+def print_table(text: str, out=None) -> str:
+    """Print a script's markdown and, where `out` (a path) is given, write it there too."""
+    print(text)
+    if out:
+        out.write_text(text)
+    return text
+
+
 def ratio(text: str) -> float:
     """argparse type of a keep ratio: a number, with what to write instead of a percentage."""
     try:
