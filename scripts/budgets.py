@@ -1,6 +1,6 @@
 """Per-sample budgets against fixed keep ratios on the miniature: retention against mean prefill FLOPs.
 
-    python scripts/budgets.py --run outputs/miniature-demo [--config demo] [--out budgets.md]
+    python scripts/budgets.py --run outputs/miniature-demo [--out budgets.md]
 
 Reads a finished `make demo` / scripts/demo.py run (its data, MLLM, mappers and HAWK's head weights)
 and evaluates the paper's mapper, the mapper v2, layer-1 attention and HAWK at keep 0.5 / 0.25 / 0.111, each fixed
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.miniature import get_config
 from tokcomp_jax import cli
 from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, merge_records, summarise
@@ -78,12 +77,10 @@ def markdown(results: dict[str, dict], chosen: dict[str, str | None]) -> str:
 def main(argv=None) -> str:
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished miniature run (scripts/demo.py --out)")
-    parser.add_argument("--config", default="demo", help="the run's configs/miniature.py variant (demo, full)")
     parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
     args = parser.parse_args(argv)
-    config = get_config(args.config)
-    run = read_finished_run(args.run, config)
-    model, splits = run.model, run.splits
+    run = read_finished_run(args.run)
+    config, model, splits = run.config, run.model, run.splits
     mappers = {scorer: args.run / "mappers" / scorer / "mapper" for scorer in ("mapper", "mapper_v2")}
     mappers = {scorer: load_mapper(path) for scorer, path in mappers.items() if path.is_dir()}
     scorers = tuple(s for s in SCORERS if s in mappers or not s.startswith("mapper"))

@@ -1,6 +1,6 @@
 """A finished miniature run's training labels with the ground-truth evidence as their relevance:
 
-    python scripts/evidence_labels.py --run outputs/miniature-demo [--config demo] --out OUT
+    python scripts/evidence_labels.py --run outputs/miniature-demo --out OUT
 
 Copies the run's training labels (RUN/labels/train-*: the mapper's stored features and all) with each
 sample's relevance replaced by its evidence cells (uniform over them, 0 elsewhere). A mapper trained on
@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.miniature import get_config
 from tokcomp_jax import cli
 from tokcomp_jax.data import vqa
 from tokcomp_jax.data.labels import read_split, write_label_dataset
-from tokcomp_jax.miniature.datasets import load_splits
+from tokcomp_jax.miniature.finished import read_summary, run_config, split_data
 
 
 def evidence_relevance(example: dict) -> np.ndarray:
@@ -33,16 +32,14 @@ def evidence_relevance(example: dict) -> np.ndarray:
 def main(argv=None) -> Path:
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished miniature run (scripts/demo.py --out)")
-    parser.add_argument("--config", default="demo", help="the run's configs/miniature.py variant (demo, full)")
     parser.add_argument("--out", type=Path, required=True, help="where to write the label dataset")
     args = parser.parse_args(argv)
-    config = get_config(args.config)
+    config = run_config(read_summary(args.run))
     found = sorted((args.run / "labels").glob("train-*"))
     if len(found) != 1:
         parser.error(f"--run {args.run} has {len(found)} labels/train-* directories, not one: not a miniature run")
     labels = found[0]
-    examples = {e["sample_id"]: e for e in load_splits(config.data.builders, config.data.config, args.run / "data",
-                                                       seed=config.seed)["train"]}  # fmt: skip
+    examples = {e["sample_id"]: e for e in split_data(args.run, config)["train"]}
     relabelled = []
     for label in read_split(labels / "tfds", "train"):
         relevance = evidence_relevance(examples[label["sample_id"]])

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs.miniature import get_config
 from tokcomp_jax import cli
 from tokcomp_jax.miniature.finished import read_finished_run
 from tokcomp_jax.miniature.samples import Samples, collate, group_indices
@@ -129,13 +128,11 @@ def markdown(results: dict[str, dict[str, dict[float, float]]], counts: dict[str
 def main(argv=None) -> str:
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished miniature run (scripts/demo.py --out)")
-    parser.add_argument("--config", default="demo", help="the run's configs/miniature.py variant (demo, full)")
     parser.add_argument("--split", action="append", help="repeat for several (default: every test split)")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
-    config = get_config(args.config)
-    run = read_finished_run(args.run, config)
-    model, splits = run.model, run.splits
+    run = read_finished_run(args.run)
+    config, model, splits = run.config, run.model, run.splits
     names = args.split or [name for name in run.summary["results"] if name in splits]
     results = {name: split_recalls(model, splits[name], config, run.head_weights) for name in names}
     return cli.print_table(markdown(results, {name: len(splits[name]) for name in names}), args.out)

@@ -65,7 +65,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     assert sum(int(row[1]) for row in rows) == sum(bool(r["evidence"]) for r in records)
 
     # the training labels again, with the evidence cells as relevance: the same samples and features
-    command = [sys.executable, "scripts/evidence_labels.py", "--run", str(tmp_path), "--config", "test",
+    command = [sys.executable, "scripts/evidence_labels.py", "--run", str(tmp_path),
                "--out", str(tmp_path / "evidence-labels")]  # fmt: skip
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
     (train_labels,) = (tmp_path / "labels").glob("train-*")
@@ -85,16 +85,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
 
     # which part of the attention scorer finds the evidence: its recall equals the run's own record of it
     # (a subprocess: the demo's run above removed the absl flags that TFDS's grain defined at import)
-    command = [
-        sys.executable,
-        "scripts/scorer_parts.py",
-        "--run",
-        str(tmp_path),
-        "--config",
-        "test",
-        "--split",
-        "test_2x",
-    ]
+    command = [sys.executable, "scripts/scorer_parts.py", "--run", str(tmp_path), "--split", "test_2x"]
     table = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600).stdout
     recall = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
     hawk = summary["results"]["test_2x"]["methods"]["hawk"]["0.25"]["ground_truth_recall"]
@@ -102,7 +93,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     assert f"{100 * hawk:.1f}" == row.split(" | ")[2], (hawk, row)
 
     # per-sample budgets beside the fixed keeps: the fixed rows are the run's own, each budget keeps no more
-    command = [sys.executable, "scripts/budgets.py", "--run", str(tmp_path), "--config", "test",
+    command = [sys.executable, "scripts/budgets.py", "--run", str(tmp_path),
                "--out", str(tmp_path / "budgets.md")]  # fmt: skip
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
     budgets = json.loads((tmp_path / "budgets.json").read_text())
