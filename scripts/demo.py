@@ -166,8 +166,9 @@ def main(argv) -> None:
     small = [e for e in splits["train"] if token_grid(e)[0] == 1 and low <= np.prod(token_grid(e)) <= high]
     order = np.random.default_rng(config.seed).permutation(len(small))  # every dataset and question kind
     small = [small[i] for i in np.sort(order[: config.labels.train_count])]
+    labels_of = variant_labels(config)
     train_labels = {config.labels.method: write_split_labels(model, config, small, out / "labels", "train")[0]}
-    for method in sorted(set(variant_labels(config).values()) - {config.labels.method}):  # e.g. the v2's
+    for method in sorted(set(labels_of.values()) - {config.labels.method}):  # e.g. the v2's
         (train_labels[method],) = write_split_labels(model, config, small, out / f"labels-{method}", "train", method)
     oracle = {}
     for split in eval_splits:
@@ -185,7 +186,6 @@ def main(argv) -> None:
     seconds["heads"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    labels_of = variant_labels(config)
     mappers = {
         name: mapper_variant(
             config, name, overrides, train_labels[labels_of[name]], model.config.family, out / "mappers"
