@@ -7,8 +7,13 @@ and evaluates the paper's mapper, the mapper v2, layer-1 attention and HAWK at k
 (ceil(keep * n) tokens a sample) and under mass budgets (prune/budget.py: the fewest top tokens holding
 TAU of the scorer's mass, the keep ratio the ceiling). Chosen on the validation splits, reported on the
 test splits: per scorer, the budget with the best validation retention whose mean FLOPs are at most the
-fixed keep 0.111's. Writes the Pareto table (every setting's retention and mean FLOPs per split) and the
-chosen budgets against fixed 0.111.
+fixed keep 0.111's, and the budget with the best gain over the fixed keeps at equal FLOPs (its retention
+less the fixed keeps' retention interpolated linearly at its mean FLOPs). Writes both choices and the
+Pareto table (every setting's retention and mean FLOPs per split).
+
+    python scripts/budgets.py --summaries budgets.json [--out budgets.md]
+
+writes the tables again from an earlier run's summaries (its --out's .json), without evaluating.
 """
 
 from __future__ import annotations
@@ -54,7 +59,34 @@ def choose(validation: list[dict], scorers: tuple[str, ...]) -> dict[str, str]:
     return chosen
 
 
-def markdown(results: dict[str, dict], chosen: dict[str, str | None]) -> str:
+def frontier_gain(split: dict, key: str) -> float:
+    """Points of retention the setting `key` ("scorer+budget@keep") of a split's summary holds above its
+    scorer's fixed keeps, interpolated linearly at its mean FLOPs; nan outside the fixed keeps' FLOPs."""
+    rows = settings_rows(split)
+    scorer = key.split("+")[0].split("@")[0]
+    fixed = sorted((row["flops"], row["retention"]) for k, row in rows.items() if k.split("@")[0] == scorer)
+    flops, retention = np.array(fixed).T
+    at = rows[key]["flops"]
+    return float(rows[key]["retention"] - np.interp(at, flops, retention, left=np.nan, right=np.nan))
+
+
+def choose_by_gain(validation: list[dict], scorers: tuple[str, ...]) -> dict[str, str | None]:
+    """Per scorer, the budgeted setting with the best mean gain over its fixed keeps at equal FLOPs on the
+    validation splits (weighed by their samples; a setting outside the fixed keeps' FLOPs on any is out)."""
+    weights = [s["samples"] for s in validation]
+    chosen = {}
+    for scorer in scorers:
+        gains = {
+            key: np.average([frontier_gain(s, key) for s in validation], weights=weights)
+            for key in settings_rows(validation[0])
+            if key.startswith(f"{scorer}+")
+        }
+        gains = {key: gain for key, gain in gains.items() if np.isfinite(gain)}
+        chosen[scorer] = max(gains, key=gains.get) if gains else None
+    return chosen
+
+
+def markdown(results: dict[str, dict], chosen: dict[str, str | None], by_gain: dict[str, str | None]) -> str:
     tests = [s for s in TEST if s in results]
     lines = ["### Chosen on validation, against fixed keep 0.111: retention % / mean FLOPs % / kept %", ""]
     lines += ["| scorer | setting | " + " | ".join(tests) + " |", "|---" * (2 + len(tests)) + "|"]
@@ -63,6 +95,16 @@ def markdown(results: dict[str, dict], chosen: dict[str, str | None]) -> str:
             cells = [settings_rows(results[s])[key] for s in tests]
             text = " | ".join(f"{c['retention']:.1f} / {c['flops']:.0f} / {100 * c['kept']:.0f}" for c in cells)
             lines.append(f"| {scorer} | {key.removeprefix(scorer)} | {text} |")
+    lines += ["", "### Chosen on validation by gain over the fixed keeps at equal FLOPs: "
+              "gain in points (retention % at mean FLOPs %)", ""]  # fmt: skip
+    lines += ["| scorer | setting | " + " | ".join(tests) + " |", "|---" * (2 + len(tests)) + "|"]
+    for scorer, key in ((scorer, key) for scorer, key in by_gain.items() if key):
+        rows = [settings_rows(results[s])[key] for s in tests]
+        gains = [frontier_gain(results[s], key) for s in tests]
+        text = " | ".join(
+            f"{g:+.1f} ({r['retention']:.1f} at {r['flops']:.0f})" for g, r in zip(gains, rows, strict=True)
+        )
+        lines.append(f"| {scorer} | {key.removeprefix(scorer)} | {text} |")
     for split in tests:
         lines += ["", f"### {split}: every setting by mean FLOPs", "",
                   "| setting | retention % ± s.e. | FLOPs % | kept % |", "|---|---|---|---|"]  # fmt: skip
@@ -74,15 +116,13 @@ def markdown(results: dict[str, dict], chosen: dict[str, str | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = cli.ArgumentParser(__doc__)
-    parser.add_argument("--run", type=Path, required=True, help="a finished miniature run (scripts/demo.py --out)")
-    parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
-    args = parser.parse_args(argv)
-    run = read_finished_run(args.run)
+def evaluate_run(path: Path) -> dict[str, dict]:
+    """Every validation and test split's summary (evaluate.summarise) of the finished run in `path`:
+    each scorer at every keep ratio, fixed and under every mass budget."""
+    run = read_finished_run(path)
     config, model, splits = run.config, run.model, run.splits
-    mappers = {scorer: args.run / "mappers" / scorer / "mapper" for scorer in ("mapper", "mapper_v2")}
-    mappers = {scorer: load_mapper(path) for scorer, path in mappers.items() if path.is_dir()}
+    mappers = {scorer: path / "mappers" / scorer / "mapper" for scorer in ("mapper", "mapper_v2")}
+    mappers = {scorer: load_mapper(directory) for scorer, directory in mappers.items() if directory.is_dir()}
     scorers = tuple(s for s in SCORERS if s in mappers or not s.startswith("mapper"))
     settings = EvalSettings(
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
@@ -98,10 +138,34 @@ def main(argv=None) -> str:
             extra = evaluate_split(model, mappers["mapper_v2"], splits[name], None, v2_settings, desc=f"{name} v2")
             merge_records(records, extra)
         results[name] = summarise(records, model.config, settings)
-    chosen = choose([results[s] for s in VALIDATION if s in results], scorers)
+    return results
+
+
+def read_summaries(path: Path) -> dict[str, dict]:
+    """The split summaries an earlier run of this script wrote (its --out's .json)."""
+    try:
+        return json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(
+            f"--summaries {path}: not the .json an earlier scripts/budgets.py --out wrote ({error})"
+        ) from None
+
+
+def main(argv=None) -> str:
+    parser = cli.ArgumentParser(__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a finished miniature run (scripts/demo.py --out)")
+    source.add_argument("--summaries", type=Path, help="an earlier --out's .json: its tables again")
+    parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
+    args = parser.parse_args(argv)
+    results = evaluate_run(args.run) if args.run else read_summaries(args.summaries)
+    scorers = tuple(s for s in SCORERS if s in next(iter(results.values()))["methods"])
+    validation = [results[s] for s in VALIDATION if s in results]
+    chosen, by_gain = choose(validation, scorers), choose_by_gain(validation, scorers)
     if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps({"chosen": chosen, "results": results}, indent=1))
-    return cli.print_table(markdown(results, chosen), args.out)
+        summaries = {"chosen": chosen, "chosen_by_gain": by_gain, "results": results}
+        args.out.with_suffix(".json").write_text(json.dumps(summaries, indent=1))
+    return cli.print_table(markdown(results, chosen, by_gain), args.out)
 
 
 if __name__ == "__main__":
