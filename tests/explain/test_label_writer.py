@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.scripts_module import load_script
 from tokcomp_jax.data.labels import read_split
 from tokcomp_jax.data.scenes import scene_samples
 from tokcomp_jax.explain.label_writer import SHARDS_DIR, LabelSettings, write_labels
@@ -58,9 +58,7 @@ def test_label_and_visualize_scripts(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(read_split(tmp_path / "labels" / "tfds", "train")) == 4
 
-    spec = importlib.util.spec_from_file_location("visualize", REPO / "scripts" / "visualize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("visualize")
     report = module.main(["--config", str(REPO / "configs/label/tiny.py"), "--out", str(tmp_path / "r.png")])
     assert report["kept"] == int(np.ceil(0.25 * report["tokens"]))
     assert (tmp_path / "r.png").stat().st_size > 0

@@ -5,7 +5,6 @@ loaded where it can be (the flags first, then the data, then the model)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import runpy
 import shutil
@@ -22,6 +21,7 @@ import tokcomp_jax
 import tokcomp_jax.hosts  # noqa: F401  (the scripts' shared flags: defined once, before any snapshot of FLAGS)
 from conversion.convert import main as convert
 from scripts.score import main as score
+from tests.scripts_module import load_script
 from tokcomp_jax.eval.adapters import read_mme
 from tokcomp_jax.eval.check import read_suite
 from tokcomp_jax.eval.results import ResultsFile, data_fingerprint
@@ -55,9 +55,7 @@ def run_script(script: str, *args: str, monkeypatch, capsys) -> tuple[int, str]:
 
 def generate_script(*args: str) -> dict:
     """scripts/generate.py's main(args)."""
-    spec = importlib.util.spec_from_file_location("generate_script", "scripts/generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     return module.main(list(args))
 
 

@@ -4,7 +4,6 @@ it), and refused before any weight loads where a config can tell."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import runpy
 import shutil
@@ -18,6 +17,7 @@ from flax import nnx
 import tokcomp_jax.hosts  # noqa: F401  (the scripts' shared flags: defined once, before any snapshot of FLAGS)
 from conversion.convert import main as convert_main
 from conversion.tiny import save_tiny_checkpoint, write_jsonl_sample
+from tests.scripts_module import load_script
 from tokcomp_jax import cli
 from tokcomp_jax.data.synthetic_labels import write_synthetic_labels
 from tokcomp_jax.mapper import Mapper, MapperConfig, save_mapper
@@ -42,9 +42,7 @@ def command_line(script: str, *args: str, capsys) -> str:
     if script == "convert":
         main = convert_main
     else:
-        spec = importlib.util.spec_from_file_location(script, REPO / "scripts" / f"{script}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_script(script)
         main = module.main
     capsys.readouterr()
     with pytest.raises(SystemExit) as finished:
@@ -194,9 +192,7 @@ def test_an_in_llm_method_on_a_model_too_shallow(scorer, expected, weightless, d
 
 def test_generate_unpruned_needs_no_mapper(qwen, data, capsys):
     """--keep 1.0 (the default) answers unpruned; the help's first example, as written."""
-    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     result = module.main(["--model", str(qwen), "--image", str(data / "img/0.png"), "--prompt", PROMPT,
                           "--max_new_tokens", "2"])  # fmt: skip
     assert result["pruning"] == "none (--keep 1.0)" and "prefill_s_pruned" not in result
@@ -211,9 +207,7 @@ def test_generate_unpruned_needs_no_mapper(qwen, data, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     with pytest.raises(SystemExit) as finished:
         cli.run_main(module.main, ["--model", str(tmp_path / "none"), "--prompt", PROMPT, "--debug"])
     err = capsys.readouterr().err
@@ -345,9 +339,7 @@ def test_head_weights_for_another_scorer_or_model_before_the_model_loads(weightl
                              "--model", str(weightless), "--scorer", "hawk", "--head_weights", str(wrong), "--out",
                              str(tmp_path / "eval"), monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
     assert line.startswith(f"error: --head_weights: {wrong} holds {heads + 1} head weights")
-    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     result = module.main(["--model", str(qwen), *image, "--scorer", "hawk", "--head_weights", str(right),
                           "--max_new_tokens", "2"])  # fmt: skip
     assert result["pruning"] == "hawk at keep 0.5" and result["visual_tokens_kept"] < result["visual_tokens_total"]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.scripts_module import load_script
 from tokcomp_jax.models.common import attention
 
 
@@ -92,17 +93,13 @@ def test_the_device_bench_runs_in_bfloat16_and_reports_mfu(tmp_path, run_absl_sc
 def test_the_device_bench_times_jax_alone_where_torch_has_no_cuda_device(monkeypatch, capsys):
     """On a TPU VM (`make bench-device`: config.torch_device = "cuda") transformers has no device:
     the bench builds the JAX model alone and says so, instead of failing on the missing GPU."""
-    import importlib.util
-    from pathlib import Path
 
     import torch
 
     from configs.bench.qwen2_vl import get_config
     from tokcomp_jax.models import Qwen2VLConfig
 
-    spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[2] / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = get_config("test")
     config.torch_device = "cuda"

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "budgets.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("budgets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts_module import load_script
 
 
 def _split(budgets: dict[str, tuple[float, float]], samples: int = 100) -> dict:
@@ -32,7 +23,7 @@ def _split(budgets: dict[str, tuple[float, float]], samples: int = 100) -> dict:
 
 
 def test_a_budget_gains_what_it_holds_above_the_fixed_line_at_its_flops_and_nothing_outside_it():
-    budgets = _script()
+    budgets = load_script("budgets")
     split = _split({"attention+mass:0.7@0.25": (97.0, 45.0), "attention+mass:0.3@0.111": (80.0, 35.0)})
     assert budgets.frontier_gain(split, "attention+mass:0.7@0.25") == pytest.approx(97.0 - 94.0)
     assert budgets.frontier_gain(split, "attention@0.25") == 0.0  # a fixed keep lies on its own line
@@ -40,7 +31,7 @@ def test_a_budget_gains_what_it_holds_above_the_fixed_line_at_its_flops_and_noth
 
 
 def test_the_budget_chosen_by_gain_is_the_best_on_validation_weighed_by_samples():
-    budgets = _script()
+    budgets = load_script("budgets")
     small = _split({"attention+mass:0.7@0.25": (99.0, 45.0), "attention+mass:0.8@0.5": (99.0, 60.0)}, samples=10)
     large = _split({"attention+mass:0.7@0.25": (94.0, 45.0), "attention+mass:0.8@0.5": (100.0, 60.0)}, samples=90)
     # gains: mass:0.7 +5 and 0 (mean +0.5), mass:0.8 0 and +1 (mean +0.9)
@@ -48,7 +39,7 @@ def test_the_budget_chosen_by_gain_is_the_best_on_validation_weighed_by_samples(
 
 
 def test_the_tables_come_again_from_an_earlier_runs_summaries(tmp_path, capsys):
-    budgets = _script()
+    budgets = load_script("budgets")
     split = _split({"attention+mass:0.7@0.25": (97.0, 45.0)})
     results = {"validation": split, "test": split}
     (tmp_path / "earlier.json").write_text(json.dumps({"results": results}))

@@ -6,7 +6,6 @@ tokens), all from the converted directory alone."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from array_record.python import array_record_data_source  # noqa: F401  (defines
 # imported here, before run_absl_script's snapshot of the flags, so that it never removes them)
 from conversion.convert import main as convert
 from conversion.tiny import save_tiny_checkpoint, write_jsonl_sample
+from tests.scripts_module import load_script
 from tokcomp_jax.data.labels import read_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,9 +29,7 @@ def read_records(path: Path) -> list[dict]:
 
 
 def run_generate(*args: str) -> dict:
-    spec = importlib.util.spec_from_file_location("generate_script", REPO / "scripts" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     return module.main(list(args))
 
 

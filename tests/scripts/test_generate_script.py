@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate.py"
+from tests.scripts_module import load_script
 
 
 def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
@@ -19,9 +17,7 @@ def test_generate_script(tiny_qwen2vl, tokenizer, tmp_path):
     shutil.copytree(hf_dir, model_dir)
     tokenizer.save_pretrained(model_dir)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (84, 112, 3), dtype=np.uint8)).save(tmp_path / "x.png")
-    spec = importlib.util.spec_from_file_location("generate_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("generate")
     report = module.main([
         "--model", str(model_dir), "--image", str(tmp_path / "x.png"), "--prompt", "what colour is the square ?",
         "--scorer", "attention", "--keep", "0.25", "--max-new-tokens", "3", "--picture", str(tmp_path / "kept.png"),

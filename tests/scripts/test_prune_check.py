@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prune_check.py"
+from tests.scripts_module import load_script
 
 
 @pytest.mark.slow  # the script end to end; gather == mask and keep 1 == unpruned: tests/prune/test_pruning.py
 def test_prune_check_reports_equivalence(tmp_path):
-    spec = importlib.util.spec_from_file_location("prune_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("prune_check")
     results = module.main(["--scorers", "dart_input", "--keep", "1.0", "0.25", "--json", str(tmp_path / "r.json")])
     assert [row["keep_ratio"] for row in results["rows"]] == [1.0, 0.25]
     assert all(row["gather_vs_mask"] < 1e-4 for row in results["rows"])

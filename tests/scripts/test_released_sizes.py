@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from configs.models.vila import vila_3b
+from tests.scripts_module import load_script
 from tokcomp_jax.models.checkpoint import read_hf_config
 from tokcomp_jax.models.llava_onevision.config import LlavaOnevisionConfig
 from tokcomp_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from tokcomp_jax.models.qwen2_vl.config import Qwen2VLConfig
 from tokcomp_jax.models.qwen3_vl.config import Qwen3VLConfig
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "released_sizes.py"
 PRESETS = {
     "llava_onevision": LlavaOnevisionConfig.llava_onevision_0_5b,
     "qwen2_vl": Qwen2VLConfig.qwen2_vl_2b,
@@ -26,16 +24,9 @@ PRESETS = {
 }
 
 
-def released_sizes():
-    spec = importlib.util.spec_from_file_location("released_sizes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("family", list(PRESETS))
 def test_released_config_is_the_preset(family, tmp_path):
-    script = released_sizes()
+    script = load_script("released_sizes")
     (tmp_path / "config.json").write_text(json.dumps(script.released_config(family, None)))
     _, config = read_hf_config(tmp_path)
     assert config == PRESETS[family]()
@@ -45,7 +36,7 @@ def test_released_config_is_the_preset(family, tmp_path):
 
 @pytest.mark.slow
 def test_journey_at_two_layers(tmp_path):
-    records = released_sizes().main(["--out", str(tmp_path), "--family", "qwen2_vl", "--layers", "2"])
+    records = load_script("released_sizes").main(["--out", str(tmp_path), "--family", "qwen2_vl", "--layers", "2"])
     record = records["qwen2_vl"]
     assert record["llm_layers"] == 2 and record["verify_dtype"] == "float32"
     assert record["verify"]["passed"], record["verify"]

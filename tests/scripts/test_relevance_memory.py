@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "relevance_memory.py"
+from tests.scripts_module import load_script
 
 
 def test_hooked_relevance_needs_less_memory_than_naive():
-    spec = importlib.util.spec_from_file_location("relevance_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("relevance_memory")
     results = module.main(["--lengths", "128", "--layers", "8", "--heads", "8", "--answers", "2"])
     hooked, naive = results["rows"]
     assert (hooked["method"], naive["method"]) == ("gradient", "gradient_naive")
