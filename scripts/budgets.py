@@ -1,6 +1,6 @@
 """Per-sample budgets against fixed keep ratios on the miniature: retention against mean prefill FLOPs.
 
-    python scripts/budgets.py --run outputs/miniature-demo [--out budgets.md]
+    python scripts/budgets.py --run outputs/miniature-demo [--taus 0.3,0.5,0.7,0.8,0.9] [--out budgets.md]
 
 Reads a finished `make demo` / scripts/demo.py run (its data, MLLM, mappers and HAWK's head weights)
 and evaluates the paper's mapper, the mapper v2, layer-1 attention and HAWK at keep 0.5 / 0.25 / 0.111, each fixed
@@ -116,7 +116,7 @@ def markdown(results: dict[str, dict], chosen: dict[str, str | None], by_gain: d
     return "\n".join(lines) + "\n"
 
 
-def evaluate_run(path: Path) -> dict[str, dict]:
+def evaluate_run(path: Path, taus: tuple[float, ...] = TAUS) -> dict[str, dict]:
     """Every validation and test split's summary (evaluate.summarise) of the finished run in `path`:
     each scorer at every keep ratio, fixed and under every mass budget."""
     run = read_finished_run(path)
@@ -128,7 +128,7 @@ def evaluate_run(path: Path) -> dict[str, dict]:
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
         batch_size=config.eval.batch_size, keep_ratios=KEEP_RATIOS, seed=config.seed,
         methods=tuple(s for s in scorers if s != "mapper_v2"), head_weights=run.head_weights,
-        budgets=tuple(f"mass:{t}" for t in TAUS),
+        budgets=tuple(f"mass:{t}" for t in taus),
     )  # fmt: skip
     results = {}
     for name in (s for s in (*VALIDATION, *TEST) if s in splits):
@@ -156,9 +156,16 @@ def main(argv=None) -> str:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="a finished miniature run (scripts/demo.py --out)")
     source.add_argument("--summaries", type=Path, help="an earlier --out's .json: its tables again")
+    parser.add_argument("--taus", default=",".join(map(str, TAUS)), help="the mass budgets' TAUs, comma-separated")
     parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
     args = parser.parse_args(argv)
-    results = evaluate_run(args.run) if args.run else read_summaries(args.summaries)
+    try:
+        taus = tuple(float(t) for t in args.taus.split(","))
+    except ValueError:
+        taus = ()
+    if not taus or not all(0.0 < t <= 1.0 for t in taus):
+        parser.error(f"--taus {args.taus!r}: expected comma-separated numbers in (0, 1], e.g. 0.5,0.9")
+    results = evaluate_run(args.run, taus) if args.run else read_summaries(args.summaries)
     scorers = tuple(s for s in SCORERS if s in next(iter(results.values()))["methods"])
     validation = [results[s] for s in VALIDATION if s in results]
     chosen, by_gain = choose(validation, scorers), choose_by_gain(validation, scorers)

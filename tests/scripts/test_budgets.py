@@ -50,3 +50,9 @@ def test_the_tables_come_again_from_an_earlier_runs_summaries(tmp_path, capsys):
     }
     with pytest.raises(SystemExit, match="not the .json an earlier"):
         budgets.main(["--summaries", str(tmp_path / "again.md")])
+
+
+@pytest.mark.parametrize("taus", ["0.5,x", "0,0.5", "1.5", ""])
+def test_impossible_taus_are_refused_by_name(taus):
+    with pytest.raises(SystemExit, match=f"--taus '{taus}'"):
+        load_script("budgets").main(["--summaries", "unread.json", "--taus", taus])

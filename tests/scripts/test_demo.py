@@ -93,7 +93,7 @@ def test_demo_runs_every_stage_and_writes_tables_and_pictures(tmp_path, run_absl
     assert f"{100 * hawk:.1f}" == row.split(" | ")[2], (hawk, row)
 
     # per-sample budgets beside the fixed keeps: the fixed rows are the run's own, each budget keeps no more
-    command = [sys.executable, "scripts/budgets.py", "--run", str(tmp_path),
+    command = [sys.executable, "scripts/budgets.py", "--run", str(tmp_path), "--taus", "0.5",
                "--out", str(tmp_path / "budgets.md")]  # fmt: skip
     subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
     budgets = json.loads((tmp_path / "budgets.json").read_text())
