@@ -156,7 +156,9 @@ def main(argv=None) -> str:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="a finished miniature run (scripts/demo.py --out)")
     source.add_argument("--summaries", type=Path, help="an earlier --out's .json: its tables again")
-    parser.add_argument("--taus", default=",".join(map(str, TAUS)), help="the mass budgets' TAUs, comma-separated")
+    parser.add_argument(
+        "--taus", default=",".join(map(str, TAUS)), help="the mass budgets' TAUs, comma-separated (with --run)"
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
     args = parser.parse_args(argv)
     try:

@@ -27,6 +27,12 @@ def test_the_config_is_the_runs_own_with_its_seed_and_overrides(tmp_path):
 def test_what_is_not_a_finished_run_is_refused_by_name(tmp_path):
     with pytest.raises(SystemExit, match="holds no retention.json: not a finished miniature run"):
         read_finished_run(tmp_path)
+    (tmp_path / "retention.json").write_text('{"results": ')
+    with pytest.raises(SystemExit, match="retention.json is not JSON"):
+        read_finished_run(tmp_path)
+    (tmp_path / "retention.json").write_text('{"results": {}}')
+    with pytest.raises(SystemExit, match="retention.json records no config"):
+        read_finished_run(tmp_path)
     _write_run(tmp_path, get_config("test"))
     with pytest.raises(SystemExit, match="has no HAWK head weights"):
         read_finished_run(tmp_path)

@@ -26,7 +26,13 @@ def read_summary(run: Path) -> dict:
     summary_path = run / "retention.json"
     if not summary_path.is_file():
         raise SystemExit(f"--run {run} holds no retention.json: not a finished miniature run")
-    return json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except ValueError as error:
+        raise SystemExit(f"{summary_path} is not JSON ({error}): not a finished miniature run's") from None
+    if not isinstance(summary, dict) or "config" not in summary:
+        raise SystemExit(f"{summary_path} records no config: not a finished miniature run's retention.json")
+    return summary
 
 
 def run_config(summary: dict) -> ml_collections.ConfigDict:
