@@ -28,6 +28,7 @@ from tokcomp_jax import cli
 from tokcomp_jax.mapper.checkpoint import load_mapper
 from tokcomp_jax.miniature.evaluate import EvalSettings, evaluate_split, merge_records, summarise
 from tokcomp_jax.miniature.finished import read_finished_run
+from tokcomp_jax.prune.budget import Budget
 
 SCORERS = ("mapper", "mapper_v2", "attention", "hawk")  # mapper_v2 where the run trained one
 KEEP_RATIOS = (0.5, 0.25, 0.111)
@@ -116,9 +117,9 @@ def markdown(results: dict[str, dict], chosen: dict[str, str | None], by_gain: d
     return "\n".join(lines) + "\n"
 
 
-def evaluate_run(path: Path, taus: tuple[float, ...] = TAUS) -> dict[str, dict]:
+def evaluate_run(path: Path, budgets: tuple[str, ...]) -> dict[str, dict]:
     """Every validation and test split's summary (evaluate.summarise) of the finished run in `path`:
-    each scorer at every keep ratio, fixed and under every mass budget."""
+    each scorer at every keep ratio, fixed and under each of `budgets` ("mass:TAU")."""
     run = read_finished_run(path)
     config, model, splits = run.config, run.model, run.splits
     mappers = {scorer: path / "mappers" / scorer / "mapper" for scorer in ("mapper", "mapper_v2")}
@@ -128,7 +129,7 @@ def evaluate_run(path: Path, taus: tuple[float, ...] = TAUS) -> dict[str, dict]:
         text_bucket=config.mllm.text_bucket, visual_buckets=tuple(config.mllm.visual_buckets),
         batch_size=config.eval.batch_size, keep_ratios=KEEP_RATIOS, seed=config.seed,
         methods=tuple(s for s in scorers if s != "mapper_v2"), head_weights=run.head_weights,
-        budgets=tuple(f"mass:{t}" for t in taus),
+        budgets=budgets,
     )  # fmt: skip
     results = {}
     for name in (s for s in (*VALIDATION, *TEST) if s in splits):
@@ -161,13 +162,13 @@ def main(argv=None) -> str:
     )
     parser.add_argument("--out", type=Path, help="also write the markdown and the summaries (.json) here")
     args = parser.parse_args(argv)
-    try:
-        taus = tuple(float(t) for t in args.taus.split(","))
-    except ValueError:
-        taus = ()
-    if not taus or not all(0.0 < t <= 1.0 for t in taus):
-        parser.error(f"--taus {args.taus!r}: expected comma-separated numbers in (0, 1], e.g. 0.5,0.9")
-    results = evaluate_run(args.run, taus) if args.run else read_summaries(args.summaries)
+    budgets = tuple(f"mass:{tau}" for tau in args.taus.split(","))
+    try:  # the budget's own check of each TAU
+        for budget in budgets:
+            Budget.parse(budget)
+    except ValueError as error:
+        parser.error(f"--taus {args.taus!r}: {error}")
+    results = evaluate_run(args.run, budgets) if args.run else read_summaries(args.summaries)
     scorers = tuple(s for s in SCORERS if s in next(iter(results.values()))["methods"])
     validation = [results[s] for s in VALIDATION if s in results]
     chosen, by_gain = choose(validation, scorers), choose_by_gain(validation, scorers)
